@@ -1,0 +1,79 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// FormatStatus writes the human form of `segmesh status`: a summary of this
+// node and an aligned table of peers.
+func FormatStatus(w io.Writer, s *Status, now time.Time) error {
+	pv := "none (all inbound mesh traffic denied)"
+	if s.Policy.Version > 0 {
+		pv = fmt.Sprintf("v%d %s (%s)", s.Policy.Version, s.Policy.Hash, s.Policy.Mode)
+	}
+	fmt.Fprintf(w, "node      %s  %s\n", s.Self.Name, s.Self.PublicKey)
+	fmt.Fprintf(w, "address   %s  %s  endpoint %s\n", s.Self.Address, s.Self.Address6, s.Self.Endpoint)
+	fmt.Fprintf(w, "tags      %s   segments %s\n", FormatTags(s.Self.Tags), dash(strings.Join(s.Self.Segments, ",")))
+	fmt.Fprintf(w, "interface %s (%s)   mesh %d members   trust %s\n", s.Interface, s.Backend, s.Members, s.Trust)
+	fmt.Fprintf(w, "policy    %s\n\n", pv)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tTAGS\tHANDSHAKE\tRX\tTX\tREASON")
+	for _, p := range s.Peers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
+			dash(p.Endpoint), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now), bytes(p.RxBytes), bytes(p.TxBytes), dash(p.Reason))
+	}
+	if len(s.Peers) == 0 {
+		fmt.Fprintln(tw, "(no peers)")
+	}
+	return tw.Flush()
+}
+
+// FormatTags renders tags as k=v,k=v sorted by key.
+func FormatTags(t map[string]string) string {
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + t[k]
+	}
+	return dash(strings.Join(parts, ","))
+}
+
+func handshakeAge(ts *string, now time.Time) string {
+	if ts == nil {
+		return "never"
+	}
+	t, err := time.Parse(time.RFC3339, *ts)
+	if err != nil {
+		return *ts
+	}
+	return now.Sub(t).Truncate(time.Second).String() + " ago"
+}
+
+func bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

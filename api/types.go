@@ -1,0 +1,63 @@
+// Package api holds the control API's wire types and its client. The CLI and
+// the terminal UI use it; it imports no daemon internals.
+package api
+
+// Status is the body of GET /v1/status and of `segmesh status --json`.
+type Status struct {
+	Self   Self   `json:"self"`
+	Peers  []Peer `json:"peers"`
+	Policy Policy `json:"policy"`
+	Trust  string `json:"trust"`
+	// Extensions beyond the contract minimum.
+	Interface string `json:"interface"`
+	Backend   string `json:"backend"`
+	Members   int    `json:"gossip_members"`
+}
+
+// Self describes the local node.
+type Self struct {
+	Name      string            `json:"name"`
+	PublicKey string            `json:"public_key"`
+	Address   string            `json:"address"`
+	Address6  string            `json:"address6"`
+	Endpoint  string            `json:"endpoint"`
+	Tags      map[string]string `json:"tags"`
+	Segments  []string          `json:"segments"`
+}
+
+// Peer states.
+const (
+	StateUp        = "up"
+	StateSuspect   = "suspect"
+	StateDead      = "dead"
+	StateLeft      = "left"
+	StateUntrusted = "untrusted"
+)
+
+// Peer describes one other node.
+type Peer struct {
+	Name          string            `json:"name"`
+	PublicKey     string            `json:"public_key"`
+	Address       string            `json:"address"`
+	Address6      string            `json:"address6"`
+	Endpoint      string            `json:"endpoint"`
+	Tags          map[string]string `json:"tags"`
+	Segments      []string          `json:"segments"`
+	State         string            `json:"state"`
+	Reason        string            `json:"reason"`
+	LastHandshake *string           `json:"last_handshake"` // RFC3339 or null
+	RxBytes       int64             `json:"rx_bytes"`
+	TxBytes       int64             `json:"tx_bytes"`
+}
+
+// Policy is the active policy's identity; version 0 means none.
+type Policy struct {
+	Version uint64 `json:"version"`
+	Hash    string `json:"hash"`
+	Mode    string `json:"mode"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/segmesh/segmesh/config"
+)
+
+// globals are the persistent flags.
+type globals struct {
+	configFile string
+	socket     string
+}
+
+// socketPath resolves the control socket: --socket, else the config's
+// control_socket, else the default.
+func (g *globals) socketPath() string {
+	if g.socket != "" {
+		return g.socket
+	}
+	return config.ControlSocketOf(g.configFile)
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "segmesh",
+		Short:         "Micro-segmentation over an encrypted WireGuard mesh formed by gossip",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", config.DefaultPath, "config file")
+	root.PersistentFlags().StringVar(&g.socket, "socket", "", "control socket (default: the config's control_socket)")
+	root.AddCommand(newInit(), newUp(g), newStatus(g), newReload(g), newVersion())
+	return root
+}

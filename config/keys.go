@@ -1,0 +1,37 @@
+package config
+
+// keySpec documents one configuration key.
+type keySpec struct {
+	Key     string
+	Default any
+	Doc     string
+}
+
+// Keys lists every configuration key of the contract with its default and a
+// one-line description. It is the single source for defaults, for unknown-key
+// detection and for the commented file `segmesh init` writes.
+var Keys = []keySpec{
+	{"name", "", "human name of this node; default: hostname (may repeat across nodes)"},
+	{"interface", DefaultInterface, "WireGuard interface name, unique per host"},
+	{"listen_port", DefaultListenPort, "WireGuard UDP port"},
+	{"mtu", "auto", "interface MTU: auto (underlay MTU minus 80) or a number 1280-65535"},
+	{"private_key_file", DefaultKeyFile, "WireGuard private key, mode 0600"},
+	{"network", DefaultNetwork, "overlay IPv4 network"},
+	{"network6", DefaultNetwork6, "overlay IPv6 network (ULA)"},
+	{"state_dir", DefaultStateDir, "persisted address claim, peer cache, policy, revocations"},
+	{"control_socket", DefaultControlSocket, "unix socket of the control API (mode 0600)"},
+	{"control_group", "", "group given read-only access to the control socket (read-only access arrives with the observability release)"},
+	{"metrics_listen", DefaultMetricsListen, "Prometheus /metrics, /healthz, /readyz; \"\" disables (served from the observability release)"},
+	{"log_level", "info", "debug | info | warn | error"},
+	{"log_format", "text", "text | json"},
+	{"dead_peer_grace", DefaultDeadPeerGrace, "a peer declared dead keeps its access this long (leave/revoke: at once)"},
+	{"flow_log", "", "path for denied/audited flows as JSON lines (written from the observability release)"},
+	{"gossip.bind", "", "gossip bind address[:port]; default: advertise address, port 7946"},
+	{"gossip.advertise", "", "underlay address peers dial; default: detected"},
+	{"gossip.join", []string{}, "seeds host:port; the persisted peer cache is tried too"},
+	{"gossip.secret_file", DefaultSecretFile, "base64 32-byte cluster keys, one per line, first = primary"},
+	{"tags", map[string]string{}, "workload tags, e.g. role: db (keys are case-insensitive, stored lower-case)"},
+	{"policy_file", "", "optional policy proposed at start and on reload (enforced from the segment ACL release)"},
+	{"trust.ca_file", "", "mesh CA public key(s); empty = trust: open (CA mode arrives with the attested identity release)"},
+	{"trust.cert_file", "", "this node's certificate (CA mode)"},
+}

@@ -1,0 +1,196 @@
+package gossip
+
+import (
+	"bytes"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// entry is what this node remembers about another one.
+type entry struct {
+	addr  netip.AddrPort
+	meta  []byte // as announced (record or stub)
+	ext   string // full record digest when meta is a stub
+	state State
+	since time.Time
+}
+
+// events is memberlist's EventDelegate. memberlist calls it with its node
+// lock held: it only copies, records and signals (never calls memberlist).
+type events struct {
+	g *Gossip
+}
+
+var _ memberlist.EventDelegate = (*events)(nil)
+
+// NotifyJoin: a node became alive (new, or back from dead/left).
+func (ev *events) NotifyJoin(n *memberlist.Node) {
+	g := ev.g
+	if n.Name == g.cfg.NodeName {
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	e := g.members[n.Name]
+	if e == nil {
+		e = &entry{}
+		g.members[n.Name] = e
+	}
+	setNode(e, n)
+	e.state, e.since = StateAlive, now
+	delete(g.leaving, n.Name)
+	g.cacheDirty = true
+	var job *sendJob
+	if g.local.full != nil {
+		job = &sendJob{to: []memberlist.Node{mlNode(n.Name, e)}, msg: encodeRecordMsg(g.local.full), what: "full record"}
+	}
+	g.mu.Unlock()
+	if job != nil {
+		g.enqueueSend(*job)
+	}
+	g.notify()
+}
+
+// NotifyLeave: a node was declared dead, or left. memberlist v0.7.0 does not
+// fill Node.State (its own state lives beside Node), so a leave is known from
+// the leave intent the node sent before leaving (see Leave).
+func (ev *events) NotifyLeave(n *memberlist.Node) {
+	g := ev.g
+	if n.Name == g.cfg.NodeName {
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	e := g.members[n.Name]
+	if e == nil {
+		e = &entry{}
+		g.members[n.Name] = e
+		setNode(e, n)
+	}
+	state := StateDead
+	if t, ok := g.leaving[n.Name]; (ok && now.Sub(t) < leaveIntentWindow) || n.State == memberlist.StateLeft {
+		state = StateLeft
+	}
+	delete(g.leaving, n.Name)
+	e.state, e.since = state, now
+	g.cacheDirty = true
+	g.mu.Unlock()
+	g.notify()
+}
+
+// NotifyUpdate: an alive node changed its meta (or address).
+func (ev *events) NotifyUpdate(n *memberlist.Node) {
+	g := ev.g
+	if n.Name == g.cfg.NodeName {
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	e := g.members[n.Name]
+	if e == nil {
+		e = &entry{state: StateAlive, since: now}
+		g.members[n.Name] = e
+	}
+	setNode(e, n)
+	if e.state != StateAlive {
+		e.state, e.since = StateAlive, now
+	}
+	g.cacheDirty = true
+	g.mu.Unlock()
+	g.notify()
+}
+
+func setNode(e *entry, n *memberlist.Node) {
+	if a, ok := netip.AddrFromSlice(n.Addr); ok {
+		e.addr = netip.AddrPortFrom(a.Unmap(), n.Port)
+	}
+	if !bytes.Equal(e.meta, n.Meta) {
+		e.meta = bytes.Clone(n.Meta)
+		e.ext = metaExt(e.meta)
+	}
+}
+
+// pings is memberlist's PingDelegate: a direct probe ack proves a node alive.
+type pings struct {
+	g *Gossip
+}
+
+var _ memberlist.PingDelegate = (*pings)(nil)
+
+func (p *pings) AckPayload() []byte { return nil }
+
+func (p *pings) NotifyPingComplete(other *memberlist.Node, _ time.Duration, _ []byte) {
+	p.g.setLiveness(other.Name, StateAlive)
+}
+
+// setLiveness moves a member between alive and suspect. memberlist v0.7.0
+// exposes no suspect state (Members() reports every non-dead node with a
+// zero Node.State), so suspicion is taken from its log line "Suspect X has
+// failed" (this node's probe failed) and cleared by a direct probe ack or an
+// alive update.
+func (g *Gossip) setLiveness(name string, s State) {
+	g.mu.Lock()
+	e := g.members[name]
+	changed := e != nil && e.state != s && (e.state == StateAlive || e.state == StateSuspect)
+	if changed {
+		e.state, e.since = s, time.Now()
+	}
+	g.mu.Unlock()
+	if changed {
+		g.notify()
+	}
+}
+
+// leaveIntentWindow: a leave intent turns a dead declaration into "left"
+// when the two arrive within this window, in either order.
+const leaveIntentWindow = time.Minute
+
+// leaveIntent records that name announced it is leaving. Each intent (name,
+// nonce) is handled once and re-broadcast once.
+func (g *Gossip) leaveIntent(name string, nonce uint64) {
+	if name == g.cfg.NodeName {
+		return
+	}
+	now := time.Now()
+	id := intentID{name, nonce}
+	g.mu.Lock()
+	if _, seen := g.intents[id]; seen {
+		g.mu.Unlock()
+		return
+	}
+	g.intents[id] = now
+	changed := false
+	if e := g.members[name]; e != nil && e.state == StateDead && now.Sub(e.since) < leaveIntentWindow {
+		// The failure detector or the leave's dead message came first.
+		e.state = StateLeft
+		changed = true
+	} else {
+		g.leaving[name] = now
+	}
+	g.mu.Unlock()
+	g.queue.QueueBroadcast(&broadcast{name: "leave:" + name, msg: encodeLeave(name, nonce)})
+	if changed {
+		g.notify()
+	}
+}
+
+type intentID struct {
+	name  string
+	nonce uint64
+}
+
+// expireLocked forgets old leave intents.
+func (g *Gossip) expireIntentsLocked(now time.Time) {
+	for id, t := range g.intents {
+		if now.Sub(t) > 5*leaveIntentWindow {
+			delete(g.intents, id)
+		}
+	}
+	for name, t := range g.leaving {
+		if now.Sub(t) > leaveIntentWindow {
+			delete(g.leaving, name)
+		}
+	}
+}

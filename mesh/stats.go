@@ -1,0 +1,45 @@
+package mesh
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// Stats returns WireGuard's view of every configured peer, ordered by
+// public key. LastHandshake is the zero time for a peer that never
+// completed a handshake. Safe for concurrent use with Reconcile.
+func (m *Mesh) Stats() ([]PeerStats, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	dev, err := m.wg.Device(m.name)
+	if err != nil {
+		return nil, fmt.Errorf("read wireguard device %s: %w", m.name, err)
+	}
+	return peerStats(dev.Peers), nil
+}
+
+func peerStats(peers []wgtypes.Peer) []PeerStats {
+	out := make([]PeerStats, 0, len(peers))
+	for _, p := range peers {
+		hs := p.LastHandshakeTime
+		if hs.Equal(time.Unix(0, 0)) { // the kernel reports 0 for "never"
+			hs = time.Time{}
+		}
+		out = append(out, PeerStats{
+			PublicKey:     p.PublicKey,
+			Endpoint:      addrPortOf(p.Endpoint),
+			LastHandshake: hs,
+			RxBytes:       p.ReceiveBytes,
+			TxBytes:       p.TransmitBytes,
+		})
+	}
+	slices.SortFunc(out, func(a, b PeerStats) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
+	return out
+}

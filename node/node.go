@@ -1,0 +1,219 @@
+// Package node is the segmesh daemon: it composes the WireGuard mesh, gossip
+// membership and (later) the ACL, keeps them in step, and serves the control
+// API. The CLI builds a Node with New and runs it; nothing here exits the
+// process.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/segmesh/segmesh/config"
+	"github.com/segmesh/segmesh/gossip"
+	"github.com/segmesh/segmesh/mesh"
+)
+
+// GossipLabel is the memberlist label: gossip from other meshes is refused.
+const GossipLabel = "segmesh"
+
+// leaveTimeout bounds the graceful leave on shutdown.
+const leaveTimeout = 5 * time.Second
+
+// Node is a running segmesh daemon.
+type Node struct {
+	log      *slog.Logger
+	deps     Deps
+	version  string
+	key      mesh.Key // private
+	pub      mesh.Key
+	endpoint netip.AddrPort // advertise address + listen port
+	runStart time.Time
+
+	mesh   Mesh
+	gossip Gossip
+	ctl    *controlServer
+
+	mu    sync.Mutex // guards everything below
+	cfg   *config.Config
+	claim claim
+	view  view
+	track tracker
+	ready bool
+
+	syncNow chan struct{} // cap 1: ask the loop for an immediate sync
+}
+
+// New builds the node: it loads the key, claims an address, creates the
+// WireGuard interface, opens gossip and the control socket. On error nothing
+// is left behind.
+func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *Node, err error) {
+	key, err := mesh.LoadPrivateKey(cfg.PrivateKeyFile)
+	if err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "private_key_file", Err: err}
+	}
+	clusterKeys, err := config.ReadClusterKeys(cfg.Gossip.SecretFile)
+	if err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "gossip.secret_file", Err: err}
+	}
+	advertise, err := advertiseAddr(cfg)
+	if err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "gossip.advertise", Err: err}
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	n = &Node{
+		log: log, deps: deps, version: version, key: key, pub: key.PublicKey(),
+		endpoint: netip.AddrPortFrom(advertise, uint16(cfg.ListenPort)),
+		runStart: deps.Now(), cfg: cfg, track: newTracker(),
+		syncNow: make(chan struct{}, 1),
+	}
+	if n.claim, err = loadClaim(cfg.StateDir, cfg.Network, n.pub, n.runStart); err != nil {
+		return nil, err
+	}
+	if err := n.claim.save(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", cfg.StateDir, err)
+	}
+	var cleanup []func() error
+	defer func() {
+		if err != nil {
+			for i := len(cleanup) - 1; i >= 0; i-- {
+				_ = cleanup[i]()
+			}
+		}
+	}()
+	if n.mesh, err = deps.OpenMesh(n.meshConfig(advertise), log.With("sub", "mesh")); err != nil {
+		return nil, fmt.Errorf("wireguard interface %s: %w", cfg.Interface, err)
+	}
+	cleanup = append(cleanup, n.mesh.Close)
+	// The fail-closed firewall is installed here, before the link goes up.
+	if err = n.mesh.Up(); err != nil {
+		return nil, fmt.Errorf("bring up %s: %w", cfg.Interface, err)
+	}
+	if n.gossip, err = deps.NewGossip(n.gossipConfig(advertise, clusterKeys), n.record()); err != nil {
+		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	cleanup = append(cleanup, n.gossip.Shutdown)
+	if n.ctl, err = listenControl(cfg.ControlSocket, n, log.With("sub", "control")); err != nil {
+		return nil, err
+	}
+	log.Info("node ready", "name", cfg.Name, "public_key", n.pub.String(), "address", n.claim.Address,
+		"address6", mesh.Address6(cfg.Network6, n.pub), "interface", cfg.Interface, "backend", n.mesh.Backend(),
+		"endpoint", n.endpoint)
+	return n, nil
+}
+
+// Run gossips and keeps WireGuard in step with membership until ctx is done,
+// then leaves the mesh gracefully and tears everything down.
+func (n *Node) Run(ctx context.Context) error {
+	n.gossip.Start()
+	n.ctl.serve()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	n.sync()
+	for {
+		select {
+		case <-ctx.Done():
+			return n.shutdown()
+		case <-n.gossip.Changes():
+		case <-n.syncNow:
+		case <-tick.C:
+		}
+		n.sync()
+	}
+}
+
+// shutdown leaves gracefully: others drop this node at once.
+func (n *Node) shutdown() error {
+	n.log.Info("leaving the mesh")
+	var errs []error
+	if err := n.gossip.Leave(leaveTimeout); err != nil {
+		errs = append(errs, fmt.Errorf("leave: %w", err))
+	}
+	errs = append(errs, n.gossip.Shutdown(), n.ctl.close(), n.mesh.Close())
+	return errors.Join(errs...)
+}
+
+func (n *Node) meshConfig(advertise netip.Addr) mesh.Config {
+	mtu := n.cfg.MTU
+	if mtu == 0 {
+		under, err := n.deps.AutoMTU(advertise)
+		if err != nil {
+			n.log.Warn("mtu auto: cannot read the underlay MTU, using 1420", "err", err)
+			under = 1420 + config.WireGuardOverhead
+		}
+		mtu = under
+	}
+	return mesh.Config{
+		Interface: n.cfg.Interface, PrivateKey: n.key, ListenPort: n.cfg.ListenPort, MTU: mtu,
+		Address4: netip.PrefixFrom(n.claim.Address, n.cfg.Network.Bits()),
+		Address6: netip.PrefixFrom(mesh.Address6(n.cfg.Network6, n.pub), n.cfg.Network6.Bits()),
+	}
+}
+
+func (n *Node) gossipConfig(advertise netip.Addr, keys [][]byte) gossip.Config {
+	bind := net.JoinHostPort(advertise.String(), strconv.Itoa(config.DefaultGossipPort))
+	if n.cfg.Gossip.Bind != "" {
+		bind, _ = config.SplitHostPortDefault(n.cfg.Gossip.Bind, config.DefaultGossipPort)
+	}
+	host, portStr, _ := net.SplitHostPort(bind)
+	port, _ := strconv.Atoi(portStr)
+	return gossip.Config{
+		NodeName: n.pub.String(), BindAddr: host, BindPort: port,
+		AdvertiseAddr: advertise.String(), AdvertisePort: port,
+		Keys: keys, Label: GossipLabel, Seeds: n.cfg.Gossip.Join,
+		CachePath: n.cfg.StateDir + "/peers.json", Logger: n.log.With("sub", "gossip"),
+	}
+}
+
+// record is this node's announcement. Callers hold mu or own n exclusively.
+func (n *Node) record() gossip.Record {
+	return gossip.Record{
+		Format: gossip.RecordFormat, Name: n.cfg.Name, PublicKey: n.pub.String(),
+		ListenPort: n.cfg.ListenPort, Address4: n.claim.Address, Claimed: n.claim.Claimed.UnixNano(),
+		Address6: mesh.Address6(n.cfg.Network6, n.pub), Tags: n.cfg.Tags,
+	}
+}
+
+// advertiseAddr is gossip.advertise, or the first global unicast address of
+// an up, non-loopback interface (IPv4 preferred).
+func advertiseAddr(cfg *config.Config) (netip.Addr, error) {
+	if cfg.Gossip.Advertise != "" {
+		return netip.ParseAddr(cfg.Gossip.Advertise)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("detect: %w", err)
+	}
+	var v6 netip.Addr
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 || ifc.Name == cfg.Interface {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			p, err := netip.ParsePrefix(a.String())
+			if err != nil || !p.Addr().IsGlobalUnicast() || cfg.Network.Contains(p.Addr()) || cfg.Network6.Contains(p.Addr()) {
+				continue
+			}
+			if p.Addr().Is4() {
+				return p.Addr(), nil
+			}
+			if !v6.IsValid() {
+				v6 = p.Addr()
+			}
+		}
+	}
+	if v6.IsValid() {
+		return v6, nil
+	}
+	return netip.Addr{}, errors.New("no address to advertise found; set gossip.advertise")
+}

@@ -1,0 +1,56 @@
+package node
+
+import (
+	"time"
+
+	"github.com/segmesh/segmesh/api"
+	"github.com/segmesh/segmesh/mesh"
+)
+
+// Status returns the contract status of this node.
+func (n *Node) Status() api.Status {
+	wg := n.stats()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := api.Status{
+		Self: api.Self{
+			Name: n.cfg.Name, PublicKey: n.pub.String(), Address: n.claim.Address.String(),
+			Address6: mesh.Address6(n.cfg.Network6, n.pub).String(), Endpoint: n.endpoint.String(),
+			Tags: nonNilTags(n.cfg.Tags), Segments: []string{},
+		},
+		Peers:     []api.Peer{},
+		Policy:    api.Policy{Version: 0, Hash: "", Mode: "enforce"},
+		Trust:     n.cfg.TrustMode(),
+		Interface: n.mesh.Name(),
+		Backend:   n.mesh.Backend(),
+		Members:   n.gossip.NumMembers(),
+	}
+	for _, p := range n.view.peers {
+		ap := api.Peer{
+			Name: p.rec.Name, PublicKey: p.name, Tags: nonNilTags(p.rec.Tags), Segments: []string{},
+			State: p.state, Reason: p.reason,
+		}
+		if p.rejected == nil {
+			ap.Address, ap.Address6, ap.Endpoint = p.rec.Address4.String(), p.rec.Address6.String(), p.endpoint.String()
+		}
+		if st, ok := wg[p.key]; ok && p.configured {
+			ap.RxBytes, ap.TxBytes = st.RxBytes, st.TxBytes
+			if st.Endpoint.IsValid() {
+				ap.Endpoint = st.Endpoint.String() // roaming: what WireGuard really uses
+			}
+			if !st.LastHandshake.IsZero() {
+				t := st.LastHandshake.UTC().Format(time.RFC3339)
+				ap.LastHandshake = &t
+			}
+		}
+		s.Peers = append(s.Peers, ap)
+	}
+	return s
+}
+
+func nonNilTags(t map[string]string) map[string]string {
+	if t == nil {
+		return map[string]string{}
+	}
+	return t
+}

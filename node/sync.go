@@ -1,0 +1,103 @@
+package node
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/segmesh/segmesh/mesh"
+)
+
+// sync evaluates membership and brings WireGuard in step with it. It runs on
+// every gossip change and once a second (grace expiry, suspect states).
+func (n *Node) sync() {
+	members := n.gossip.Members() // never called from a gossip callback
+	now := n.deps.Now()
+
+	n.mu.Lock()
+	n.track.observe(members, now)
+	v := computeView(viewInput{
+		self: n.pub, selfAddr4: n.claim.Address, selfEffective: n.selfEffective(),
+		net4: n.cfg.Network, net6: n.cfg.Network6, members: members, now: now,
+		grace: n.cfg.DeadPeerGrace, effective: n.track.effective,
+	})
+	for _, name := range v.forget {
+		n.track.forget(name)
+	}
+	for _, p := range v.peers {
+		if p.rejected != nil && n.track.countRejection(p.name, p.rejected.reason) {
+			n.log.Warn("record rejected", "node", p.name, "name", p.rec.Name, "reason", p.rejected.reason, "detail", p.rejected.detail)
+		}
+	}
+	n.view = v
+	renumber := v.selfLoses
+	n.mu.Unlock()
+
+	for _, name := range v.forget {
+		n.gossip.Forget(name)
+	}
+	if renumber {
+		n.renumber(v.held, now)
+	}
+	res, err := n.mesh.Reconcile(v.wgPeers())
+	if err != nil {
+		n.log.Error("wireguard reconcile failed; will retry", "err", err)
+		return
+	}
+	if res.Added+res.Removed+res.Updated > 0 {
+		n.log.Info("wireguard peers reconciled", "added", res.Added, "removed", res.Removed, "updated", res.Updated)
+	}
+	n.mu.Lock()
+	n.ready = true
+	n.mu.Unlock()
+}
+
+// selfEffective is our claim time in the clash rule: a claim carried over
+// from an earlier run counts from this run's start, so a node that comes
+// back yields to whoever took its address while it was away. Callers hold mu.
+func (n *Node) selfEffective() time.Time {
+	if n.claim.Claimed.Before(n.runStart) {
+		return n.runStart
+	}
+	return n.claim.Claimed
+}
+
+// renumber moves this node to its next free IPv4 candidate after losing a
+// clash, persists the claim and re-announces.
+func (n *Node) renumber(held map[netip.Addr]bool, now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	old := n.claim.Address
+	addr, ok := nextFree(n.cfg.Network, n.pub, held)
+	if !ok {
+		n.log.Error("address clash: every IPv4 candidate of this key is taken; keeping IPv6 only", "address", old)
+		return
+	}
+	next := claim{Network: n.cfg.Network, Address: addr, Claimed: now}
+	if err := next.save(n.cfg.StateDir); err != nil {
+		n.log.Error("address clash: cannot persist the new claim; keeping the old address", "err", err)
+		return
+	}
+	if err := n.mesh.SetAddress4(netip.PrefixFrom(addr, n.cfg.Network.Bits())); err != nil {
+		n.log.Error("address clash: cannot set the new address", "address", addr, "err", err)
+		return
+	}
+	n.claim = next
+	if err := n.gossip.UpdateLocal(n.record()); err != nil {
+		n.log.Error("re-announce after renumbering failed", "err", err)
+	}
+	n.log.Warn("address clash lost to an earlier claim: renumbered", "old", old, "new", addr)
+}
+
+// Peers' WireGuard view for status.
+func (n *Node) stats() map[mesh.Key]mesh.PeerStats {
+	out := map[mesh.Key]mesh.PeerStats{}
+	st, err := n.mesh.Stats()
+	if err != nil {
+		n.log.Warn("wireguard stats", "err", err)
+		return out
+	}
+	for _, s := range st {
+		out[s.PublicKey] = s
+	}
+	return out
+}

@@ -1,0 +1,59 @@
+package node
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/segmesh/segmesh/gossip"
+	"github.com/segmesh/segmesh/mesh"
+)
+
+// Rejection reasons; also the values of segmesh_records_rejected_total{reason}.
+const (
+	ReasonBadRecord        = "bad_record"
+	ReasonNameKeyMismatch  = "name_key_mismatch"
+	ReasonAddress6Mismatch = "address6_mismatch"
+	ReasonAddress4Mismatch = "address4_mismatch"
+	ReasonSelfKey          = "self_key"
+)
+
+// verified is a record whose addresses were checked against its key.
+type verified struct {
+	rec gossip.Record
+	key mesh.Key
+}
+
+// rejection says why a record was refused.
+type rejection struct {
+	reason string // one of the Reason* constants
+	detail string // human explanation for logs and status
+}
+
+func (r *rejection) String() string { return r.reason + ": " + r.detail }
+
+// verifyRecord checks a member's record: decodable, its key is the memberlist
+// node name, its IPv6 is the hash of the key and its IPv4 one of the key's
+// first mesh.MaxCandidates candidates (security invariant 1).
+func verifyRecord(m gossip.Member, self mesh.Key, net4, net6 netip.Prefix) (verified, *rejection) {
+	rec, err := gossip.DecodeRecord(m.Meta)
+	if err != nil {
+		return verified{}, &rejection{ReasonBadRecord, err.Error()}
+	}
+	if rec.PublicKey != m.Name {
+		return verified{rec: rec}, &rejection{ReasonNameKeyMismatch, fmt.Sprintf("record key %q is not the node name %q", rec.PublicKey, m.Name)}
+	}
+	key, err := mesh.ParseKey(rec.PublicKey)
+	if err != nil {
+		return verified{rec: rec}, &rejection{ReasonBadRecord, err.Error()}
+	}
+	if key == self {
+		return verified{rec: rec}, &rejection{ReasonSelfKey, "record carries this node's own key"}
+	}
+	if want := mesh.Address6(net6, key); rec.Address6 != want {
+		return verified{rec: rec}, &rejection{ReasonAddress6Mismatch, fmt.Sprintf("claims %v, key yields %v", rec.Address6, want)}
+	}
+	if !net4.Contains(rec.Address4) || mesh.CandidateIndex(net4, key, rec.Address4) < 0 {
+		return verified{rec: rec}, &rejection{ReasonAddress4Mismatch, fmt.Sprintf("claims %v, not one of its key's %d candidates in %v", rec.Address4, mesh.MaxCandidates, net4)}
+	}
+	return verified{rec: rec, key: key}, nil
+}

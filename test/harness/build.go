@@ -1,0 +1,67 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Binaries are the programs Build produces.
+type Binaries struct {
+	Segmesh string // the segmesh CLI and daemon
+	Forger  string // test/forger: a gossip member announcing a forged record
+}
+
+// ModuleRoot returns the directory of the go.mod of the current module, as
+// reported by `go env GOMOD` run from the working directory.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside a Go module (go env GOMOD is %q)", mod)
+	}
+	return filepath.Dir(mod), nil
+}
+
+// BuildPackage runs `go build -o out ./pkg` in the module root. pkg is a
+// path relative to the module root, e.g. "cmd/segmesh".
+func BuildPackage(pkg, out string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./"+filepath.ToSlash(pkg))
+	cmd.Dir = root
+	var buf bytes.Buffer
+	cmd.Stdout = &buf
+	cmd.Stderr = &buf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build ./%s: %w\n%s", pkg, err, buf.String())
+	}
+	return nil
+}
+
+// Build builds the segmesh binary and the forger into dir.
+func Build(dir string) (Binaries, error) {
+	b := Binaries{
+		Segmesh: filepath.Join(dir, "segmesh"),
+		Forger:  filepath.Join(dir, "segmesh-forger"),
+	}
+	if err := BuildPackage("cmd/segmesh", b.Segmesh); err != nil {
+		return b, err
+	}
+	if err := BuildPackage("test/forger", b.Forger); err != nil {
+		return b, err
+	}
+	return b, nil
+}
