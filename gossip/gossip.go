@@ -103,7 +103,7 @@ func New(cfg Config, local Record) (*Gossip, error) {
 	}
 	g.queue = &memberlist.TransmitLimitedQueue{NumNodes: g.numNodes, RetransmitMult: cfg.RetransmitMult}
 
-	mlLog := newMemberlistLogger(g.log, func(name string) { g.setLiveness(name, StateSuspect) })
+	mlLog := newMemberlistLogger(g.log, func(name string) { g.setLiveness(name, StateSuspect) }, g.closed.Load)
 	g.tr, err = newTransport(ctx, cfg.BindAddr, cfg.BindPort, mlLog)
 	if err != nil {
 		cancel()

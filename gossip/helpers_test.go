@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 )
 
 var (
@@ -213,4 +215,9 @@ func gossipGoroutines() []string {
 		}
 	}
 	return out
+}
+
+// mlTestNode is a memberlist node as an event delegate receives it.
+func mlTestNode(name string, meta []byte) *memberlist.Node {
+	return &memberlist.Node{Name: name, Addr: []byte{127, 0, 0, 9}, Port: 9, Meta: meta}
 }

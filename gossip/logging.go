@@ -12,10 +12,11 @@ import (
 type mlLogWriter struct {
 	log       *slog.Logger
 	onSuspect func(name string)
+	closing   func() bool // true once Shutdown began: memberlist's teardown errors go to debug
 }
 
-func newMemberlistLogger(l *slog.Logger, onSuspect func(string)) *log.Logger {
-	return log.New(&mlLogWriter{log: l, onSuspect: onSuspect}, "", 0)
+func newMemberlistLogger(l *slog.Logger, onSuspect func(string), closing func() bool) *log.Logger {
+	return log.New(&mlLogWriter{log: l, onSuspect: onSuspect, closing: closing}, "", 0)
 }
 
 // Write handles one log line (log.Logger writes each entry at once).
@@ -23,6 +24,9 @@ func (w *mlLogWriter) Write(p []byte) (int, error) {
 	level, msg := parseMemberlistLine(string(p))
 	if name, ok := suspectName(msg); ok && w.onSuspect != nil {
 		w.onSuspect(name)
+	}
+	if level > slog.LevelDebug && w.closing != nil && w.closing() {
+		level = slog.LevelDebug
 	}
 	w.log.Log(context.Background(), level, msg, "src", "memberlist")
 	return len(p), nil

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/segmesh/segmesh/mesh/meshtest"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -361,7 +362,8 @@ type fakeSystem struct {
 	net       *fakeNet
 	sysctls   map[string]string
 	sysctlErr error
-	client    WGClient
+	client    WGClient            // what newClient returns
+	fakeWG    *meshtest.WireGuard // the fake behind client
 	clientErr error
 	clients   int
 	user      *fakeUser

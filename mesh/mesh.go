@@ -113,9 +113,18 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Mesh, err error) {
 		return nil, fmt.Errorf("set key and listen port on %s: %w", name, err)
 	}
 	if m.user != nil {
+		// wireguard-go brings itself up from a TUN event as soon as the TUN
+		// exists; Up makes sure it is, so a taken port fails here.
 		if err := m.user.Up(); err != nil {
 			return nil, fmt.Errorf("%s listen port %d: %w", name, port, err)
 		}
+	}
+	// A bind that failed asynchronously (the TUN event racing the
+	// configuration) leaves wireguard-go on a random port: check.
+	if d, err := m.wg.Device(name); err != nil {
+		return nil, fmt.Errorf("read back %s: %w", name, err)
+	} else if port != 0 && d.ListenPort != port {
+		return nil, fmt.Errorf("%s listens on port %d, not %d (port taken?)", name, d.ListenPort, port)
 	}
 	for _, p := range []netip.Prefix{cfg.Address4, cfg.Address6} {
 		if err := sys.nl.AddrReplace(m.link, overlayAddr(p)); err != nil {

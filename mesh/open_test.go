@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 func testConfig(t *testing.T) Config {
@@ -27,10 +28,22 @@ func testConfig(t *testing.T) Config {
 func newFakeSystem(kernelWG bool) *fakeSystem {
 	wg := meshtest.NewWireGuard()
 	wg.AddDevice(testDev, Key{}, 0)
-	return &fakeSystem{net: newFakeNet(kernelWG), sysctls: map[string]string{}, client: wg}
+	return &fakeSystem{net: newFakeNet(kernelWG), sysctls: map[string]string{}, client: wg, fakeWG: wg}
 }
 
-func (s *fakeSystem) wg() *meshtest.WireGuard { return s.client.(*meshtest.WireGuard) }
+func (s *fakeSystem) wg() *meshtest.WireGuard { return s.fakeWG }
+
+// portLiar reports another listen port than configured, as wireguard-go
+// does when its asynchronous bind failed and it fell back to a random port.
+type portLiar struct{ *meshtest.WireGuard }
+
+func (p portLiar) Device(name string) (*wgtypes.Device, error) {
+	d, err := p.WireGuard.Device(name)
+	if err == nil {
+		d.ListenPort = 40001
+	}
+	return d, err
+}
 
 func addrStrings(l *fakeLink) []string {
 	var out []string
@@ -210,6 +223,7 @@ func TestOpenCleansUpOnFailure(t *testing.T) {
 		{"wgctrl client", true, func(s *fakeSystem) { s.clientErr = boom }},
 		{"configure key", false, func(s *fakeSystem) { s.wg().FailConfigure(boom) }},
 		{"listen port taken", false, func(s *fakeSystem) { s.userUpErr = unix.EADDRINUSE }},
+		{"listen port not applied", false, func(s *fakeSystem) { s.client = portLiar{s.fakeWG} }},
 		{"address", true, func(s *fakeSystem) { s.net.fail["AddrReplace"] = boom }},
 	}
 	for _, c := range cases {

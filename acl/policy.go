@@ -1,0 +1,113 @@
+package acl
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"slices"
+)
+
+// Mode says what happens to traffic no rule allows.
+type Mode string
+
+const (
+	// ModeEnforce drops traffic no rule allows (the default when a policy
+	// file has no mode).
+	ModeEnforce Mode = "enforce"
+	// ModeAudit accepts traffic no rule allows, but logs and counts it.
+	ModeAudit Mode = "audit"
+)
+
+// Wildcard in a rule's from means any admitted mesh node (whatever its
+// segments); in a rule's to it means this node (whatever its segments).
+const Wildcard = "*"
+
+// Policy is a parsed and validated policy file. Rules only allow: what no
+// rule allows into a node over the mesh is denied (or, in audit mode,
+// accepted and logged). Parse produces policies whose names, references and
+// ports are all valid; policies built by hand should respect the same rules
+// (Compile and Explain ignore malformed ports and treat empty selectors as
+// matching nothing).
+type Policy struct {
+	Mode     Mode
+	Segments []Segment // in file order
+	Rules    []Rule    // in file order
+	Tests    []Test    // in file order
+}
+
+// Segment names a set of nodes by tags: a node is in the segment when every
+// selector pair equals one of its tags. A node may be in several segments.
+type Segment struct {
+	Name     string
+	Selector map[string]string // never empty in a parsed policy
+	Pos      Pos
+}
+
+// Rule allows traffic from nodes in any of From to nodes in any of To on
+// any of Ports. From and To hold segment names or Wildcard.
+type Rule struct {
+	Name     string
+	From, To []string
+	Ports    []Port
+	Pos      Pos
+}
+
+// Test is one expectation of the policy's tests section; see RunTests.
+type Test struct {
+	From, To string // segment names or Wildcard
+	Port     Port   // a single flow: tcp/N, udp/N or icmp
+	Expect   string // "allow" or "deny"
+	Pos      Pos
+}
+
+// Pos is a 1-based position in a policy file.
+type Pos struct {
+	Line, Col int
+}
+
+// Hash returns "sha256:<hex>" of the raw policy content. It identifies a
+// policy document across the mesh (status, distribution tie-breaks).
+func Hash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// SegmentsOf returns the sorted names of the segments whose selectors all
+// match tags (nil when none does, or p is nil). An empty selector matches no
+// node.
+func (p *Policy) SegmentsOf(tags map[string]string) []string {
+	if p == nil {
+		return nil
+	}
+	var out []string
+	for i := range p.Segments {
+		if p.Segments[i].matches(tags) {
+			out = append(out, p.Segments[i].Name)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// matches reports whether a node with tags is in s.
+func (s *Segment) matches(tags map[string]string) bool {
+	if len(s.Selector) == 0 {
+		return false
+	}
+	for k, v := range s.Selector {
+		if got, ok := tags[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// listAdmits reports whether a rule's from or to list admits a node in the
+// segments segs: the list holds Wildcard or one of segs.
+func listAdmits(names []string, segs []string) bool {
+	for _, n := range names {
+		if n == Wildcard || slices.Contains(segs, n) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,150 @@
+package gossip
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// bigTags returns tags whose JSON is roughly size bytes.
+func bigTags(prefix string, size int) map[string]string {
+	tags := map[string]string{}
+	for i := 0; len(tags)*40 < size; i++ {
+		tags[fmt.Sprintf("%s-key-%03d", prefix, i)] = strings.Repeat("v", 24)
+	}
+	return tags
+}
+
+func TestSplitRecord(t *testing.T) {
+	small := testRecord("a", map[string]string{"role": "db"})
+	lr, err := splitRecord(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lr.full != nil || lr.digest != "" || metaExt(lr.meta) != "" {
+		t.Fatalf("small record split: %+v", lr)
+	}
+
+	big := testRecord("a", bigTags("t", 2000))
+	lr, err = splitRecord(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lr.meta) > MaxMetaSize {
+		t.Fatalf("stub is %d bytes", len(lr.meta))
+	}
+	stub, err := DecodeRecord(lr.meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stub.Ext == "" || stub.Ext != lr.digest || stub.Tags != nil || stub.PublicKey != "a" {
+		t.Fatalf("stub = %+v", stub)
+	}
+	full, err := DecodeRecord(lr.full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full.Ext != "" || len(full.Tags) != len(big.Tags) || recordDigest(lr.full) != lr.digest {
+		t.Fatalf("full record wrong: ext %q, %d tags", full.Ext, len(full.Tags))
+	}
+
+	huge := testRecord(strings.Repeat("n", 600), nil)
+	if _, err := splitRecord(huge); err == nil {
+		t.Fatal("record whose stub exceeds the meta limit accepted")
+	}
+	if _, err := New(testConfig(t, "x"), huge); err == nil {
+		t.Fatal("New accepted a record that cannot fit")
+	}
+}
+
+func TestLargeRecordPropagatesInFull(t *testing.T) {
+	tags := bigTags("big", 700) // > 512: stub + full record by broadcast
+	a := startNode(t, testConfig(t, "a"), testRecord("a", tags))
+	if meta := a.ml.LocalNode().Meta; len(meta) > MaxMetaSize || metaExt(meta) == "" {
+		t.Fatalf("a announces %d bytes of meta, ext %q", len(meta), metaExt(meta))
+	}
+	b := startNode(t, testConfig(t, "b", a.Addr()), testRecord("b", nil))
+	rec := waitRecord(t, b, "a", tagsEqual(tags))
+	if rec.PublicKey != "a" {
+		t.Fatalf("record = %+v", rec)
+	}
+	m, _ := member(b, "a")
+	want, _ := testRecord("a", tags).Encode()
+	if !bytes.Equal(m.Meta, want) {
+		t.Fatalf("Member.Meta is not the full record:\n got %s\nwant %s", m.Meta, want)
+	}
+
+	// A late joiner learns it too (from a on join, and from push/pull).
+	c := startNode(t, testConfig(t, "c", b.Addr()), testRecord("c", nil))
+	waitRecord(t, c, "a", tagsEqual(tags))
+
+	// Update to a record far above one gossip packet: sent over TCP.
+	huge := bigTags("huge", 6000)
+	if err := a.UpdateLocal(testRecord("a", huge)); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, b, "a", tagsEqual(huge))
+	waitRecord(t, c, "a", tagsEqual(huge))
+
+	// Back to a small record: plain meta again.
+	if err := a.UpdateLocal(testRecord("a", map[string]string{"k": "v"})); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, c, "a", tagsEqual(map[string]string{"k": "v"}))
+}
+
+func TestLargeRecordOfJoinerReachesEveryone(t *testing.T) {
+	nodes := startMesh(t, 3, nil)
+	tags := bigTags("late", 3000)
+	d := startNode(t, testConfig(t, "d", nodes[0].Addr()), testRecord("d", tags))
+	for _, g := range nodes {
+		waitRecord(t, g, "d", tagsEqual(tags))
+	}
+	waitConverged(t, append(nodes, d)...)
+}
+
+func TestStubShownUntilFullRecordArrives(t *testing.T) {
+	g, err := New(testConfig(t, "a"), testRecord("a", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Shutdown() })
+	lr, err := splitRecord(testRecord("x", bigTags("x", 1500)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &events{g: g}
+	ev.NotifyJoin(mlTestNode("x", lr.meta))
+	m, _ := member(g, "x")
+	if !bytes.Equal(m.Meta, lr.meta) {
+		t.Fatal("before the full record, Meta should be the stub")
+	}
+	(&delegate{g: g}).NotifyMsg(encodeRecordMsg(lr.full))
+	m, _ = member(g, "x")
+	if !bytes.Equal(m.Meta, lr.full) {
+		t.Fatal("after the full record, Meta should be the full record")
+	}
+	// A record nobody refers to is accepted (it may precede the meta)...
+	other, _ := splitRecord(testRecord("y", bigTags("y", 1500)))
+	(&delegate{g: g}).NotifyMsg(encodeRecordMsg(other.full))
+	g.mu.Lock()
+	_, kept := g.records[other.digest]
+	g.mu.Unlock()
+	if !kept {
+		t.Fatal("unreferenced full record dropped at once")
+	}
+	// ...and a stub pointing at it resolves right away.
+	ev.NotifyJoin(mlTestNode("y", other.meta))
+	if m, _ := member(g, "y"); !bytes.Equal(m.Meta, other.full) {
+		t.Fatal("stub arriving after its full record not resolved")
+	}
+	// Garbage is not stored.
+	(&delegate{g: g}).NotifyMsg(encodeRecordMsg([]byte(`{"v":1}`)))
+	g.mu.Lock()
+	n := len(g.records)
+	g.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d records stored, want 2", n)
+	}
+}
