@@ -110,16 +110,37 @@ func (ps *parser) decode(data []byte) (root *yaml.Node) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// syntaxError records a yaml.v3 error. yaml.v3 gives the line (not always)
-// but never the column: the column is then 1.
+// yamlParserProblems are the messages of yaml.v3 parser (not scanner)
+// errors. yaml.v3 v3.0.1 reports their line 0-based (scanner errors are
+// 1-based), and leaves the line out when it is 0.
+var yamlParserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
+
+// syntaxError records a yaml.v3 error. yaml.v3 gives the line (of the
+// construct being parsed, or of the problem; line 1 when it gives none) but
+// never the column: the column is then 1.
 func (ps *parser) syntaxError(err error) {
 	msg := err.Error()
 	line := 1
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		msg = m[2]
 		if n, convErr := strconv.Atoi(m[1]); convErr == nil {
 			line = n
+			if yamlParserProblems[msg] {
+				line++
+			}
 		}
-		msg = m[2]
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
@@ -129,8 +150,8 @@ func (ps *parser) syntaxError(err error) {
 	ps.errorf(line, 1, "YAML syntax error: %s", msg)
 }
 
-// resolve follows aliases to the node they name.
-func resolve(n *yaml.Node) *yaml.Node {
+// yamlResolve follows aliases to the node they name.
+func yamlResolve(n *yaml.Node) *yaml.Node {
 	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 100; i++ {
 		n = n.Alias
 	}
@@ -174,23 +195,23 @@ func describe(n *yaml.Node) string {
 	return "an unsupported YAML node"
 }
 
-// pair is one key and value of a mapping, aliases resolved.
-type pair struct {
+// yamlPair is one key and value of a mapping, aliases resolved.
+type yamlPair struct {
 	key, val *yaml.Node
 	name     string
 }
 
 // pairs returns the entries of mapping n in file order. Keys must be unique
 // strings; offenders are reported and left out.
-func (ps *parser) pairs(n *yaml.Node, what string) []pair {
+func (ps *parser) pairs(n *yaml.Node, what string) []yamlPair {
 	if n.Kind != yaml.MappingNode {
 		ps.nodeErrorf(n, "%s must be a mapping, got %s", what, describe(n))
 		return nil
 	}
-	var out []pair
+	var out []yamlPair
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		k, v := yamlResolve(n.Content[i]), yamlResolve(n.Content[i+1])
 		if k == nil || v == nil {
 			continue
 		}
@@ -207,15 +228,15 @@ func (ps *parser) pairs(n *yaml.Node, what string) []pair {
 			continue
 		}
 		seen[name] = k.Line
-		out = append(out, pair{key: k, val: v, name: name})
+		out = append(out, yamlPair{key: k, val: v, name: name})
 	}
 	return out
 }
 
 // fields returns the entries of mapping n by key, reporting keys not in
 // allowed.
-func (ps *parser) fields(n *yaml.Node, what string, allowed ...string) map[string]pair {
-	out := map[string]pair{}
+func (ps *parser) fields(n *yaml.Node, what string, allowed ...string) map[string]yamlPair {
+	out := map[string]yamlPair{}
 	for _, p := range ps.pairs(n, what) {
 		known := false
 		for _, a := range allowed {
@@ -243,7 +264,7 @@ func (ps *parser) list(n *yaml.Node, what, example string) []*yaml.Node {
 	}
 	out := make([]*yaml.Node, 0, len(n.Content))
 	for _, c := range n.Content {
-		if c = resolve(c); c != nil {
+		if c = yamlResolve(c); c != nil {
 			out = append(out, c)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 
 // policy walks the root node of a policy file.
 func (ps *parser) policy(root *yaml.Node) *Policy {
-	root = resolve(root)
+	root = yamlResolve(root)
 	if root == nil {
 		return nil
 	}
@@ -76,7 +76,7 @@ func (ps *parser) rules(n *yaml.Node) []Rule {
 	var out []Rule
 	names := map[string]int{}
 	for _, item := range n.Content {
-		if item = resolve(item); item == nil {
+		if item = yamlResolve(item); item == nil {
 			continue
 		}
 		f := ps.fields(item, "a rule", "name", "from", "to", "ports")
@@ -125,7 +125,7 @@ func (ps *parser) rules(n *yaml.Node) []Rule {
 }
 
 // segmentList reads a rule's from or to list.
-func (ps *parser) segmentList(item *yaml.Node, f map[string]pair, key, label string) []string {
+func (ps *parser) segmentList(item *yaml.Node, f map[string]yamlPair, key, label string) []string {
 	p, ok := f[key]
 	if !ok {
 		ps.nodeErrorf(item, "%s has no %s", label, key)
@@ -162,7 +162,7 @@ func (ps *parser) tests(n *yaml.Node) []Test {
 	}
 	var out []Test
 	for _, item := range n.Content {
-		if item = resolve(item); item == nil {
+		if item = yamlResolve(item); item == nil {
 			continue
 		}
 		f := ps.fields(item, "a test", "from", "to", "port", "expect")

@@ -12,7 +12,7 @@ import (
 // FormatStatus writes the human form of `segmesh status`: a summary of this
 // node and an aligned table of peers.
 func FormatStatus(w io.Writer, s *Status, now time.Time) error {
-	pv := "none (all inbound mesh traffic denied)"
+	pv := "none"
 	if s.Policy.Version > 0 {
 		pv = fmt.Sprintf("v%d %s (%s)", s.Policy.Version, s.Policy.Hash, s.Policy.Mode)
 	}
@@ -25,7 +25,7 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tTAGS\tHANDSHAKE\tRX\tTX\tREASON")
 	for _, p := range s.Peers {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
-			dash(p.Endpoint), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now), bytes(p.RxBytes), bytes(p.TxBytes), dash(p.Reason))
+			dash(p.Endpoint), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now), byteSize(p.RxBytes), byteSize(p.TxBytes), dash(p.Reason))
 	}
 	if len(s.Peers) == 0 {
 		fmt.Fprintln(tw, "(no peers)")
@@ -58,7 +58,7 @@ func handshakeAge(ts *string, now time.Time) string {
 	return now.Sub(t).Truncate(time.Second).String() + " ago"
 }
 
-func bytes(n int64) string {
+func byteSize(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%dB", n)

@@ -14,17 +14,17 @@ import (
 // Config configures a Gossip instance. Zero timing fields take memberlist's
 // LAN profile defaults (or the defaults named on the field); tests shorten them.
 type Config struct {
-	NodeName      string   // memberlist node name (the daemon passes the base64 WireGuard public key); required
-	BindAddr      string   // IP to bind gossip to; required, never the unspecified address
-	BindPort      int      // 0 picks a free port (tests); see Gossip.Addr
-	AdvertiseAddr string   // address peers dial; default BindAddr
-	AdvertisePort int      // default: the bound port
-	Keys          [][]byte // keyring (16, 24 or 32 bytes each); first is primary; required
-	Label         string   // memberlist label, authenticated on every packet and stream; required
-	Seeds         []string // host:port seeds
-	CachePath     string   // persisted peer cache file; "" disables
-	Documents     DocumentHandler
-	Logger        *slog.Logger // default: slog.Default()
+	NodeName      string          // memberlist node name (the daemon passes the base64 WireGuard public key); required
+	BindAddr      string          // IP to bind gossip to; required, never the unspecified address
+	BindPort      int             // 0 picks a free port (tests); see Gossip.Addr
+	AdvertiseAddr string          // address peers dial; default BindAddr
+	AdvertisePort int             // default: the bound port
+	Keys          [][]byte        // keyring (16, 24 or 32 bytes each); first is primary; required
+	Label         string          // memberlist label, authenticated on every packet and stream; required
+	Seeds         []string        // host:port seeds
+	CachePath     string          // persisted peer cache file; "" disables
+	Documents     DocumentHandler // optional: documents (e.g. the policy) carried for the daemon
+	Logger        *slog.Logger    // default: slog.Default()
 
 	// memberlist timing (defaults: memberlist.DefaultLANConfig).
 	ProbeInterval       time.Duration // failure detection probe period (1s)

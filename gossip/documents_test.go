@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// memDocs is a DocumentHandler keeping the last version of each kind.
+// memDocs is a DocumentHandler keeping the newest version of each kind; a
+// document's first byte is its version.
 type memDocs struct {
 	mu      sync.Mutex
 	docs    map[string][]byte
@@ -25,7 +26,7 @@ func (d *memDocs) MergeDocument(kind string, data []byte) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.offered[kind]++
-	if d.refuse || bytes.Equal(d.docs[kind], data) {
+	if cur, ok := d.docs[kind]; d.refuse || len(data) == 0 || (ok && data[0] <= cur[0]) {
 		return false
 	}
 	d.docs[kind] = data
@@ -73,8 +74,9 @@ func TestPublishSmallAndLargeDocuments(t *testing.T) {
 	handlers := []*memDocs{newMemDocs(), newMemDocs(), newMemDocs()}
 	nodes := startMesh(t, 3, func(i int, c *Config) { c.Documents = handlers[i] })
 
-	small := []byte(`{"version":1,"policy":"small"}`)
+	small := []byte("\x01small policy")
 	large := randomBytes(t, 100<<10) // > 64 KiB: TCP to every member
+	large[0] = 1
 	handlers[0].set("small", small)
 	handlers[0].set("large", large)
 	if err := nodes[0].Publish("small", small); err != nil {
@@ -97,7 +99,7 @@ func TestPublishSmallAndLargeDocuments(t *testing.T) {
 	waitDoc(t, "late", late, "large", large)
 
 	// A newer version replaces the older one everywhere.
-	small2 := []byte(`{"version":2,"policy":"small"}`)
+	small2 := []byte("\x02small policy")
 	handlers[1].set("small", small2)
 	if err := nodes[1].Publish("small", small2); err != nil {
 		t.Fatal(err)
@@ -120,7 +122,7 @@ func TestRefusedDocumentIsNotRebroadcast(t *testing.T) {
 			c.Documents = accepter
 		}
 	})
-	doc := []byte("v1")
+	doc := []byte("\x01doc")
 	if err := nodes[0].Publish("p", doc); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestPublishValidates(t *testing.T) {
 	if err := g.Publish("k", make([]byte, MaxDocumentSize+1)); err == nil {
 		t.Error("oversized document accepted")
 	}
-	if err := g.Publish("k", nil); err != nil {
+	if err := g.Publish("k", []byte{}); err != nil {
 		t.Errorf("empty document: %v", err)
 	}
 }

@@ -50,7 +50,8 @@ type Gossip struct {
 	left         atomic.Bool
 	lifeMu       sync.Mutex // serialises Leave and Shutdown (memberlist panics on leave after shutdown)
 
-	forwarded atomic.Int64 // received documents re-broadcast or forwarded (tests)
+	forwarded    atomic.Int64 // received documents re-broadcast or forwarded (tests)
+	joinFailures atomic.Int64 // failed join attempts (tests)
 
 	mu           sync.Mutex // guards the fields below; never held while calling memberlist
 	local        localRecord

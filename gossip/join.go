@@ -64,6 +64,7 @@ func (g *Gossip) tryJoin(initial bool) bool {
 		}
 		n, err := g.ml.Join([]string{c.addr})
 		if err != nil || n == 0 || g.ml.NumMembers() < 2 {
+			g.joinFailures.Add(1)
 			g.log.Debug("join attempt failed", "addr", c.addr, "name", c.name, "err", err)
 			continue
 		}

@@ -190,12 +190,32 @@ func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 	_ = probe.Shutdown()
 
 	b := startNode(t, testConfig(t, "b", seedAddr), testRecord("b", nil))
-	waitFor(t, 5*time.Second, "a failed join attempt", func() bool {
-		return b.NumMembers() == 1
+	waitFor(t, 5*time.Second, "two failed join attempts", func() bool {
+		return b.joinFailures.Load() >= 2
 	})
 	cfg := testConfig(t, "a")
 	cfg.BindPort = int(seedAddr.Port())
 	a := startNode(t, cfg, testRecord("a", nil))
 	waitState(t, b, "a", StateAlive)
 	waitState(t, a, "b", StateAlive)
+}
+
+func TestRejoinRetriesDeadPeers(t *testing.T) {
+	// a and b never met; b only remembers a as a dead member. The rejoin
+	// loop must contact it.
+	a := startNode(t, testConfig(t, "a"), testRecord("a", nil))
+	b := startNode(t, testConfig(t, "b"), testRecord("b", nil))
+	waitFor(t, 5*time.Second, "b's first join round (nobody to join)", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return b.joinedOnce
+	})
+	ev := &events{g: b}
+	n := mlTestNode("a", nil)
+	n.Addr = a.Addr().Addr().AsSlice()
+	n.Port = a.Addr().Port()
+	ev.NotifyJoin(n)
+	ev.NotifyLeave(n)
+	waitState(t, a, "b", StateAlive)
+	waitState(t, b, "a", StateAlive)
 }

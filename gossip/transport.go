@@ -56,7 +56,30 @@ func (t *transport) DialTimeout(addr string, timeout time.Duration) (net.Conn, e
 		return nil, fmt.Errorf("dial %s: destination blocked", addr)
 	}
 	d := net.Dialer{Timeout: timeout}
-	return d.DialContext(t.ctx, "tcp", addr)
+	conn, err := d.DialContext(t.ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// memberlist sets no deadline when it sends a user message: bound every
+	// stream by the dial timeout (memberlist moves it where it sets its own)
+	// and close it on Shutdown, so a stalled peer cannot hold a sender.
+	if timeout > 0 {
+		_ = conn.SetDeadline(time.Now().Add(timeout))
+	}
+	c := &ownedConn{Conn: conn}
+	c.stop = context.AfterFunc(t.ctx, func() { _ = conn.Close() })
+	return c, nil
+}
+
+// ownedConn is a dialed stream closed by Shutdown.
+type ownedConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ownedConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
 }
 
 // DialAddressTimeout dials a stream peer; Shutdown cancels it.

@@ -139,6 +139,7 @@ func childPair(t *testing.T, spec childSpec) {
 
 	waitForClose(t)
 	stop()
+	checkGoroutinesVisible(t, m)
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func childSingle(t *testing.T, spec childSpec) {
 	// here, so nothing leaves the namespace).
 	k1 := testKey(t).PublicKey()
 	ep := netip.MustParseAddrPort("192.0.2.99:51820")
-	p := Peer{PublicKey: k1, Endpoint: ep, AllowedIPs: []netip.Prefix{pfx("100.80.0.9/32"), pfx("fd5e:6d00::9/128")}}
+	p := Peer{PublicKey: k1, Keepalive: Keepalive, Endpoint: ep, AllowedIPs: []netip.Prefix{pfx("100.80.0.9/32"), pfx("fd5e:6d00::9/128")}}
 	if res, err := m.Reconcile([]Peer{p}); err != nil || res != (ReconcileResult{Added: 1}) {
 		t.Fatalf("Reconcile: %+v, %v", res, err)
 	}
@@ -233,6 +234,7 @@ func childSingle(t *testing.T, spec childSpec) {
 	}
 
 	waitForClose(t)
+	checkGoroutinesVisible(t, m)
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -325,6 +327,15 @@ func checkNoLinkLocal(t *testing.T, name string) {
 		if a.IP.IsLinkLocalUnicast() {
 			t.Fatalf("IPv6 autoconfiguration produced %s on %s", a.IP, name)
 		}
+	}
+}
+
+// checkGoroutinesVisible makes sure the leak check in checkClosed can see
+// wireguard-go's goroutines at all.
+func checkGoroutinesVisible(t *testing.T, m *Mesh) {
+	t.Helper()
+	if m.Backend() == BackendUserspace && len(wireguardGoroutines()) == 0 {
+		t.Fatal("no wireguard-go goroutines visible while the device runs: the leak check is blind")
 	}
 }
 

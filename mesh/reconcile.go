@@ -11,13 +11,13 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// Keepalive is the PersistentKeepalive interval every peer gets, so NAT and
-// conntrack state on the underlay stay open and dead peers are noticed.
+// Keepalive is the PersistentKeepalive interval the daemon gives peers, so
+// NAT and conntrack state on the underlay stay open and dead peers are noticed.
 const Keepalive = 25 * time.Second
 
 // Reconcile makes WireGuard's peer list equal to peers BY DIFF (never
-// ReplacePeers): it adds missing peers (PersistentKeepalive 25s, endpoint,
-// allowed IPs), removes peers not in the list, and for existing peers
+// ReplacePeers): it adds missing peers (keepalive, endpoint, allowed IPs),
+// removes peers not in the list, and for existing peers
 // changes allowed IPs only when they differ and the endpoint only when the
 // desired endpoint differs from the one this Mesh last set for that peer, so
 // WireGuard roaming is not fought. Peers with unchanged config are not
@@ -86,7 +86,7 @@ func planPeers(dev *wgtypes.Device, desired []Peer, lastSet map[Key]netip.AddrPo
 		plan.endpoints[k] = w.endpoint
 		cur, ok := current[k]
 		if !ok {
-			ka := Keepalive
+			ka := w.keepalive
 			adds = append(adds, wgtypes.PeerConfig{
 				PublicKey:                   k,
 				Endpoint:                    udpAddr(w.endpoint),
@@ -128,8 +128,8 @@ func updateFor(cur *wgtypes.Peer, w wantPeer, lastSet map[Key]netip.AddrPort) (w
 		pc.Endpoint = udpAddr(w.endpoint)
 		changed = true
 	}
-	if cur.PersistentKeepaliveInterval != Keepalive {
-		ka := Keepalive
+	if cur.PersistentKeepaliveInterval != w.keepalive {
+		ka := w.keepalive
 		pc.PersistentKeepaliveInterval = &ka
 		changed = true
 	}
@@ -138,8 +138,9 @@ func updateFor(cur *wgtypes.Peer, w wantPeer, lastSet map[Key]netip.AddrPort) (w
 
 // wantPeer is a desired peer in normal form.
 type wantPeer struct {
-	endpoint netip.AddrPort // unmapped; zero when unknown
-	allowed  []netip.Prefix // masked, sorted, unique
+	endpoint  netip.AddrPort // unmapped; zero when unknown
+	allowed   []netip.Prefix // masked, sorted, unique
+	keepalive time.Duration
 }
 
 // normalizePeers validates desired and indexes it by key, dropping a peer
@@ -171,7 +172,7 @@ func normalizePeers(desired []Peer, self Key) (map[Key]wantPeer, bool, error) {
 			}
 			owner[a] = p.PublicKey
 		}
-		want[p.PublicKey] = wantPeer{endpoint: normEndpoint(p.Endpoint), allowed: allowed}
+		want[p.PublicKey] = wantPeer{endpoint: normEndpoint(p.Endpoint), allowed: allowed, keepalive: p.Keepalive}
 	}
 	return want, skipped, nil
 }

@@ -50,7 +50,7 @@ func ipn(s string) net.IPNet            { return *ipNet(pfx(s)) }
 func ka(d time.Duration) *time.Duration { return &d }
 
 func peer(k Key, ep string, allowed ...string) Peer {
-	p := Peer{PublicKey: k}
+	p := Peer{PublicKey: k, Keepalive: Keepalive}
 	if ep != "" {
 		p.Endpoint = ap(ep)
 	}
@@ -391,7 +391,7 @@ func TestReconcileRandomSequence(t *testing.T) {
 		for _, got := range d.Peers {
 			w, ok := next[got.PublicKey]
 			if !ok || !slices.Equal(normalizePrefixes(prefixesOf(got.AllowedIPs)), normalizePrefixes(w.AllowedIPs)) ||
-				addrPortOf(got.Endpoint) != w.Endpoint || got.PersistentKeepaliveInterval != Keepalive {
+				addrPortOf(got.Endpoint) != w.Endpoint || got.PersistentKeepaliveInterval != w.Keepalive {
 				t.Fatalf("step %d: peer %s = %+v, want %+v", step, got.PublicKey, got, w)
 			}
 		}
@@ -482,4 +482,27 @@ func TestAttachedMeshLifecycle(t *testing.T) {
 	if _, err := m.Stats(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Stats after Close: %v", err)
 	}
+}
+
+// A peer may be added idle and get its keepalive later: the change is an
+// update of the keepalive alone, so the session it may have is kept.
+func TestReconcileKeepaliveLater(t *testing.T) {
+	m, wg, _ := attached(t)
+	a := testKey(t).PublicKey()
+	idle := peer(a, "192.0.2.2:51820", "100.80.0.9/32")
+	idle.Keepalive = 0
+	mustReconcile(t, m, idle)
+	equalPeers(t, oneCall(t, wg), []wgtypes.PeerConfig{{
+		PublicKey: a, Endpoint: udp("192.0.2.2:51820"), PersistentKeepaliveInterval: ka(0),
+		ReplaceAllowedIPs: true, AllowedIPs: []net.IPNet{ipn("100.80.0.9/32")},
+	}})
+	wg.ResetCalls()
+	if res := mustReconcile(t, m, idle); res != (ReconcileResult{}) || len(wg.Calls()) != 0 {
+		t.Fatalf("unchanged idle peer touched: %+v", res)
+	}
+	res := mustReconcile(t, m, peer(a, "192.0.2.2:51820", "100.80.0.9/32"))
+	if res != (ReconcileResult{Updated: 1}) {
+		t.Fatalf("result %+v", res)
+	}
+	equalPeers(t, oneCall(t, wg), []wgtypes.PeerConfig{{PublicKey: a, UpdateOnly: true, PersistentKeepaliveInterval: ka(Keepalive)}})
 }

@@ -20,6 +20,12 @@ type Peer struct {
 	PublicKey  Key
 	Endpoint   netip.AddrPort // the address gossip reached the peer at, with its listen port
 	AllowedIPs []netip.Prefix // its overlay addresses as /32 and /128
+	// Keepalive is the PersistentKeepalive interval; 0 leaves the peer idle
+	// until traffic needs it. Setting it starts a handshake at once, so the
+	// daemon lets only one side of a new pair do that first: two
+	// simultaneous initiations make both responses invalid and cost a
+	// 5-15 s retry.
+	Keepalive time.Duration
 }
 
 // PeerStats is what WireGuard reports about one configured peer.

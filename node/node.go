@@ -144,12 +144,12 @@ func (n *Node) shutdown() error {
 func (n *Node) meshConfig(advertise netip.Addr) mesh.Config {
 	mtu := n.cfg.MTU
 	if mtu == 0 {
-		under, err := n.deps.AutoMTU(advertise)
+		auto, err := n.deps.AutoMTU(advertise) // underlay MTU minus WireGuard overhead
 		if err != nil {
 			n.log.Warn("mtu auto: cannot read the underlay MTU, using 1420", "err", err)
-			under = 1420 + config.WireGuardOverhead
+			auto = 1500 - config.WireGuardOverhead
 		}
-		mtu = under
+		mtu = auto
 	}
 	return mesh.Config{
 		Interface: n.cfg.Interface, PrivateKey: n.key, ListenPort: n.cfg.ListenPort, MTU: mtu,
@@ -215,4 +215,12 @@ func advertiseAddr(cfg *config.Config) (netip.Addr, error) {
 		return v6, nil
 	}
 	return netip.Addr{}, errors.New("no address to advertise found; set gossip.advertise")
+}
+
+// kick asks the loop for a sync without waiting.
+func (n *Node) kick() {
+	select {
+	case n.syncNow <- struct{}{}:
+	default:
+	}
 }

@@ -48,10 +48,7 @@ func (n *Node) Reload() error {
 		n.log.Info("reload: re-announced", "name", rec.Name, "tags", rec.Tags)
 	}
 	n.log.Info("configuration reloaded", "file", file)
-	select {
-	case n.syncNow <- struct{}{}:
-	default:
-	}
+	n.kick()
 	return nil
 }
 

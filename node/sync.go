@@ -38,7 +38,13 @@ func (n *Node) sync() {
 	if renumber {
 		n.renumber(v.held, now)
 	}
-	res, err := n.mesh.Reconcile(v.wgPeers())
+	peers := v.wgPeers()
+	n.mu.Lock()
+	if n.track.keepalives(n.pub, peers, now) {
+		time.AfterFunc(initiatorDelay/2, n.kick) // the 1 s tick is too coarse for the handshake start
+	}
+	n.mu.Unlock()
+	res, err := n.mesh.Reconcile(peers)
 	if err != nil {
 		n.log.Error("wireguard reconcile failed; will retry", "err", err)
 		return

@@ -1,10 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"net/netip"
 	"time"
 
 	"github.com/segmesh/segmesh/gossip"
+	"github.com/segmesh/segmesh/mesh"
 )
 
 // establishedWindow: peers first seen within this long of our first contact
@@ -25,10 +27,13 @@ type tracker struct {
 	firstSeen map[string]seen   // member name -> when its current IPv4 claim was first seen
 	rejected  map[string]string // member name -> rejection reason last counted
 	counts    map[string]uint64 // reason -> rejected records
+	// configured: when each current WireGuard peer was first configured.
+	configured map[mesh.Key]time.Time
 }
 
 func newTracker() tracker {
-	return tracker{firstSeen: map[string]seen{}, rejected: map[string]string{}, counts: map[string]uint64{}}
+	return tracker{firstSeen: map[string]seen{}, rejected: map[string]string{}, counts: map[string]uint64{},
+		configured: map[mesh.Key]time.Time{}}
 }
 
 // observe records the members of one sync.
@@ -75,4 +80,43 @@ func (t *tracker) countRejection(name, reason string) bool {
 	t.rejected[name] = reason
 	t.counts[reason]++
 	return true
+}
+
+// Handshake start of a new pair: the lower key initiates after
+// initiatorDelay (time for gossip to tell the other side about us, or it
+// would drop our initiation as from an unknown peer), the higher key after
+// responderDelay, in case the first was lost anyway.
+const (
+	initiatorDelay = 250 * time.Millisecond
+	responderDelay = time.Second
+)
+
+// keepalives gives each WireGuard peer its keepalive (see initiatorDelay):
+// two simultaneous initiations would void each other and cost a 5-15 s
+// retry. It reports whether a peer still waits for its keepalive.
+func (t *tracker) keepalives(self mesh.Key, peers []mesh.Peer, now time.Time) (pending bool) {
+	live := make(map[mesh.Key]bool, len(peers))
+	for i := range peers {
+		k := peers[i].PublicKey
+		live[k] = true
+		first, ok := t.configured[k]
+		if !ok {
+			t.configured[k], first = now, now
+		}
+		delay := responderDelay
+		if bytes.Compare(self[:], k[:]) < 0 {
+			delay = initiatorDelay
+		}
+		if now.Sub(first) >= delay {
+			peers[i].Keepalive = mesh.Keepalive
+		} else {
+			pending = true
+		}
+	}
+	for k := range t.configured {
+		if !live[k] {
+			delete(t.configured, k)
+		}
+	}
+	return pending
 }

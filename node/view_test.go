@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"net/netip"
 	"strings"
 	"testing"
@@ -203,5 +204,41 @@ func TestTrackerNewcomerCannotBackdate(t *testing.T) {
 	}
 	if !tr.countRejection("x", "r") || tr.countRejection("x", "r") || tr.counts["r"] != 1 {
 		t.Fatal("a rejection is counted once per member and reason")
+	}
+}
+
+func TestKeepalivesOneInitiator(t *testing.T) {
+	a, b := newTestNode(t), newTestNode(t)
+	lo, hi := a, b
+	if bytes.Compare(a.pub[:], b.pub[:]) > 0 {
+		lo, hi = b, a
+	}
+	at := func(tr *tracker, self, peer mesh.Key, d time.Duration) (time.Duration, bool) {
+		ps := []mesh.Peer{{PublicKey: peer}}
+		pending := tr.keepalives(self, ps, t0.Add(d))
+		return ps[0].Keepalive, pending
+	}
+	trLo, trHi := newTracker(), newTracker()
+	for _, step := range []struct {
+		tr          *tracker
+		self, peer  mesh.Key
+		d           time.Duration
+		want        time.Duration
+		wantPending bool
+	}{
+		{&trLo, lo.pub, hi.pub, 0, 0, true},
+		{&trHi, hi.pub, lo.pub, 0, 0, true},
+		{&trLo, lo.pub, hi.pub, initiatorDelay, mesh.Keepalive, false},
+		{&trHi, hi.pub, lo.pub, initiatorDelay, 0, true},
+		{&trHi, hi.pub, lo.pub, responderDelay, mesh.Keepalive, false},
+	} {
+		got, pending := at(step.tr, step.self, step.peer, step.d)
+		if got != step.want || pending != step.wantPending {
+			t.Fatalf("at %v: keepalive %v pending %v, want %v %v", step.d, got, pending, step.want, step.wantPending)
+		}
+	}
+	trHi.keepalives(hi.pub, nil, t0.Add(time.Hour))
+	if len(trHi.configured) != 0 {
+		t.Fatal("departed peers are forgotten")
 	}
 }

@@ -22,6 +22,10 @@ func TestForgedRecordRejected(t *testing.T) {
 	tc.Start(a, b)
 	tc.WaitMesh(meshTimeout, a, b)
 	self := selves(t, tc, a, b)
+	// Sessions first, so the checks after each forgery see the effect of the
+	// forgery and not a first handshake.
+	tc.Ping(a, self[b].Self.Address, pingTimeout)
+	tc.Ping(b, self[a].Self.Address6, pingTimeout)
 
 	cases := []struct {
 		name   string
@@ -37,6 +41,7 @@ func TestForgedRecordRejected(t *testing.T) {
 	}
 	for _, cs := range cases {
 		t.Run(cs.name, func(t *testing.T) {
+			tc := tc.With(t)
 			f := tc.AddNode(harness.NodeSpec{Name: cs.node, Bare: true})
 			pubFile := filepath.Join(f.Dir, "forger.pub")
 			argv := append([]string{bins.Forger,

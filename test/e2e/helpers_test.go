@@ -15,9 +15,12 @@ const (
 	grace = 5 * time.Second
 	// meshTimeout bounds the formation of a full mesh.
 	meshTimeout = 30 * time.Second
-	// pingTimeout bounds the retries of one ping (the first waits for a
-	// WireGuard handshake).
-	pingTimeout = 10 * time.Second
+	// pingTimeout bounds the retries of one ping; the first waits for a
+	// WireGuard handshake. Only the lower key of a new pair initiates at
+	// after 250ms and the other after 1s (node.initiatorDelay), so a handshake never
+	// collides and this stays well under WireGuard's 5s retry: a regression
+	// to colliding handshakes fails here.
+	pingTimeout = 4 * time.Second
 	// wireGuardPort is segmesh's default listen_port.
 	wireGuardPort = 51820
 )

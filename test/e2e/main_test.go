@@ -1,11 +1,13 @@
 // Package e2e runs the real segmesh binary in network namespaces (see
 // test/harness). The tests need root; without it they skip, unless CI=true,
-// where they fail. The config error tests need no root.
+// where they fail. The config error tests need no root. TestMain builds the
+// binaries once; SEGMESH_E2E_BIN=/path/to/segmesh tests a prebuilt one.
 package e2e
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/segmesh/segmesh/test/harness"
@@ -13,6 +15,9 @@ import (
 
 // bins are built once for the whole package by TestMain.
 var bins harness.Binaries
+
+// binEnv names a prebuilt segmesh binary to test instead of building one.
+const binEnv = "SEGMESH_E2E_BIN"
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
@@ -25,11 +30,16 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	b, err := harness.Build(dir)
+	if prebuilt := os.Getenv(binEnv); prebuilt != "" {
+		bins.Segmesh = prebuilt
+		bins.Forger = filepath.Join(dir, "segmesh-forger")
+		err = harness.BuildPackage("test/forger", bins.Forger)
+	} else {
+		bins, err = harness.Build(dir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build:", err)
 		return 1
 	}
-	bins = b
 	return m.Run()
 }

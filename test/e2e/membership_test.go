@@ -30,9 +30,13 @@ func TestLeaveAndDeath(t *testing.T) {
 	observers := []*harness.Node{a, b}
 
 	t.Run("graceful leave", func(t *testing.T) {
+		tc := tc.With(t)
 		pub := self[c].Self.PublicKey
 		start := time.Now()
 		tc.Stop(c)
+		if code, _ := c.ExitCode(); code != 0 {
+			t.Errorf("c exited with code %d after SIGTERM, want 0", code)
+		}
 		for _, o := range observers {
 			waitPeer(tc, o, pub, "notices c left", 5*time.Second, func(p harness.StatusPeer, ok bool) error {
 				if !ok || p.State == harness.StateLeft {
@@ -47,6 +51,7 @@ func TestLeaveAndDeath(t *testing.T) {
 	})
 
 	t.Run("kill -9", func(t *testing.T) {
+		tc := tc.With(t)
 		pub := self[d].Self.PublicKey
 		start := time.Now()
 		tc.Kill(d)

@@ -170,6 +170,21 @@ func (n *Node) ExitError() error {
 	}
 }
 
+// ExitCode returns the exit code of the last process and whether it has
+// exited; a process ended by a signal reports -1.
+func (n *Node) ExitCode() (int, bool) {
+	p := n.current()
+	if p == nil {
+		return 0, false
+	}
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode(), true
+	default:
+		return 0, false
+	}
+}
+
 // Stop sends SIGTERM and waits for the process to exit; after StopTimeout
 // it kills it and returns an error. Stopping a stopped node does nothing.
 // Stop succeeds whatever the exit status; ExitError reports it.

@@ -71,6 +71,13 @@ func NewTestCluster(t TB, cfg Config) *TestCluster {
 	return &TestCluster{C: c, t: t}
 }
 
+// With returns a TestCluster on the same cluster that reports failures to t,
+// for use inside subtests (t.Run): a subtest must not fail its parent. The
+// cluster's cleanup stays with the test that created it.
+func (tc *TestCluster) With(t TB) *TestCluster {
+	return &TestCluster{C: tc.C, t: t}
+}
+
 // AddNode adds a node (see Cluster.AddNode).
 func (tc *TestCluster) AddNode(spec NodeSpec) *Node {
 	tc.t.Helper()

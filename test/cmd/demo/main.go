@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -70,17 +71,38 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 	if p := harness.NetnsProblem(); p != "" {
 		return errors.New(p)
 	}
+	demoBin := filepath.Join(baseDir, "bin", "segmesh")
+	var keep []byte // a given binary inside baseDir survives the teardown
+	if bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			return fmt.Errorf("-bin: %w", err)
+		}
+		bin = abs
+		if strings.HasPrefix(bin, baseDir+string(filepath.Separator)) {
+			if keep, err = os.ReadFile(bin); err != nil {
+				return fmt.Errorf("-bin: %w", err)
+			}
+			bin = demoBin
+		}
+	}
 	if err := harness.Teardown(prefix, baseDir); err != nil {
 		return fmt.Errorf("clear previous demo: %w", err)
 	}
-	if bin == "" {
-		bin = filepath.Join(baseDir, "bin", "segmesh")
+	switch {
+	case keep != nil:
+		if err := os.MkdirAll(filepath.Dir(demoBin), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(demoBin, keep, 0o755); err != nil {
+			return err
+		}
+	case bin == "":
+		bin = demoBin
 		fmt.Fprintf(stdout, "building %s ...\n", bin)
 		if err := harness.BuildPackage("cmd/segmesh", bin); err != nil {
 			return err
 		}
-	} else if abs, err := filepath.Abs(bin); err == nil {
-		bin = abs
 	}
 	c, err := harness.New(harness.Config{
 		Binary:        bin,
@@ -152,15 +174,25 @@ func describe(w io.Writer, bin string, nodes []*harness.Node) error {
 		"Look around:",
 		fmt.Sprintf("  %s status --socket %s", bin, web1.Socket),
 		fmt.Sprintf("  %s status --json --socket %s", bin, db1.Socket),
-		fmt.Sprintf("  %s top --socket %s", bin, web1.Socket),
+	}
+	// Commands of features this build may not have yet are shown only when
+	// they work.
+	if exec.Command(bin, "top", "--help").Run() == nil {
+		lines = append(lines, fmt.Sprintf("  %s top --socket %s", bin, web1.Socket))
+	}
+	lines = append(lines,
 		fmt.Sprintf("  ip netns exec %s ping -c3 %s        # web-1 -> db-1 over the mesh", web1.Namespace, addr[db1.Name]),
 		fmt.Sprintf("  ip netns exec %s wg show %s", web1.Namespace, web1.Interface),
-		fmt.Sprintf("  ip netns exec %s nft list table inet segmesh", web1.Namespace),
+	)
+	if _, err := web1.Exec("nft", "list", "table", "inet", "segmesh"); err == nil {
+		lines = append(lines, fmt.Sprintf("  ip netns exec %s nft list table inet segmesh", web1.Namespace))
+	}
+	lines = append(lines,
 		fmt.Sprintf("  logs: %s/<node>/log, configs: %s/<node>/segmesh.yaml", baseDir, baseDir),
 		fmt.Sprintf("  kill a node: kill $(cat %s)", filepath.Join(baseDir, "app-1", "segmesh.pid")),
 		"",
 		"Tear down: make demo-down   (or: go run ./test/cmd/demo down)",
-	}
+	)
 	_, err := fmt.Fprintln(w, strings.Join(lines, "\n"))
 	return err
 }

@@ -1,0 +1,222 @@
+package acl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Install puts table inet segmesh in place in its fail-closed state — empty
+// sets (only replies and ICMP errors pass on the mesh interface), enforce
+// mode — in ONE atomic batch. Call it before the mesh interface is up and
+// before any peer is configured.
+//
+// A table left by a crash is reconciled, never duplicated: when its chains,
+// rules, sets and counter are exactly this version's layout it is kept with
+// its elements (so a restart does not cut flows that the next Apply keeps
+// allowing; that Apply reads and diffs them), and only its final rule is
+// switched back to enforce mode if it was in audit mode. Otherwise the table
+// is deleted and recreated in the same batch. No other table is read for
+// writing or written.
+func (f *Firewall) Install() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.installed, f.known, f.cur = false, false, nil
+	lay := newLayout()
+	exists, err := f.tableExists()
+	if err != nil {
+		return err
+	}
+	if exists {
+		handle, audit, why, err := f.inspect(lay)
+		if err != nil {
+			// Unreadable (e.g. expressions this library cannot decode):
+			// recreating is always safe.
+			why = err.Error()
+		}
+		if why == "" {
+			return f.keep(lay, handle, audit)
+		}
+		f.log.Warn("existing nftables table differs from this layout; recreating it", "table", "inet "+TableName, "reason", why)
+		f.conn.DelTable(lay.table)
+	}
+	final, err := lay.addAll(f.conn, f.cfg, false)
+	if err == nil {
+		// Flush also discards the queued messages when queueing failed.
+		err = f.conn.Flush()
+	} else {
+		_ = f.conn.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("install table inet %s: %w", TableName, err)
+	}
+	if final.Handle == 0 {
+		return fmt.Errorf("install table inet %s: kernel did not report the final rule's handle", TableName)
+	}
+	lay.finalHandle = final.Handle
+	f.lay, f.installed, f.known, f.audit = lay, true, true, false
+	f.cur = make(elementSet)
+	f.log.Info("nftables table installed", "table", "inet "+TableName, "interface", f.cfg.Interface, "recreated", exists)
+	return nil
+}
+
+// keep adopts an existing table whose layout matches; it switches the final
+// rule to enforce mode when it was in audit mode.
+func (f *Firewall) keep(lay *layout, finalHandle uint64, audit bool) error {
+	lay.finalHandle = finalHandle
+	if audit {
+		f.conn.ReplaceRule(&nftables.Rule{Table: lay.table, Chain: lay.meshIn, Handle: finalHandle, Exprs: finalExprs(false)})
+		if err := f.conn.Flush(); err != nil {
+			return fmt.Errorf("switch kept table inet %s to enforce mode: %w", TableName, err)
+		}
+	}
+	f.lay, f.installed, f.known, f.audit = lay, true, false, false
+	f.log.Info("nftables table kept from a previous run", "table", "inet "+TableName, "was_audit", audit)
+	return nil
+}
+
+// inspect compares the existing table with lay. why is empty when they match;
+// then finalHandle and audit describe the final rule of mesh_in.
+func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why string, err error) {
+	chains, err := f.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return 0, false, "", fmt.Errorf("list chains: %w", err)
+	}
+	var mine []*nftables.Chain
+	for _, c := range chains {
+		if c.Table != nil && c.Table.Name == TableName {
+			mine = append(mine, c)
+		}
+	}
+	if why := compareChains(mine, lay); why != "" {
+		return 0, false, why, nil
+	}
+	sets, err := f.conn.GetSets(lay.table)
+	if err != nil {
+		return 0, false, "", fmt.Errorf("list sets: %w", err)
+	}
+	if why := compareSets(sets, lay); why != "" {
+		return 0, false, why, nil
+	}
+	objs, err := f.conn.GetNamedObjects(lay.table)
+	if err != nil {
+		return 0, false, "", fmt.Errorf("list objects: %w", err)
+	}
+	if len(objs) != 1 {
+		return 0, false, fmt.Sprintf("%d stateful objects, want 1", len(objs)), nil
+	}
+	if o, ok := objs[0].(*nftables.NamedObj); !ok || o.Name != counterFinal || o.Type != nftables.ObjTypeCounter {
+		return 0, false, "stateful object is not counter " + counterFinal, nil
+	}
+	want := lay.rules(f.cfg, false)
+	var got []*nftables.Rule
+	for _, c := range []*nftables.Chain{lay.prerouting, lay.meshIn} {
+		rules, err := f.conn.GetRules(lay.table, c)
+		if err != nil {
+			return 0, false, "", fmt.Errorf("list rules of chain %s: %w", c.Name, err)
+		}
+		got = append(got, rules...)
+	}
+	if len(got) != len(want) {
+		return 0, false, fmt.Sprintf("%d rules, want %d", len(got), len(want)), nil
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Chain == nil || g.Chain.Name != w.chain.Name {
+			return 0, false, fmt.Sprintf("rule %d is not in chain %s", i, w.chain.Name), nil
+		}
+		if w.final {
+			switch {
+			case sameExprs(g.Exprs, finalExprs(false)):
+			case sameExprs(g.Exprs, finalExprs(true)):
+				audit = true
+			default:
+				return 0, false, "final rule of mesh_in differs", nil
+			}
+			finalHandle = g.Handle
+			continue
+		}
+		if !sameExprs(g.Exprs, w.exprs) {
+			return 0, false, fmt.Sprintf("rule %d of chain %s differs", i, w.chain.Name), nil
+		}
+	}
+	return finalHandle, audit, "", nil
+}
+
+func compareChains(got []*nftables.Chain, lay *layout) string {
+	if len(got) != 2 {
+		return fmt.Sprintf("%d chains, want 2", len(got))
+	}
+	for _, c := range got {
+		switch c.Name {
+		case chainPrerouting:
+			w := lay.prerouting
+			if c.Type != w.Type || c.Hooknum == nil || *c.Hooknum != *w.Hooknum ||
+				c.Priority == nil || *c.Priority != *w.Priority || c.Policy == nil || *c.Policy != *w.Policy {
+				return "chain prerouting has another type, hook, priority or policy"
+			}
+		case chainMeshIn:
+			if c.Hooknum != nil {
+				return "chain mesh_in is a base chain"
+			}
+		default:
+			return "unknown chain " + c.Name
+		}
+	}
+	if got[0].Name == got[1].Name {
+		return "duplicate chain " + got[0].Name
+	}
+	return ""
+}
+
+func compareSets(got []*nftables.Set, lay *layout) string {
+	if len(got) != len(lay.sets) {
+		return fmt.Sprintf("%d sets, want %d", len(got), len(lay.sets))
+	}
+	for _, s := range got {
+		w, ok := lay.sets[s.Name]
+		if !ok {
+			return "unknown set " + s.Name
+		}
+		if s.KeyType.Name != w.KeyType.Name || s.KeyType.Bytes != w.KeyType.Bytes ||
+			s.Interval != w.Interval || s.Concatenation != w.Concatenation ||
+			s.Constant || s.Anonymous || s.IsMap || s.HasTimeout || s.Dynamic {
+			return "set " + s.Name + " has another type or flags"
+		}
+	}
+	return ""
+}
+
+// sameExprs compares expressions by their netlink encoding, ignoring what
+// the kernel fills in (counter values, set transaction IDs).
+func sameExprs(a, b []expr.Any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, errX := canonExpr(a[i])
+		y, errY := canonExpr(b[i])
+		if errX != nil || errY != nil || !bytes.Equal(x, y) {
+			return false
+		}
+	}
+	return true
+}
+
+func canonExpr(e expr.Any) ([]byte, error) {
+	switch v := e.(type) {
+	case *expr.Counter:
+		e = &expr.Counter{}
+	case *expr.Lookup:
+		c := *v
+		c.SetID = 0
+		e = &c
+	}
+	return expr.Marshal(byte(nftables.TableFamilyINet), e)
+}
+
+func isNotExist(err error) bool { return errors.Is(err, unix.ENOENT) }

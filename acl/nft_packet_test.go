@@ -1,0 +1,318 @@
+package acl
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// meshPair is two namespaces joined by a veth standing in for the mesh
+// interface: "client" (100.80.0.1, fd5e:6d00::1 on vA) and "server"
+// (100.80.0.2, fd5e:6d00::2 on smesh0, the Config.Interface, with the
+// Firewall), plus an "underlay" veth pair (192.0.2.1 / 192.0.2.2). The server
+// also owns 10.99.0.1 (on lo), an address that is not an overlay address.
+// It runs TCP echo servers on ports 8080 and 9090 of every server address.
+type meshPair struct {
+	t              *testing.T
+	client, server *testNS
+	fw             *Firewall
+}
+
+var (
+	cli4 = netip.MustParseAddr("100.80.0.1")
+	cli6 = netip.MustParseAddr("fd5e:6d00::1")
+	srv4 = netip.MustParseAddr("100.80.0.2")
+	srv6 = netip.MustParseAddr("fd5e:6d00::2")
+)
+
+func newMeshPair(t *testing.T) *meshPair {
+	requireRoot(t)
+	p := &meshPair{t: t, client: newTestNS(t), server: newTestNS(t)}
+	c, s := p.client, p.server
+	c.run("ip", "link", "add", "vA", "address", "02:00:00:00:00:01", "type", "veth",
+		"peer", "name", "smesh0", "address", "02:00:00:00:00:02", "netns", s.name)
+	c.run("ip", "link", "add", "ulA", "type", "veth", "peer", "name", "ulB", "netns", s.name)
+	c.run("ip", "addr", "add", "100.80.0.1/16", "dev", "vA")
+	c.run("ip", "addr", "add", "fd5e:6d00::1/48", "dev", "vA", "nodad")
+	c.run("ip", "addr", "add", "192.0.2.1/24", "dev", "ulA")
+	s.run("ip", "addr", "add", "100.80.0.2/16", "dev", "smesh0")
+	s.run("ip", "addr", "add", "fd5e:6d00::2/48", "dev", "smesh0", "nodad")
+	s.run("ip", "addr", "add", "192.0.2.2/24", "dev", "ulB")
+	s.run("ip", "addr", "add", "10.99.0.1/32", "dev", "lo")
+
+	// Filtered from the first packet: the table goes in before the links
+	// come up.
+	p.fw = s.firewall(testConfig())
+	if err := p.fw.Install(); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []struct {
+		ns  *testNS
+		dev string
+	}{{c, "vA"}, {c, "ulA"}, {s, "smesh0"}, {s, "ulB"}} {
+		l.ns.run("ip", "link", "set", l.dev, "up")
+	}
+	c.run("ip", "route", "add", "10.99.0.1/32", "via", "100.80.0.2")
+	// The mesh interface is a TUN (layer 3, no neighbour discovery); on this
+	// veth stand-in, static neighbours replace the ICMPv6 neighbour
+	// discovery that the firewall rightly drops (not addressed to us).
+	c.run("ip", "-6", "neigh", "replace", "fd5e:6d00::2", "lladdr", "02:00:00:00:00:02", "dev", "vA", "nud", "permanent")
+	s.run("ip", "-6", "neigh", "replace", "fd5e:6d00::1", "lladdr", "02:00:00:00:00:01", "dev", "smesh0", "nud", "permanent")
+	p.echoServers(p.server, 8080, 9090)
+	p.echoServers(p.client, 7070)
+	return p
+}
+
+// echoServers listens on the ports (all addresses of ns) and echoes.
+func (p *meshPair) echoServers(ns *testNS, ports ...int) {
+	var wg sync.WaitGroup
+	var lns []net.Listener
+	var mu sync.Mutex
+	var conns []net.Conn
+	for _, port := range ports {
+		var ln net.Listener
+		var err error
+		ns.do(func() { ln, err = net.ListenTCP("tcp", &net.TCPAddr{Port: port}) })
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+				wg.Add(1)
+				go func() { defer wg.Done(); _, _ = io.Copy(c, c) }()
+			}
+		}()
+	}
+	p.t.Cleanup(func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+}
+
+// dial connects from the client namespace.
+func (p *meshPair) dial(addr netip.Addr, port uint16, timeout time.Duration) (net.Conn, error) {
+	return dialFrom(p.t, p.client, addr, port, timeout)
+}
+
+func dialFrom(t *testing.T, ns *testNS, addr netip.Addr, port uint16, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	var err error
+	ns.do(func() {
+		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, port).String(), timeout)
+	})
+	if err == nil {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	return c, err
+}
+
+// echo sends a line on c and waits for it to come back.
+func echo(c net.Conn, timeout time.Duration) error {
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 5)
+	_, err := io.ReadFull(c, buf)
+	return err
+}
+
+const denyWait = 800 * time.Millisecond
+
+func (p *meshPair) mustConnect(addr netip.Addr, port uint16) net.Conn {
+	p.t.Helper()
+	c, err := p.dial(addr, port, 5*time.Second)
+	if err != nil {
+		p.t.Fatalf("connect %v:%d: %v", addr, port, err)
+	}
+	if err := echo(c, 5*time.Second); err != nil {
+		p.t.Fatalf("echo over %v:%d: %v", addr, port, err)
+	}
+	return c
+}
+
+// mustTimeOut checks that a connection attempt gets no answer at all (a drop,
+// not a refusal).
+func (p *meshPair) mustTimeOut(addr netip.Addr, port uint16) {
+	p.t.Helper()
+	_, err := p.dial(addr, port, denyWait)
+	var ne net.Error
+	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
+		p.t.Fatalf("connect %v:%d: %v, want a timeout", addr, port, err)
+	}
+}
+
+func (p *meshPair) apply(d Desired) {
+	p.t.Helper()
+	if err := p.fw.Apply(d); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *meshPair) denied() uint64 {
+	p.t.Helper()
+	n, _, err := p.fw.Counters()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
+	p := newMeshPair(t)
+	// Fail closed: nothing is allowed before the first Apply.
+	p.mustTimeOut(srv4, 8080)
+
+	base := Desired{Local: []netip.Addr{srv4, srv6},
+		Ports: []PortElement{{cli4, ProtoTCP, 8080, 8080}, {cli6, ProtoTCP, 8080, 8080}}}
+	p.apply(base)
+	p.mustConnect(srv4, 8080)
+	p.mustConnect(srv6, 8080)
+	before := p.denied()
+	p.mustTimeOut(srv4, 9090)
+	p.mustTimeOut(srv6, 9090)
+	if after := p.denied(); after <= before {
+		t.Errorf("final counter %d -> %d: denied packets not counted", before, after)
+	}
+
+	// Replies to what the server opens pass without any element.
+	for _, a := range []netip.Addr{cli4, cli6} {
+		c, err := dialFrom(t, p.server, a, 7070, 5*time.Second)
+		if err != nil {
+			t.Fatalf("server -> client %v: %v", a, err)
+		}
+		if err := echo(c, 5*time.Second); err != nil {
+			t.Fatalf("server -> client %v echo: %v", a, err)
+		}
+	}
+
+	// Only to me: 10.99.0.1 is the server's, but not an overlay address;
+	// the allow element for cli4 . tcp . 8080 must not open it.
+	other := netip.MustParseAddr("10.99.0.1")
+	p.mustTimeOut(other, 8080)
+
+	// Underlay guard: the overlay address routed over another interface
+	// (the underlay itself works: 192.0.2.2 answers).
+	p.mustConnect(netip.MustParseAddr("192.0.2.2"), 8080)
+	p.client.run("ip", "route", "add", "100.80.0.2/32", "via", "192.0.2.2", "dev", "ulA")
+	p.mustTimeOut(srv4, 8080)
+	if err := p.fw.Remove(); err != nil { // control: without the table it passes
+		t.Fatal(err)
+	}
+	p.mustConnect(srv4, 8080)
+	p.mustConnect(other, 8080)
+	p.client.run("ip", "route", "del", "100.80.0.2/32")
+	if err := p.fw.Install(); err != nil {
+		t.Fatal(err)
+	}
+	p.apply(base)
+	p.mustConnect(srv4, 8080)
+
+	// Port ranges: an interval element.
+	p.apply(Desired{Local: base.Local, Ports: []PortElement{{cli4, ProtoTCP, 9000, 9100}}})
+	p.mustConnect(srv4, 9090)
+	p.mustTimeOut(srv4, 8080)
+
+	// "any" and ICMP sets.
+	p.apply(Desired{Local: base.Local, Any: []netip.Addr{cli6}})
+	p.mustConnect(srv6, 9090)
+	p.mustTimeOut(srv4, 9090)
+	if _, err := p.client.try("ping", "-c", "1", "-W", "1", "100.80.0.2"); err == nil {
+		t.Error("ping passed without an icmp element")
+	}
+	p.apply(Desired{Local: base.Local, ICMP: []netip.Addr{cli4, cli6}})
+	p.client.run("ping", "-c", "1", "-W", "2", "100.80.0.2")
+	p.client.run("ping", "-6", "-c", "1", "-W", "2", "fd5e:6d00::2")
+}
+
+func TestRootPacketsRevocationAuditAndConntrack(t *testing.T) {
+	p := newMeshPair(t)
+	base := Desired{Local: []netip.Addr{srv4, srv6},
+		Ports: []PortElement{{cli4, ProtoTCP, 8080, 8080}, {cli6, ProtoTCP, 8080, 8080}}}
+	p.apply(base)
+	c4 := p.mustConnect(srv4, 8080)
+	c6 := p.mustConnect(srv6, 8080)
+
+	// Removing the element stops the established flow at once.
+	p.apply(Desired{Local: base.Local, Ports: base.Ports[1:]})
+	if err := echo(c4, denyWait); err == nil {
+		t.Fatal("established connection still passes data after its element was removed")
+	}
+	if err := echo(c6, 5*time.Second); err != nil {
+		t.Fatalf("the other flow stopped too: %v", err)
+	}
+
+	// Audit mode: the denied connection goes through and is counted.
+	before := p.denied()
+	p.apply(Desired{Local: base.Local, Audit: true})
+	p.mustConnect(srv4, 9090)
+	if after := p.denied(); after <= before {
+		t.Errorf("audit counter %d -> %d", before, after)
+	}
+	p.mustTimeOut(netip.MustParseAddr("10.99.0.1"), 8080) // only-to-me holds in audit mode
+	p.apply(Desired{Local: base.Local})
+	p.mustTimeOut(srv4, 9090)
+
+	// DeleteConntrack removes the entries of one address, and only those.
+	h, err := netlink.NewHandleAt(p.server.h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	count := func(a netip.Addr) int {
+		t.Helper()
+		n := 0
+		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+			flows, err := h.ConntrackTableList(netlink.ConntrackTable, fam)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range flows {
+				if src, _ := netip.AddrFromSlice(f.Forward.SrcIP); src.Unmap() == a {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if count(cli4) == 0 || count(cli6) == 0 {
+		t.Fatalf("no conntrack entries to delete: %d %d", count(cli4), count(cli6))
+	}
+	var n int
+	p.server.do(func() { n, err = DeleteConntrack([]netip.Addr{cli4}) })
+	if err != nil || n == 0 {
+		t.Fatalf("DeleteConntrack = %d, %v", n, err)
+	}
+	if left := count(cli4); left != 0 {
+		t.Errorf("%d entries of %v left", left, cli4)
+	}
+	if count(cli6) == 0 {
+		t.Errorf("entries of %v were deleted too", cli6)
+	}
+}
