@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 ROOT    := $(if $(filter 0,$(shell id -u)),,sudo -E env "PATH=$(PATH)")
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v /test/e2e)
 
-.PHONY: all build test unit e2e demo demo-down lint clean
+.PHONY: all build test unit e2e demo demo-down bench lint clean
 
 all: build
 
@@ -31,6 +31,10 @@ demo:
 
 demo-down:
 	$(ROOT) $(GO) run ./test/cmd/demo down
+
+## bench: Go benchmarks (compiler, nftables diff and apply against the real kernel)
+bench:
+	$(ROOT) $(GO) test -run '^$$' -bench . -benchtime 3x ./acl/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

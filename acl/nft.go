@@ -15,12 +15,16 @@ import (
 const TableName = "segmesh"
 
 // LogGroup is the NFLOG group that receives the denied (enforce mode) or
-// audited (audit mode) packets of the mesh interface: the final rule of chain
-// mesh_in logs them with `log group 8476 snaplen 128`, rate-limited to
-// LogRate packets per second (burst LogRate) so a flood cannot drown the
-// reader; the counter of the final verdict still counts every packet. A flow
-// log reader subscribes to this group (nfnetlink_log). Packets dropped because
-// they are not addressed to this node (only-to-me) are not logged.
+// audited (audit mode) packets of the mesh interface: the third rule from
+// the end of chain mesh_in logs them with `log group 8476 snaplen 128`,
+// rate-limited to LogRate packets per second for the whole node (burst
+// LogRate) so a flood cannot drown the reader; the next two count every one
+// of them per source (see DeniedBySource) and the last rule counts every one
+// of them (see Counters) and drops or accepts it. Every such packet is a candidate, not
+// only the first of a flow (original-direction packets are checked each
+// time), so a reader aggregates flows. A flow log reader subscribes to this
+// group (nfnetlink_log). Packets dropped because they are not addressed to
+// this node (only-to-me) are neither logged nor counted there.
 const LogGroup uint16 = 8476
 
 // LogRate is the packets-per-second limit of the NFLOG rule (see LogGroup).
@@ -81,7 +85,8 @@ type batchStats struct {
 	ModeSwitched bool // the final rule was replaced
 }
 
-// ErrNotInstalled is returned by Apply and Counters before Install.
+// ErrNotInstalled is returned by Apply, Counters and DeniedBySource before
+// Install.
 var ErrNotInstalled = errors.New("nftables table not installed")
 
 // NewFirewall validates cfg and opens a lasting netlink connection of the
@@ -124,6 +129,47 @@ func (f *Firewall) Counters() (packets, bytes uint64, err error) {
 		return 0, 0, fmt.Errorf("read counter %q: unexpected object %T", counterFinal, obj)
 	}
 	return c.Packets, c.Bytes, nil
+}
+
+// Count is a packet and byte count.
+type Count struct{ Packets, Bytes uint64 }
+
+// DeniedBySource returns, per source address, the packets and bytes counted
+// by the final rule of chain mesh_in (see Counters): denied in enforce mode,
+// audited in audit mode — the sets do not tell the two apart, so a caller
+// that labels them by mode attributes the growth between two reads to the
+// mode of that time. The kernel keeps them in the dynamic sets seen4 and
+// seen6 (`update @seen4 { ip saddr counter }` just before the final rule).
+// A source is forgotten SeenTimeout after its last such packet, and counts
+// from zero if it comes back; a source that arrives while a set holds 65535
+// sources is not counted per source (the final counter still counts it).
+// The counts survive mode switches and restarts that keep the table.
+// IPv4 sources are returned as 4-byte addresses.
+func (f *Firewall) DeniedBySource() (map[netip.Addr]Count, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.installed {
+		return nil, ErrNotInstalled
+	}
+	out := make(map[netip.Addr]Count)
+	for _, name := range seenSetNames {
+		elems, err := f.conn.GetSetElements(f.lay.sets[name])
+		if err != nil {
+			return nil, fmt.Errorf("list elements of set %s: %w", name, err)
+		}
+		for _, e := range elems {
+			a, ok := netip.AddrFromSlice(e.Key)
+			if !ok {
+				return nil, fmt.Errorf("set %s: element key of %d bytes", name, len(e.Key))
+			}
+			var c Count
+			if e.Counter != nil {
+				c = Count{Packets: e.Counter.Packets, Bytes: e.Counter.Bytes}
+			}
+			out[a] = c
+		}
+	}
+	return out, nil
 }
 
 // Remove deletes table inet segmesh (graceful shutdown): mesh traffic is no

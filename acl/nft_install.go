@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -140,7 +141,7 @@ func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why str
 			finalHandle = g.Handle
 			continue
 		}
-		if !sameExprs(g.Exprs, w.exprs) {
+		if !sameExprs(g.Exprs, dumped(w.exprs)) {
 			return 0, false, fmt.Sprintf("rule %d of chain %s differs", i, w.chain.Name), nil
 		}
 	}
@@ -182,13 +183,35 @@ func compareSets(got []*nftables.Set, lay *layout) string {
 		if !ok {
 			return "unknown set " + s.Name
 		}
+		// The library does not decode a set's own expressions (the seen
+		// sets' counter); the update rules that use them are compared.
 		if s.KeyType.Name != w.KeyType.Name || s.KeyType.Bytes != w.KeyType.Bytes ||
 			s.Interval != w.Interval || s.Concatenation != w.Concatenation ||
-			s.Constant || s.Anonymous || s.IsMap || s.HasTimeout || s.Dynamic {
-			return "set " + s.Name + " has another type or flags"
+			s.Constant || s.Anonymous || s.IsMap || s.HasTimeout != w.HasTimeout || s.Dynamic != w.Dynamic ||
+			s.Timeout != w.Timeout || s.Size != w.Size {
+			return "set " + s.Name + " has another type, flags, timeout or size"
 		}
 	}
 	return ""
+}
+
+// dumped returns exprs as the kernel dumps them back: a dynset that
+// updates a set carrying its own expressions (the seen sets' counter) is
+// dumped without them, so `update @seen4 { ip saddr counter }` reads back as
+// `update @seen4 { ip saddr }`. A dynset read back with its counter therefore
+// reveals a seen set without one (a foreign layout). The library does not
+// decode a set's expressions, so which expression the set carries is not
+// checked beyond that.
+func dumped(exprs []expr.Any) []expr.Any {
+	out := slices.Clone(exprs)
+	for i, e := range out {
+		if d, ok := e.(*expr.Dynset); ok && len(d.Exprs) > 0 {
+			c := *d
+			c.Exprs = nil
+			out[i] = &c
+		}
+	}
+	return out
 }
 
 // sameExprs compares expressions by their netlink encoding, ignoring what
@@ -214,6 +237,17 @@ func canonExpr(e expr.Any) ([]byte, error) {
 	case *expr.Lookup:
 		c := *v
 		c.SetID = 0
+		e = &c
+	case *expr.Dynset:
+		c := *v
+		c.SetID = 0
+		c.Exprs = make([]expr.Any, len(v.Exprs))
+		for i, x := range v.Exprs {
+			if _, ok := x.(*expr.Counter); ok {
+				x = &expr.Counter{}
+			}
+			c.Exprs[i] = x
+		}
 		e = &c
 	}
 	return expr.Marshal(byte(nftables.TableFamilyINet), e)

@@ -2,6 +2,7 @@ package acl
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -18,11 +19,14 @@ import (
 //	  set allow6 { type ipv6_addr . inet_proto . inet_service; flags interval }
 //	  set icmp4  { type ipv4_addr }       set icmp6  { type ipv6_addr }
 //	  set any4   { type ipv4_addr }       set any6   { type ipv6_addr }
+//	  set seen4  { type ipv4_addr; size 65535; flags dynamic,timeout; counter; timeout 10m }
+//	  set seen6  { type ipv6_addr; size 65535; flags dynamic,timeout; counter; timeout 10m }
 //	  chain prerouting {
 //	    type filter hook prerouting priority -150; policy accept;
 //	    iifname MESH ct direction reply accept
 //	    iifname MESH ct state related accept
 //	    iifname MESH jump mesh_in
+//	    iifname != "lo" ct direction reply ct status dnat accept
 //	    iifname != "lo" ip saddr NET4 drop
 //	    iifname != "lo" ip daddr NET4 drop
 //	    iifname != "lo" ip6 saddr NET6 drop
@@ -38,6 +42,8 @@ import (
 //	    ip6 saddr @icmp6 icmpv6 type echo-request accept
 //	    ip6 saddr @any6 accept
 //	    limit rate 100/second burst 100 packets log group 8476 snaplen 128
+//	    update @seen4 { ip saddr counter }
+//	    update @seen6 { ip6 saddr counter }
 //	    counter name "final" drop      # audit mode: accept
 //	  }
 //	}
@@ -58,13 +64,31 @@ const (
 	setICMP6  = "icmp6"
 	setAny4   = "any4"
 	setAny6   = "any6"
+	setSeen4  = "seen4"
+	setSeen6  = "seen6"
+
+	// seenSize bounds each seen set. When a set is full, its update rule
+	// does nothing for new sources (the packet still meets the final rule):
+	// such sources go uncounted per source, never unfiltered.
+	seenSize = 65535
 
 	// preroutingPriority: after conntrack (-200), before DNAT (-100).
-	preroutingPriority nftables.ChainPriority = -149
+	preroutingPriority nftables.ChainPriority = -150
 )
 
-// setNames lists the sets in creation order.
+// SeenTimeout is how long a source stays in the per-source counters of
+// DeniedBySource after its last denied or audited packet: a source that
+// stops sending (a departed peer) ages out, and its count starts again from
+// zero if it comes back.
+const SeenTimeout = 10 * time.Minute
+
+// setNames lists the sets whose elements Apply manages, in creation order.
 var setNames = []string{setLocal4, setLocal6, setAllow4, setAllow6, setICMP4, setICMP6, setAny4, setAny6}
+
+// seenSetNames lists the dynamic sets the kernel fills (per-source counts of
+// the packets that reach the final rule), created after setNames. Apply never
+// touches their elements.
+var seenSetNames = []string{setSeen4, setSeen6}
 
 var (
 	allowKey4 = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
@@ -99,8 +123,13 @@ func newLayout() *layout {
 		},
 		meshIn:  &nftables.Chain{Name: chainMeshIn, Table: t},
 		counter: &nftables.CounterObj{Table: t, Name: counterFinal},
-		sets:    make(map[string]*nftables.Set, len(setNames)),
+		sets:    make(map[string]*nftables.Set, len(setNames)+len(seenSetNames)),
 	}
+	for _, name := range seenSetNames {
+		l.sets[name] = &nftables.Set{Table: t, Name: name, KeyType: nftables.TypeIPAddr,
+			Dynamic: true, HasTimeout: true, Timeout: SeenTimeout, Counter: true, Size: seenSize}
+	}
+	l.sets[setSeen6].KeyType = nftables.TypeIP6Addr
 	for _, name := range setNames {
 		s := &nftables.Set{Table: t, Name: name}
 		switch name {
@@ -148,6 +177,19 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 		accept())...)
 	pre(onMesh(&expr.Verdict{Kind: expr.VerdictJump, Chain: chainMeshIn})...)
+	// Replies of port-forwarded connections come back from the container's
+	// interface addressed to the peer's overlay address. Such a conntrack
+	// entry only exists for a flow mesh_in admitted, so the underlay guard
+	// below does not apply to them (the contract's "forwarding into
+	// containers" case).
+	pre(append(iifname(expr.CmpOpNeq, lo),
+		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{expr.CtDirReply}},
+		&expr.Ct{Key: expr.CtKeySTATUS, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ctStatusDNAT), Xor: make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		accept())...)
 	for _, g := range []struct {
 		net    netip.Prefix
 		offset uint32 // saddr; daddr follows it
@@ -204,6 +246,10 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 	}
 	in(&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogRate},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: LogGroup, Snaplen: LogSnaplen})
+	// Per-source counts of what reaches the final rule (see DeniedBySource).
+	// The update takes the set's timeout and refreshes it on every packet.
+	in(append(nfproto(netip.IPv4Unspecified()), netHeader(12, 4, 1), l.seenUpdate(setSeen4))...)
+	in(append(nfproto(netip.IPv6Unspecified()), netHeader(8, 16, 1), l.seenUpdate(setSeen6))...)
 	out = append(out, ruleSpec{chain: l.meshIn, exprs: finalExprs(audit), final: true})
 	return out
 }
@@ -223,6 +269,13 @@ func (l *layout) lookup(set string, invert bool) *expr.Lookup {
 	return &expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID, Invert: invert}
 }
 
+// seenUpdate is `update @set { <reg 1> counter }`.
+func (l *layout) seenUpdate(set string) *expr.Dynset {
+	s := l.sets[set]
+	return &expr.Dynset{SrcRegKey: 1, SetName: s.Name, SetID: s.ID, Operation: unix.NFT_DYNSET_OP_UPDATE,
+		Exprs: []expr.Any{&expr.Counter{}}}
+}
+
 // addAll queues the whole table (empty sets, final rule per audit) on c. The caller
 // flushes; the final rule's handle is then in the returned rule.
 func (l *layout) addAll(c *nftables.Conn, cfg Config, audit bool) (final *nftables.Rule, err error) {
@@ -230,7 +283,7 @@ func (l *layout) addAll(c *nftables.Conn, cfg Config, audit bool) (final *nftabl
 	c.AddChain(l.prerouting)
 	c.AddChain(l.meshIn)
 	c.AddObj(l.counter)
-	for _, name := range setNames {
+	for _, name := range append(setNames[:len(setNames):len(setNames)], seenSetNames...) {
 		if err := c.AddSet(l.sets[name], nil); err != nil {
 			return nil, err
 		}
@@ -284,6 +337,9 @@ func prefixMatch(p netip.Prefix) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: p.Masked().Addr().AsSlice()},
 	}
 }
+
+// ctStatusDNAT is IPS_DST_NAT of the conntrack status bits.
+const ctStatusDNAT = 1 << 5
 
 func accept() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictAccept} }
 func drop() *expr.Verdict   { return &expr.Verdict{Kind: expr.VerdictDrop} }

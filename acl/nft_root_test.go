@@ -53,11 +53,28 @@ const wantTable = `table inet segmesh {
 		type ipv6_addr
 	}
 
+	set seen4 {
+		type ipv4_addr
+		size 65535
+		flags dynamic,timeout
+		counter
+		timeout 10m
+	}
+
+	set seen6 {
+		type ipv6_addr
+		size 65535
+		flags dynamic,timeout
+		counter
+		timeout 10m
+	}
+
 	chain prerouting {
 		type filter hook prerouting priority mangle; policy accept;
 		iifname "smesh0" ct direction reply accept
 		iifname "smesh0" ct state related accept
 		iifname "smesh0" jump mesh_in
+		iifname != "lo" ct direction reply ct status dnat accept
 		iifname != "lo" ip saddr 100.80.0.0/16 drop
 		iifname != "lo" ip daddr 100.80.0.0/16 drop
 		iifname != "lo" ip6 saddr fd5e:6d00::/48 drop
@@ -74,6 +91,8 @@ const wantTable = `table inet segmesh {
 		ip6 saddr @icmp6 icmpv6 type echo-request accept
 		ip6 saddr @any6 accept
 		limit rate 100/second burst 100 packets log group 8476 snaplen 128
+		update @seen4 { ip saddr }
+		update @seen6 { ip6 saddr }
 		counter name "final" drop
 	}
 }
@@ -153,7 +172,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("nft list table inet segmesh:\n%s\nwant:\n%s", got, wantTable)
 	}
 	o := listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 17 || o.sets["inet segmesh"] != 8 {
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 20 || o.sets["inet segmesh"] != 10 {
 		t.Errorf("layout counts: tables %v chains %v rules %v sets %v", o.tables, o.chains, o.rules, o.sets)
 	}
 	if p := o.prerouting; p["type"] != "filter" || p["hook"] != "prerouting" || p["prio"] != float64(-150) || p["policy"] != "accept" {
@@ -193,7 +212,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("kept table's rules were recreated:\n%s\nbefore:\n%s", got, handles)
 	}
 	o = listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.rules["inet segmesh"] != 17 || o.elems["allow4"] != 2 || o.elems["icmp6"] != 1 {
+	if o.tables["inet segmesh"] != 1 || o.rules["inet segmesh"] != 20 || o.elems["allow4"] != 2 || o.elems["icmp6"] != 1 {
 		t.Errorf("after Install over our table: tables %v rules %v elements %v", o.tables, o.rules, o.elems)
 	}
 	if chain := ns.run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {

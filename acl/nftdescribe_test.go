@@ -31,10 +31,22 @@ func describeMsg(m netlink.Message) []string {
 		}
 		return []string{s}
 	case unix.NFT_MSG_NEWSET:
-		return []string{fmt.Sprintf("add set %s %s { keytype %#x keylen %d flags %#x }",
+		extra := ""
+		if t := attr(as, unix.NFTA_SET_TIMEOUT); t != nil {
+			extra += fmt.Sprintf(" timeout %dms", binary.BigEndian.Uint64(t))
+		}
+		if d := attr(as, unix.NFTA_SET_DESC); d != nil {
+			if size := attr(parseAttrs(d), unix.NFTA_SET_DESC_SIZE); size != nil {
+				extra += fmt.Sprintf(" size %d", binary.BigEndian.Uint32(size))
+			}
+		}
+		if e := attr(as, nftaSetExpr); e != nil {
+			extra += " expr " + attrStr(parseAttrs(e), unix.NFTA_EXPR_NAME)
+		}
+		return []string{fmt.Sprintf("add set %s %s { keytype %#x keylen %d flags %#x%s }",
 			attrStr(as, unix.NFTA_SET_TABLE), attrStr(as, unix.NFTA_SET_NAME),
 			binary.BigEndian.Uint32(attr(as, unix.NFTA_SET_KEY_TYPE)), binary.BigEndian.Uint32(attr(as, unix.NFTA_SET_KEY_LEN)),
-			binary.BigEndian.Uint32(attr(as, unix.NFTA_SET_FLAGS)))}
+			binary.BigEndian.Uint32(attr(as, unix.NFTA_SET_FLAGS)), extra)}
 	case unix.NFT_MSG_NEWOBJ:
 		return []string{fmt.Sprintf("add object %s %s type %d", attrStr(as, unix.NFTA_OBJ_TABLE), attrStr(as, unix.NFTA_OBJ_NAME),
 			binary.BigEndian.Uint32(attr(as, unix.NFTA_OBJ_TYPE)))}
@@ -111,6 +123,8 @@ func describeExprs(fam byte, b []byte) string {
 			e = &expr.Log{}
 		case "objref":
 			e = &expr.Objref{}
+		case "dynset":
+			e = &expr.Dynset{}
 		default:
 			parts = append(parts, "?"+name)
 			continue
@@ -134,7 +148,7 @@ func describeExpr(e expr.Any) string {
 		return fmt.Sprintf("cmp %s reg %d %x", op, v.Register, v.Data)
 	case *expr.Ct:
 		return fmt.Sprintf("ct load %s => reg %d", map[expr.CtKey]string{
-			expr.CtKeyDIRECTION: "direction", expr.CtKeySTATE: "state"}[v.Key], v.Register)
+			expr.CtKeyDIRECTION: "direction", expr.CtKeySTATE: "state", expr.CtKeySTATUS: "status"}[v.Key], v.Register)
 	case *expr.Bitwise:
 		return fmt.Sprintf("bitwise reg %d = (reg %d & %x) ^ %x", v.DestRegister, v.SourceRegister, v.Mask, v.Xor)
 	case *expr.Payload:
@@ -164,6 +178,12 @@ func describeExpr(e expr.Any) string {
 		return fmt.Sprintf("log group %d snaplen %d", v.Group, v.Snaplen)
 	case *expr.Objref:
 		return fmt.Sprintf("objref type %d name %s", v.Type, v.Name)
+	case *expr.Dynset:
+		var exprs []string
+		for _, x := range v.Exprs {
+			exprs = append(exprs, describeExpr(x))
+		}
+		return fmt.Sprintf("dynset op %d reg %d set %s timeout %v exprs [%s]", v.Operation, v.SrcRegKey, v.SetName, v.Timeout, strings.Join(exprs, ", "))
 	}
 	return fmt.Sprintf("%T%+v", e, e)
 }

@@ -304,7 +304,10 @@ func (k *fakeKernel) newRule(m netlink.Message, fam byte, as []netlink.Attribute
 	if !slices.ContainsFunc(t.chains, func(c []netlink.Attribute) bool { return attrStr(c, unix.NFTA_CHAIN_NAME) == chain }) {
 		return nil, unix.ENOENT
 	}
-	exprs := attr(as, unix.NFTA_RULE_EXPRESSIONS)
+	exprs, errno := t.storedExprs(attr(as, unix.NFTA_RULE_EXPRESSIONS))
+	if errno != 0 {
+		return nil, errno
+	}
 	if h := attr(as, unix.NFTA_RULE_HANDLE); h != nil {
 		handle := binary.BigEndian.Uint64(h)
 		i := slices.IndexFunc(t.rules, func(r *fakeRule) bool { return r.handle == handle && r.chain == chain })
@@ -328,6 +331,49 @@ func (k *fakeKernel) newRule(m netlink.Message, fam byte, as []netlink.Attribute
 		})...),
 	}
 	return &reply, 0
+}
+
+// nftaSetExpr is NFTA_SET_EXPR: a set's own expression (e.g. counter).
+const nftaSetExpr = 0x11
+
+// storedExprs checks a rule's dynset expressions and returns the rule's
+// expressions as the kernel keeps and dumps them: a dynset on a set that
+// carries its own expressions loses its copy of them (NFTA_DYNSET_EXPR), like
+// nft_dynset_dump does; a dynset with expressions on a set without any, or
+// on a set that is not dynamic, is refused as the kernel would (EOPNOTSUPP,
+// a deliberate simplification: the kernel accepts the former).
+func (t *fakeTable) storedExprs(exprs []byte) ([]byte, unix.Errno) {
+	list := parseAttrs(exprs)
+	changed := false
+	for i, a := range list {
+		ea := parseAttrs(a.Data)
+		if attrStr(ea, unix.NFTA_EXPR_NAME) != "dynset" {
+			continue
+		}
+		da := parseAttrs(attr(ea, unix.NFTA_EXPR_DATA))
+		name := attrStr(da, unix.NFTA_DYNSET_SET_NAME)
+		j := slices.IndexFunc(t.sets, func(s *fakeSet) bool { return s.name == name })
+		if j < 0 {
+			return nil, unix.ENOENT
+		}
+		set := t.sets[j]
+		if binary.BigEndian.Uint32(attr(set.attrs, unix.NFTA_SET_FLAGS))&unix.NFT_SET_EVAL == 0 ||
+			(attr(da, unix.NFTA_DYNSET_EXPR) != nil) != (attr(set.attrs, nftaSetExpr) != nil) {
+			return nil, unix.EOPNOTSUPP
+		}
+		da = slices.DeleteFunc(da, func(x netlink.Attribute) bool { return x.Type == unix.NFTA_DYNSET_EXPR })
+		for k := range ea {
+			if ea[k].Type == unix.NFTA_EXPR_DATA {
+				ea[k] = netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: nltest.MustMarshalAttributes(da)}
+			}
+		}
+		list[i] = netlink.Attribute{Type: unix.NLA_F_NESTED | a.Type, Data: nltest.MustMarshalAttributes(ea)}
+		changed = true
+	}
+	if !changed {
+		return exprs, 0
+	}
+	return nltest.MustMarshalAttributes(list), 0
 }
 
 func elemKey(raw []byte, typ uint16) []byte {

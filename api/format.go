@@ -12,7 +12,7 @@ import (
 // FormatStatus writes the human form of `segmesh status`: a summary of this
 // node and an aligned table of peers.
 func FormatStatus(w io.Writer, s *Status, now time.Time) error {
-	pv := "none"
+	pv := "none (all inbound mesh traffic denied)"
 	if s.Policy.Version > 0 {
 		pv = fmt.Sprintf("v%d %s (%s)", s.Policy.Version, s.Policy.Hash, s.Policy.Mode)
 	}
@@ -22,10 +22,10 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	fmt.Fprintf(w, "interface %s (%s)   mesh %d members   trust %s\n", s.Interface, s.Backend, s.Members, s.Trust)
 	fmt.Fprintf(w, "policy    %s\n\n", pv)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tTAGS\tHANDSHAKE\tRX\tTX\tREASON")
+	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tSEGMENTS\tTAGS\tHANDSHAKE\tRX\tTX\tREASON")
 	for _, p := range s.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
-			dash(p.Endpoint), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now), byteSize(p.RxBytes), byteSize(p.TxBytes), dash(p.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
+			dash(p.Endpoint), dash(strings.Join(p.Segments, ",")), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now), byteSize(p.RxBytes), byteSize(p.TxBytes), dash(p.Reason))
 	}
 	if len(s.Peers) == 0 {
 		fmt.Fprintln(tw, "(no peers)")

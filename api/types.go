@@ -61,3 +61,33 @@ type Policy struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// PolicyDocument is GET /v1/policy: the active policy with who applied it
+// and when; Version 0 means no policy.
+type PolicyDocument struct {
+	Version   uint64 `json:"version"`
+	Hash      string `json:"hash"`
+	Mode      string `json:"mode"`
+	AppliedBy string `json:"applied_by"`
+	Time      string `json:"time"`
+	Content   string `json:"content"`
+}
+
+// ApplyRequest is the body of POST /v1/policy.
+type ApplyRequest struct {
+	Content       string  `json:"content"`
+	ExpectVersion *uint64 `json:"expect_version,omitempty"`
+}
+
+// Explanation is GET /v1/policy/explain.
+type Explanation struct {
+	Verdict      string   `json:"verdict"` // allow | deny
+	From         string   `json:"from"`
+	To           string   `json:"to"`
+	FromSegments []string `json:"from_segments"`
+	ToSegments   []string `json:"to_segments"`
+	Port         string   `json:"port"`
+	Rules        []string `json:"rules"`
+	Mode         string   `json:"mode"`
+	Version      uint64   `json:"policy_version"`
+}

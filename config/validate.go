@@ -191,9 +191,7 @@ func (x *validator) laterFeatures(c *Config) {
 	if c.Trust.CAFile != "" || c.Trust.CertFile != "" {
 		x.fail("trust.ca_file", "CA mode is not available in this release; leave trust.ca_file and trust.cert_file empty (trust: open)")
 	}
-	if c.PolicyFile != "" {
-		x.fail("policy_file", "policies are not enforced by this release; leave it empty")
-	}
+
 }
 
 func (x *validator) nonEmpty(key string) string {

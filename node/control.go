@@ -18,16 +18,17 @@ import (
 
 // controlServer serves the control API on a unix socket (mode 0600).
 type controlServer struct {
-	path string
-	ln   net.Listener
-	srv  *http.Server
-	log  *slog.Logger
-	wg   sync.WaitGroup
+	path   string
+	ln     net.Listener
+	srv    *http.Server
+	log    *slog.Logger
+	wg     sync.WaitGroup
+	cancel context.CancelFunc // ends every request's context
 }
 
 // listenControl creates the socket. A stale socket left by a crash is
 // replaced; a socket another live daemon answers on is an error.
-func listenControl(path string, n *Node, log *slog.Logger) (*controlServer, error) {
+func listenControl(path, group string, n *Node, log *slog.Logger) (*controlServer, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control_socket: %w", err)
 	}
@@ -36,19 +37,30 @@ func listenControl(path string, n *Node, log *slog.Logger) (*controlServer, erro
 		return nil, fmt.Errorf("control_socket %s: another segmesh daemon is running", path)
 	}
 	_ = os.Remove(path)
+	ap, err := newAccessPolicy(group)
+	if err != nil {
+		return nil, err
+	}
 	old := umask(0o177) // the socket is born 0600: no window where others could connect
 	ln, err := net.Listen("unix", path)
 	umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("control_socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	if err := ap.socketMode(path); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("control_socket: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Status())
+	})
+	mux.HandleFunc("GET /v1/segments", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.Segments())
+	})
+	mux.HandleFunc("GET /v1/stream", n.serveStream)
+	mux.HandleFunc("GET /v1/policy/matrix", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.PolicyMatrix())
 	})
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.Reload(); err != nil {
@@ -57,11 +69,15 @@ func listenControl(path string, n *Node, log *slog.Logger) (*controlServer, erro
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"result": "reloaded"})
 	})
+	n.routesPolicy(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, api.Error{Error: "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	return &controlServer{path: path, ln: ln, srv: srv, log: log}, nil
+	// Requests (notably streams) see their context end when the server closes.
+	base, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: ap.guard(mux), ReadHeaderTimeout: 5 * time.Second, ConnContext: withConn,
+		BaseContext: func(net.Listener) context.Context { return base }}
+	return &controlServer{path: path, ln: ln, srv: srv, log: log, cancel: cancel}, nil
 }
 
 func (c *controlServer) serve() {
@@ -75,13 +91,17 @@ func (c *controlServer) serve() {
 }
 
 func (c *controlServer) close() error {
+	c.cancel() // long-lived streams end now instead of holding Shutdown
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err := c.srv.Shutdown(ctx)
+	if err := c.srv.Shutdown(ctx); err != nil {
+		c.log.Warn("control API: requests still running at shutdown were cut", "err", err)
+		_ = c.srv.Close()
+	}
 	c.ln.Close()
 	c.wg.Wait()
 	_ = os.Remove(c.path)
-	return err
+	return nil
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 )
@@ -29,16 +30,29 @@ type Gossip interface {
 	UpdateLocal(gossip.Record) error
 	SetKeys([][]byte) error
 	NumMembers() int
+	Publish(kind string, data []byte) error
 	Leave(time.Duration) error
 	Shutdown() error
 }
 
+// Firewall is the nftables enforcement as the node uses it (*acl.Firewall).
+type Firewall interface {
+	Install() error
+	Apply(acl.Desired) error
+	Counters() (packets, bytes uint64, err error)
+	DeniedBySource() (map[netip.Addr]acl.Count, error)
+	Remove() error
+	Close() error
+}
+
 // Deps are the OS edges of a node; tests replace them with fakes.
 type Deps struct {
-	OpenMesh  func(mesh.Config, *slog.Logger) (Mesh, error)
-	NewGossip func(gossip.Config, gossip.Record) (Gossip, error)
-	AutoMTU   func(netip.Addr) (int, error)
-	Now       func() time.Time
+	OpenMesh        func(mesh.Config, *slog.Logger) (Mesh, error)
+	NewGossip       func(gossip.Config, gossip.Record) (Gossip, error)
+	NewFirewall     func(acl.Config, *slog.Logger) (Firewall, error)
+	DeleteConntrack func([]netip.Addr) (int, error)
+	AutoMTU         func(netip.Addr) (int, error)
+	Now             func() time.Time
 }
 
 // RealDeps returns the production edges.
@@ -58,7 +72,15 @@ func RealDeps() Deps {
 			}
 			return g, nil
 		},
-		AutoMTU: mesh.AutoMTU,
-		Now:     time.Now,
+		NewFirewall: func(c acl.Config, l *slog.Logger) (Firewall, error) {
+			f, err := acl.NewFirewall(c, l)
+			if err != nil {
+				return nil, err
+			}
+			return f, nil
+		},
+		DeleteConntrack: acl.DeleteConntrack,
+		AutoMTU:         mesh.AutoMTU,
+		Now:             time.Now,
 	}
 }

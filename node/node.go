@@ -16,9 +16,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/config"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
+	"github.com/segmesh/segmesh/metrics"
 )
 
 // GossipLabel is the memberlist label: gossip from other meshes is refused.
@@ -37,18 +39,29 @@ type Node struct {
 	endpoint netip.AddrPort // advertise address + listen port
 	runStart time.Time
 
+	fw     Firewall
 	mesh   Mesh
 	gossip Gossip
 	ctl    *controlServer
 
-	mu    sync.Mutex // guards everything below
-	cfg   *config.Config
-	claim claim
-	view  view
-	track tracker
-	ready bool
+	mu      sync.Mutex // guards everything below
+	cfg     *config.Config
+	claim   claim
+	view    view
+	track   tracker
+	ready   bool
+	policy  policyState
+	peerIPs map[netip.Addr]bool // overlay addresses of the WireGuard peers at the last sync
 
-	syncNow chan struct{} // cap 1: ask the loop for an immediate sync
+	syncNow chan struct{}      // cap 1: ask the loop for an immediate sync
+	syncReq chan chan struct{} // a sync whose completion the caller awaits
+	stopped chan struct{}      // closed when Run returns
+	changed *notifier          // fires after every sync and policy change (stream)
+
+	recorder      *metrics.Recorder
+	denyTotals    metrics.DenyTotals
+	stopMetrics   func() error
+	policyPending time.Time // when a newly accepted policy awaits enforcement (apply duration)
 }
 
 // New builds the node: it loads the key, claims an address, creates the
@@ -74,7 +87,8 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		log: log, deps: deps, version: version, key: key, pub: key.PublicKey(),
 		endpoint: netip.AddrPortFrom(advertise, uint16(cfg.ListenPort)),
 		runStart: deps.Now(), cfg: cfg, track: newTracker(),
-		syncNow: make(chan struct{}, 1),
+		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(),
+		peerIPs: map[netip.Addr]bool{},
 	}
 	if n.claim, err = loadClaim(cfg.StateDir, cfg.Network, n.pub, n.runStart); err != nil {
 		return nil, err
@@ -90,11 +104,28 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 			}
 		}
 	}()
+	if n.policy, err = loadPolicy(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if err := n.proposePolicyFile(cfg.PolicyFile, false); err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "policy_file", Err: err}
+	}
+	// Security invariant 2: the fail-closed table, with the persisted policy
+	// compiled for no peers, is in place before the interface exists.
+	if n.fw, err = deps.NewFirewall(acl.Config{Interface: cfg.Interface, Network4: cfg.Network, Network6: cfg.Network6}, log.With("sub", "acl")); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	cleanup = append(cleanup, n.fw.Close, n.fw.Remove)
+	if err = n.fw.Install(); err != nil {
+		return nil, fmt.Errorf("nftables: install table: %w", err)
+	}
+	if err = n.fw.Apply(n.desired(nil)); err != nil {
+		return nil, fmt.Errorf("nftables: enforce persisted policy: %w", err)
+	}
 	if n.mesh, err = deps.OpenMesh(n.meshConfig(advertise), log.With("sub", "mesh")); err != nil {
 		return nil, fmt.Errorf("wireguard interface %s: %w", cfg.Interface, err)
 	}
 	cleanup = append(cleanup, n.mesh.Close)
-	// The fail-closed firewall is installed here, before the link goes up.
 	if err = n.mesh.Up(); err != nil {
 		return nil, fmt.Errorf("bring up %s: %w", cfg.Interface, err)
 	}
@@ -102,7 +133,11 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	cleanup = append(cleanup, n.gossip.Shutdown)
-	if n.ctl, err = listenControl(cfg.ControlSocket, n, log.With("sub", "control")); err != nil {
+	if err = n.startMetrics(); err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "metrics_listen", Err: err}
+	}
+	cleanup = append(cleanup, n.stopMetricsNow)
+	if n.ctl, err = listenControl(cfg.ControlSocket, cfg.ControlGroup, n, log.With("sub", "control")); err != nil {
 		return nil, err
 	}
 	log.Info("node ready", "name", cfg.Name, "public_key", n.pub.String(), "address", n.claim.Address,
@@ -114,10 +149,13 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 // Run gossips and keeps WireGuard in step with membership until ctx is done,
 // then leaves the mesh gracefully and tears everything down.
 func (n *Node) Run(ctx context.Context) error {
+	defer close(n.stopped)
 	n.gossip.Start()
 	n.ctl.serve()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	observe := time.NewTicker(observeInterval)
+	defer observe.Stop()
 	n.sync()
 	for {
 		select {
@@ -126,6 +164,15 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-n.gossip.Changes():
 		case <-n.syncNow:
 		case <-tick.C:
+		case <-observe.C:
+			if _, _, err := n.observeDenied(); err != nil {
+				n.log.Warn("denied-packet counters", "err", err)
+			}
+			continue
+		case done := <-n.syncReq:
+			n.sync()
+			close(done)
+			continue
 		}
 		n.sync()
 	}
@@ -138,7 +185,32 @@ func (n *Node) shutdown() error {
 		// Peers that miss the leave still see this node fail and drop it.
 		n.log.Warn("graceful leave not confirmed", "err", err)
 	}
-	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.mesh.Close())
+	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.stopMetricsNow(), n.mesh.Close(), n.fw.Remove(), n.fw.Close())
+}
+
+func (n *Node) stopMetricsNow() error {
+	if n.stopMetrics == nil {
+		return nil
+	}
+	return n.stopMetrics()
+}
+
+// kick asks the loop for a sync without waiting.
+func (n *Node) kick() {
+	select {
+	case n.syncNow <- struct{}{}:
+	default:
+	}
+}
+
+// syncAndWait returns after a full sync ran on the loop.
+func (n *Node) syncAndWait() {
+	done := make(chan struct{})
+	select {
+	case n.syncReq <- done:
+		<-done
+	case <-n.stopped:
+	}
 }
 
 func (n *Node) meshConfig(advertise netip.Addr) mesh.Config {
@@ -170,6 +242,7 @@ func (n *Node) gossipConfig(advertise netip.Addr, keys [][]byte) gossip.Config {
 		AdvertiseAddr: advertise.String(), AdvertisePort: port,
 		Keys: keys, Label: GossipLabel, Seeds: n.cfg.Gossip.Join,
 		CachePath: n.cfg.StateDir + "/peers.json", Logger: n.log.With("sub", "gossip"),
+		Documents: docHandler{n},
 	}
 }
 
@@ -215,12 +288,4 @@ func advertiseAddr(cfg *config.Config) (netip.Addr, error) {
 		return v6, nil
 	}
 	return netip.Addr{}, errors.New("no address to advertise found; set gossip.advertise")
-}
-
-// kick asks the loop for a sync without waiting.
-func (n *Node) kick() {
-	select {
-	case n.syncNow <- struct{}{}:
-	default:
-	}
 }

@@ -34,7 +34,7 @@ func (n *Node) Reload() error {
 		n.log.Warn("reload: this key needs a restart; keeping the running value", "key", k)
 	}
 	merged := *cur
-	merged.Name, merged.Tags = next.Name, next.Tags
+	merged.Name, merged.Tags, merged.PolicyFile = next.Name, next.Tags, next.PolicyFile
 	merged.DeadPeerGrace, merged.Gossip.Join = next.DeadPeerGrace, next.Gossip.Join
 	changed := merged.Name != cur.Name || !maps.Equal(merged.Tags, cur.Tags)
 	n.cfg = &merged
@@ -48,6 +48,10 @@ func (n *Node) Reload() error {
 		n.log.Info("reload: re-announced", "name", rec.Name, "tags", rec.Tags)
 	}
 	n.log.Info("configuration reloaded", "file", file)
+	if err := n.proposePolicyFile(next.PolicyFile, true); err != nil {
+		n.log.Error("reload: policy_file not applied", "err", err)
+		return fmt.Errorf("reload: %w", err)
+	}
 	n.kick()
 	return nil
 }

@@ -16,7 +16,7 @@ func (n *Node) Status() api.Status {
 		Self: api.Self{
 			Name: n.cfg.Name, PublicKey: n.pub.String(), Address: n.claim.Address.String(),
 			Address6: mesh.Address6(n.cfg.Network6, n.pub).String(), Endpoint: n.endpoint.String(),
-			Tags: nonNilTags(n.cfg.Tags), Segments: []string{},
+			Tags: nonNilTags(n.cfg.Tags), Segments: n.segmentsOf(n.cfg.Tags),
 		},
 		Peers:     []api.Peer{},
 		Policy:    api.Policy{Version: 0, Hash: "", Mode: "enforce"},
@@ -25,10 +25,16 @@ func (n *Node) Status() api.Status {
 		Backend:   n.mesh.Backend(),
 		Members:   n.gossip.NumMembers(),
 	}
+	if d := n.policy.doc; d != nil {
+		s.Policy = api.Policy{Version: d.Version, Hash: d.Hash, Mode: string(n.policy.pol.Mode)}
+	}
 	for _, p := range n.view.peers {
 		ap := api.Peer{
 			Name: p.rec.Name, PublicKey: p.name, Tags: nonNilTags(p.rec.Tags), Segments: []string{},
 			State: p.state, Reason: p.reason,
+		}
+		if p.configured {
+			ap.Segments = n.segmentsOf(p.rec.Tags)
 		}
 		if p.rejected == nil {
 			ap.Address, ap.Address6, ap.Endpoint = p.rec.Address4.String(), p.rec.Address6.String(), p.endpoint.String()
@@ -53,4 +59,12 @@ func nonNilTags(t map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return t
+}
+
+// segmentsOf lists the active policy's segments that tags match. Callers hold mu.
+func (n *Node) segmentsOf(tags map[string]string) []string {
+	if n.policy.pol == nil {
+		return []string{}
+	}
+	return nonNil(n.policy.pol.SegmentsOf(tags))
 }

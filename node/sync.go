@@ -38,6 +38,15 @@ func (n *Node) sync() {
 	if renumber {
 		n.renumber(v.held, now)
 	}
+	// Sets first: a peer gains access in the same step as its WireGuard
+	// config, and loses it before its peer entry goes.
+	if err := n.enforce(v); err != nil {
+		n.log.Error("nftables apply failed; the previous sets stay in force, will retry", "err", err)
+		n.mu.Lock()
+		n.ready = false
+		n.mu.Unlock()
+		return
+	}
 	peers := v.wgPeers()
 	n.mu.Lock()
 	if n.track.keepalives(n.pub, peers, now) {
@@ -54,7 +63,12 @@ func (n *Node) sync() {
 	}
 	n.mu.Lock()
 	n.ready = true
+	if !n.policyPending.IsZero() {
+		n.recorder.PolicyApplied(n.deps.Now().Sub(n.policyPending))
+		n.policyPending = time.Time{}
+	}
 	n.mu.Unlock()
+	n.changed.notify()
 }
 
 // selfEffective is our claim time in the clash rule: a claim carried over

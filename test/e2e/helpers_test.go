@@ -30,9 +30,23 @@ var (
 	overlay6 = netip.MustParsePrefix("fd5e:6d00::/48")
 )
 
+// pingPolicy allows ICMP echo between all nodes and nothing else. A node
+// without a policy denies all inbound mesh traffic (fail closed), so the
+// membership tests, which check the mesh by pinging, run under it.
+const pingPolicy = `mode: enforce
+segments: {}
+rules:
+  - name: ping
+    from: ["*"]
+    to: ["*"]
+    ports: [icmp]
+`
+
+// newCluster makes a cluster whose nodes all start with pingPolicy as their
+// policy_file.
 func newCluster(t *testing.T) *harness.TestCluster {
 	t.Helper()
-	return harness.NewTestCluster(t, harness.Config{Binary: bins.Segmesh, DeadPeerGrace: grace})
+	return harness.NewTestCluster(t, harness.Config{Binary: bins.Segmesh, DeadPeerGrace: grace, Policy: pingPolicy})
 }
 
 // role returns a tag set {role: r}.

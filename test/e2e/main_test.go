@@ -7,7 +7,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/segmesh/segmesh/test/harness"
@@ -31,9 +30,7 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	if prebuilt := os.Getenv(binEnv); prebuilt != "" {
-		bins.Segmesh = prebuilt
-		bins.Forger = filepath.Join(dir, "segmesh-forger")
-		err = harness.BuildPackage("test/forger", bins.Forger)
+		bins, err = harness.BuildTools(dir, harness.Binaries{Segmesh: prebuilt})
 	} else {
 		bins, err = harness.Build(dir)
 	}

@@ -15,6 +15,7 @@ import (
 type Binaries struct {
 	Segmesh string // the segmesh CLI and daemon
 	Forger  string // test/forger: a gossip member announcing a forged record
+	Probe   string // test/probe: echo servers, dialer and stream for ACL checks
 }
 
 // ModuleRoot returns the directory of the go.mod of the current module, as
@@ -51,16 +52,24 @@ func BuildPackage(pkg, out string) error {
 	return nil
 }
 
-// Build builds the segmesh binary and the forger into dir.
+// Build builds the segmesh binary and the test tools into dir.
 func Build(dir string) (Binaries, error) {
-	b := Binaries{
-		Segmesh: filepath.Join(dir, "segmesh"),
-		Forger:  filepath.Join(dir, "segmesh-forger"),
-	}
+	b := Binaries{Segmesh: filepath.Join(dir, "segmesh")}
 	if err := BuildPackage("cmd/segmesh", b.Segmesh); err != nil {
 		return b, err
 	}
+	return BuildTools(dir, b)
+}
+
+// BuildTools builds the test tools (forger, probe) into dir and returns b
+// with their paths set.
+func BuildTools(dir string, b Binaries) (Binaries, error) {
+	b.Forger = filepath.Join(dir, "segmesh-forger")
+	b.Probe = filepath.Join(dir, "segmesh-probe")
 	if err := BuildPackage("test/forger", b.Forger); err != nil {
+		return b, err
+	}
+	if err := BuildPackage("test/probe", b.Probe); err != nil {
 		return b, err
 	}
 	return b, nil

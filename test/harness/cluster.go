@@ -59,6 +59,7 @@ type Cluster struct {
 	ownsBase  bool
 	mu        sync.Mutex
 	nodes     []*Node
+	extraNS   []string // namespaces made by AddNamespace
 	nextIndex int
 	closed    bool
 }
@@ -235,6 +236,43 @@ func (c *Cluster) createNetns(n *Node) error {
 	return nil
 }
 
+// AddNamespace creates an extra network namespace Prefix-name with only
+// loopback up (e.g. a container behind a node) and returns its name. Close
+// deletes it with the others.
+func (c *Cluster) AddNamespace(name string) (string, error) {
+	if !nameRE.MatchString(name) || name == "ul" {
+		return "", fmt.Errorf("bad namespace name %q", name)
+	}
+	ns := c.cfg.Prefix + "-" + name
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return "", errors.New("cluster closed")
+	}
+	for _, n := range c.nodes {
+		if n.Namespace == ns {
+			c.mu.Unlock()
+			return "", fmt.Errorf("namespace %s is node %s's", ns, n.Name)
+		}
+	}
+	for _, o := range c.extraNS {
+		if o == ns {
+			c.mu.Unlock()
+			return "", fmt.Errorf("namespace %s exists", ns)
+		}
+	}
+	c.extraNS = append(c.extraNS, ns) // registered first so Close removes partial work
+	c.mu.Unlock()
+	if err := ip("netns", "add", ns); err != nil {
+		return "", err
+	}
+	if err := ip("-n", ns, "link", "set", "lo", "up"); err != nil {
+		return "", err
+	}
+	c.cfg.Logf("harness: created namespace %s", ns)
+	return ns, nil
+}
+
 // clusterKeySource returns the cluster.key of the first daemon node that has
 // one, other than n.
 func (c *Cluster) clusterKeySource(n *Node) string {
@@ -316,6 +354,7 @@ func (c *Cluster) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	nodes := append([]*Node(nil), c.nodes...)
+	extra := append([]string(nil), c.extraNS...)
 	c.mu.Unlock()
 	var errs []error
 	for _, n := range nodes {
@@ -325,6 +364,11 @@ func (c *Cluster) Close() error {
 	}
 	for _, n := range nodes {
 		if err := DeleteNetns(n.Namespace); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, ns := range extra {
+		if err := DeleteNetns(ns); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -9,6 +9,10 @@
 // not clash. WireGuard interface names are unique on the host because the
 // UAPI sockets in /var/run/wireguard are shared by all namespaces.
 //
+// Helper programs (echo servers, dialers) run next to a node's daemon with
+// Spawn; extra namespaces (e.g. a container behind a node) come from
+// AddNamespace and are deleted with the cluster.
+//
 // Core functions return errors so the demo program can use them; TestCluster
 // is a thin wrapper for tests that fails the test on error and cleans up
 // everything (processes, namespaces, directories, sockets) when the test

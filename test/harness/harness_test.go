@@ -200,3 +200,50 @@ func TestWaitFor(t *testing.T) {
 		t.Errorf("abort: %v after %v", err, time.Since(start))
 	}
 }
+
+// TestSpawnAndNamespace: a spawned program runs in the extra namespace,
+// WaitOutput sees its output, Stop ends it, and Close deletes the namespace.
+func TestSpawnAndNamespace(t *testing.T) {
+	RequireNetns(t)
+	c, err := New(Config{Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	ns, err := c.AddNamespace("ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns != c.Prefix()+"-ctr" || !NetnsExists(ns) {
+		t.Fatalf("namespace %q (exists %v)", ns, NetnsExists(ns))
+	}
+	if _, err := c.AddNamespace("ctr"); err == nil {
+		t.Error("second AddNamespace with the same name succeeded")
+	}
+	// Only loopback: the program runs inside the new namespace.
+	p, err := Spawn(ns, filepath.Join(c.BaseDir(), "p.log"), "sh", "-c", "ip -o link show | wc -l; echo started; sleep 60")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitOutput("started", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if out := p.Output(); !strings.HasPrefix(out, "1\n") {
+		t.Errorf("links seen by the program: %q, want only lo", out)
+	}
+	if err := p.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Running() || p.ExitError() == nil {
+		t.Errorf("after Stop: running %v, exit %v", p.Running(), p.ExitError())
+	}
+	if err := p.WaitOutput("never printed", time.Second); err == nil {
+		t.Error("WaitOutput on an exited process succeeded")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if NetnsExists(ns) {
+		t.Errorf("namespace %s survived Close", ns)
+	}
+}

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,37 @@ func (tc *TestCluster) AddNode(spec NodeSpec) *Node {
 		tc.t.Fatalf("add node: %v", err)
 	}
 	return n
+}
+
+// AddNamespace creates an extra namespace (see Cluster.AddNamespace).
+func (tc *TestCluster) AddNamespace(name string) string {
+	tc.t.Helper()
+	ns, err := tc.C.AddNamespace(name)
+	if err != nil {
+		tc.t.Fatalf("add namespace: %v", err)
+	}
+	return ns
+}
+
+// Spawn starts argv in namespace ns (see Spawn) with its output in
+// BaseDir/name.log, and stops it when the test (or subtest, see With)
+// ends, printing its output first when the test failed.
+func (tc *TestCluster) Spawn(ns, name string, argv ...string) *Proc {
+	tc.t.Helper()
+	p, err := Spawn(ns, filepath.Join(tc.C.BaseDir(), name+".log"), argv...)
+	if err != nil {
+		tc.t.Fatalf("%v", err)
+	}
+	t := tc.t
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Logf("%v", err)
+		}
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", p, p.Output())
+		}
+	})
+	return p
 }
 
 // Start starts the nodes.

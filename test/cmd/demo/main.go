@@ -148,6 +148,16 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(err)
 	}
+	byName := map[string]*harness.Node{}
+	for _, n := range nodes {
+		byName[n.Name] = n
+	}
+	if err := applyPolicy(stdout, bin, byName); err != nil {
+		return fail(err)
+	}
+	if out, err = nodes[0].StatusOutput(); err != nil {
+		return fail(err)
+	}
 	fmt.Fprintf(stdout, "$ segmesh status --socket %s\n%s\n", nodes[0].Socket, out)
 	return describe(stdout, bin, nodes)
 }

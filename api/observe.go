@@ -1,0 +1,78 @@
+package api
+
+import "time"
+
+// Flow verdicts.
+const (
+	VerdictDenied  = "denied"  // enforce mode: dropped
+	VerdictAudited = "audited" // audit mode: would have been denied, accepted
+)
+
+// Flow is one aggregate of denied or audited packets arriving over the mesh:
+// all packets from one source to one protocol/port of this node with one
+// verdict. GET /v1/flows returns them newest first.
+type Flow struct {
+	SrcName     string    `json:"src_name"` // peer name; "" when the source is no known peer
+	SrcKey      string    `json:"src_key"`
+	SrcAddr     string    `json:"src_addr"`
+	SrcSegments []string  `json:"src_segments"`
+	DstAddr     string    `json:"dst_addr"`
+	DstSegments []string  `json:"dst_segments"` // this node's segments
+	Proto       string    `json:"proto"`        // tcp | udp | icmp | icmpv6 | a protocol number
+	Port        uint16    `json:"port"`         // destination port; 0 for ICMP
+	Verdict     string    `json:"verdict"`      // denied | audited
+	Count       uint64    `json:"count"`        // packets seen (NFLOG is rate-limited: a lower bound)
+	FirstSeen   time.Time `json:"first_seen"`
+	LastSeen    time.Time `json:"last_seen"`
+}
+
+// SegmentView is one segment with its members (GET /v1/segments).
+type SegmentView struct {
+	Name     string            `json:"name"`
+	Selector map[string]string `json:"selector"`
+	Members  []SegmentMember   `json:"members"`
+}
+
+// SegmentMember is a node in a segment; Self marks this node.
+type SegmentMember struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+	Address   string `json:"address"`
+	State     string `json:"state"` // peer state, "up" for self
+	Self      bool   `json:"self,omitempty"`
+}
+
+// MatrixCell lists what segment From may reach on segment To ("*" rows and
+// columns stand for any admitted node).
+type MatrixCell struct {
+	From  string   `json:"from"`
+	To    string   `json:"to"`
+	Ports []string `json:"ports"` // e.g. ["tcp/8080", "icmp"]; "any" for everything
+	Rules []string `json:"rules"`
+}
+
+// PolicyView is GET /v1/policy/matrix: the active policy's identity and its
+// compiled segment × segment matrix.
+type PolicyView struct {
+	Version  uint64       `json:"version"`
+	Hash     string       `json:"hash"`
+	Mode     string       `json:"mode"`
+	Segments []string     `json:"segments"`
+	Matrix   []MatrixCell `json:"matrix"`
+}
+
+// Event types of the stream.
+const (
+	EventStatus = "status" // Status is set: the whole status, sent first and on every change
+	EventFlow   = "flow"   // Flow is set: a flow aggregate changed
+)
+
+// Event is one line of GET /v1/stream (NDJSON). The stream starts with a
+// status event and then sends status events on changes (at most ~4/s, and at
+// least every 2 s so rates stay fresh) and flow events as they happen.
+type Event struct {
+	Type   string  `json:"type"`
+	Time   string  `json:"time"`
+	Status *Status `json:"status,omitempty"`
+	Flow   *Flow   `json:"flow,omitempty"`
+}

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/api"
+)
+
+func newPolicy(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Check, apply, show and explain segment policies"}
+	cmd.AddCommand(newPolicyCheck(), newPolicyApply(g), newPolicySign(), newPolicyShow(g), newPolicyHistory(g),
+		newPolicyExplain(g))
+	return cmd
+}
+
+// checkFile parses a policy file and runs its tests; every problem is
+// returned as one error of file:line:col lines.
+func checkFile(path string) ([]byte, *acl.Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := acl.Parse(path, data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if fails := p.RunTests(); len(fails) > 0 {
+		lines := make([]string, len(fails))
+		for i, f := range fails {
+			lines[i] = f.Format(path)
+		}
+		return nil, nil, fmt.Errorf("%d policy test(s) failed:\n%s", len(fails), strings.Join(lines, "\n"))
+	}
+	return data, p, nil
+}
+
+func newPolicyCheck() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate a policy and run its tests offline (exit 1 with file:line:col on error)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, p, err := checkFile(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s mode, %d segments, %d rules, %d tests passed)\n",
+				args[0], p.Mode, len(p.Segments), len(p.Rules), len(p.Tests))
+			return nil
+		},
+	}
+}
+
+func newPolicyApply(g *globals) *cobra.Command {
+	var expect int64
+	cmd := &cobra.Command{
+		Use:   "apply FILE",
+		Short: "Check a policy, hand it to the local daemon, wait until it is active here",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, _, err := checkFile(args[0])
+			if err != nil {
+				return err
+			}
+			req := api.ApplyRequest{Content: string(data)}
+			if cmd.Flags().Changed("expect-version") {
+				if expect < 0 {
+					return fmt.Errorf("--expect-version must be >= 0")
+				}
+				v := uint64(expect)
+				req.ExpectVersion = &v
+			}
+			d, err := api.NewClient(g.socketPath()).ApplyPolicy(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "policy version %d %s (%s) active\n", d.Version, d.Hash, d.Mode)
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&expect, "expect-version", 0, "fail unless the active version is N")
+	return cmd
+}
+
+func newPolicyShow(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Show the active policy with who applied it and when",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := api.NewClient(g.socketPath()).Policy(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(d)
+			}
+			if d.Version == 0 {
+				fmt.Fprintln(out, "no policy: all inbound mesh traffic is denied (replies excepted)")
+				return nil
+			}
+			fmt.Fprintf(out, "# version %d  %s  mode %s\n# applied by %s at %s\n%s", d.Version, d.Hash, d.Mode, d.AppliedBy, d.Time, d.Content)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+func newPolicyHistory(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "history",
+		Short: "List past policy versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, err := api.NewClient(g.socketPath()).PolicyHistory(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, d := range h {
+				fmt.Fprintf(cmd.OutOrStdout(), "v%-4d %s  %-7s  %s  %s\n", d.Version, d.Time, d.Mode, d.Hash, d.AppliedBy)
+			}
+			return nil
+		},
+	}
+}
+
+func newPolicyExplain(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "explain FROM TO PROTO/PORT",
+		Short: "Verdict for FROM → TO (names, keys or overlay IPs), with both nodes' segments and the rules behind it",
+		Args:  cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			e, err := api.NewClient(g.socketPath()).Explain(cmd.Context(), args[0], args[1], args[2])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return json.NewEncoder(out).Encode(e)
+			}
+			fmt.Fprintf(out, "%s: %s -> %s %s (policy v%d, %s mode)\n", strings.ToUpper(e.Verdict), e.From, e.To, e.Port, e.Version, e.Mode)
+			fmt.Fprintf(out, "  %s segments: %s\n  %s segments: %s\n", e.From, orNone(e.FromSegments), e.To, orNone(e.ToSegments))
+			if len(e.Rules) > 0 {
+				fmt.Fprintf(out, "  allowed by: %s\n", strings.Join(e.Rules, ", "))
+			} else {
+				fmt.Fprintln(out, "  no rule allows it (default deny)")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,0 +1,197 @@
+package node
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/config"
+	"github.com/segmesh/segmesh/gossip"
+	"github.com/segmesh/segmesh/mesh"
+)
+
+// events records the order in which the node touches its OS edges.
+type events struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (e *events) add(s string) { e.mu.Lock(); e.log = append(e.log, s); e.mu.Unlock() }
+func (e *events) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.log...)
+}
+
+type fakeMesh struct {
+	ev    *events
+	mu    sync.Mutex
+	peers []mesh.Peer
+}
+
+func (m *fakeMesh) Up() error                      { m.ev.add("mesh.up"); return nil }
+func (m *fakeMesh) Backend() string                { return "fake" }
+func (m *fakeMesh) Name() string                   { return "fake0" }
+func (m *fakeMesh) SetAddress4(netip.Prefix) error { return nil }
+func (m *fakeMesh) Stats() ([]mesh.PeerStats, error) {
+	return nil, nil
+}
+func (m *fakeMesh) Close() error { m.ev.add("mesh.close"); return nil }
+func (m *fakeMesh) Reconcile(p []mesh.Peer) (mesh.ReconcileResult, error) {
+	m.mu.Lock()
+	m.peers = p
+	m.mu.Unlock()
+	return mesh.ReconcileResult{}, nil
+}
+
+type fakeGossip struct {
+	ev        *events
+	mu        sync.Mutex
+	members   []gossip.Member
+	published [][]byte
+	changes   chan struct{}
+	docs      gossip.DocumentHandler
+}
+
+func (g *fakeGossip) Start() { g.ev.add("gossip.start") }
+func (g *fakeGossip) Members() []gossip.Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]gossip.Member(nil), g.members...)
+}
+func (g *fakeGossip) setMembers(m ...gossip.Member) {
+	g.mu.Lock()
+	g.members = m
+	g.mu.Unlock()
+	select {
+	case g.changes <- struct{}{}:
+	default:
+	}
+}
+func (g *fakeGossip) Forget(string)                   {}
+func (g *fakeGossip) Changes() <-chan struct{}        { return g.changes }
+func (g *fakeGossip) UpdateLocal(gossip.Record) error { return nil }
+func (g *fakeGossip) SetKeys([][]byte) error          { return nil }
+func (g *fakeGossip) NumMembers() int                 { return 1 }
+func (g *fakeGossip) Leave(time.Duration) error       { g.ev.add("gossip.leave"); return nil }
+func (g *fakeGossip) Shutdown() error                 { g.ev.add("gossip.shutdown"); return nil }
+func (g *fakeGossip) Publish(kind string, data []byte) error {
+	g.mu.Lock()
+	g.published = append(g.published, data)
+	g.mu.Unlock()
+	return nil
+}
+
+type fakeFirewall struct {
+	ev   *events
+	mu   sync.Mutex
+	last acl.Desired
+	n    int
+}
+
+func (f *fakeFirewall) Install() error { f.ev.add("fw.install"); return nil }
+func (f *fakeFirewall) Apply(d acl.Desired) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.ev.add("fw.apply")
+	}
+	f.n++
+	f.last = d
+	return nil
+}
+func (f *fakeFirewall) desired() acl.Desired {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
+}
+func (f *fakeFirewall) Counters() (uint64, uint64, error) { return 0, 0, nil }
+func (f *fakeFirewall) DeniedBySource() (map[netip.Addr]acl.Count, error) {
+	return map[netip.Addr]acl.Count{}, nil
+}
+func (f *fakeFirewall) Remove() error                     { f.ev.add("fw.remove"); return nil }
+func (f *fakeFirewall) Close() error                      { return nil }
+
+// rig is a node on fakes, running until the test ends.
+type rig struct {
+	n        *Node
+	ev       *events
+	mesh     *fakeMesh
+	gossip   *fakeGossip
+	fw       *fakeFirewall
+	conntrak chan []netip.Addr
+	cfg      *config.Config
+	stop     func()
+}
+
+// newRig initialises a node directory (once per dir) and starts a node on it.
+func newRig(t *testing.T, dir string, policyFile string) *rig {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(dir, "segmesh.yaml")); err != nil {
+		if _, err := config.InitDir(config.InitOptions{Dir: dir, Name: "self", Advertise: "192.0.2.1", Tags: map[string]string{"role": "db"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("SEGMESH_STATE_DIR", filepath.Join(dir, "state"))
+	t.Setenv("SEGMESH_CONTROL_SOCKET", filepath.Join(dir, "s.sock"))
+	t.Setenv("SEGMESH_POLICY_FILE", policyFile)
+	cfg, err := config.Load(filepath.Join(dir, "segmesh.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{ev: &events{}, cfg: cfg, conntrak: make(chan []netip.Addr, 16)}
+	r.mesh, r.fw = &fakeMesh{ev: r.ev}, &fakeFirewall{ev: r.ev}
+	r.gossip = &fakeGossip{ev: r.ev, changes: make(chan struct{}, 1)}
+	deps := Deps{
+		OpenMesh: func(mesh.Config, *slog.Logger) (Mesh, error) { r.ev.add("mesh.open"); return r.mesh, nil },
+		NewGossip: func(c gossip.Config, _ gossip.Record) (Gossip, error) {
+			r.ev.add("gossip.new")
+			r.gossip.docs = c.Documents
+			return r.gossip, nil
+		},
+		NewFirewall:     func(acl.Config, *slog.Logger) (Firewall, error) { return r.fw, nil },
+		DeleteConntrack: func(a []netip.Addr) (int, error) { r.conntrak <- a; return len(a), nil },
+		AutoMTU:         func(netip.Addr) (int, error) { return 1420, nil },
+		Now:             time.Now,
+	}
+	r.n, err = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.n.Run(ctx) }()
+	r.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if r.stop != nil {
+			r.stop()
+		}
+	})
+	return r
+}
+
+func (r *rig) shutdown() { r.stop(); r.stop = nil }
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

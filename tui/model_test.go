@@ -1,0 +1,169 @@
+package tui
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmesh/segmesh/api"
+)
+
+// TestViewFitsTerminal: every view, at every size, is exactly height lines
+// none wider than the terminal.
+func TestViewFitsTerminal(t *testing.T) {
+	for _, w := range []int{20, 40, 60, 80, 100, 120, 200} {
+		for _, h := range []int{3, 6, 12, 24, 40} {
+			m := loaded(w, h)
+			for v := range numViews {
+				m.view = v
+				out := m.View()
+				lines := strings.Split(out, "\n")
+				if len(lines) != h {
+					t.Fatalf("%dx%d %s: %d lines", w, h, viewNames[v], len(lines))
+				}
+				for i, l := range lines {
+					if width(l) > w {
+						t.Fatalf("%dx%d %s: line %d is %d wide: %q", w, h, viewNames[v], i, width(l), l)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestRates(t *testing.T) {
+	r := newRateTracker()
+	p := func(rx, tx int64) []api.Peer { return []api.Peer{{PublicKey: "k", RxBytes: rx, TxBytes: tx}} }
+	r.update(p(1000, 0), t0)
+	if _, ok := r.get("k"); ok {
+		t.Fatal("rate from a single sample")
+	}
+	r.update(p(1500, 10), t0.Add(500*time.Millisecond))
+	if _, ok := r.get("k"); ok {
+		t.Fatal("rate over less than the minimum window")
+	}
+	r.update(p(3000, 4000), t0.Add(2*time.Second))
+	got, ok := r.get("k")
+	if !ok || got.rx != 1000 || got.tx != 2000 {
+		t.Fatalf("rate %+v %v, want rx 1000 tx 2000 over 2s", got, ok)
+	}
+	r.update(p(10, 10), t0.Add(3*time.Second))
+	if _, ok := r.get("k"); ok {
+		t.Fatal("rate kept after counters went down")
+	}
+	r.update(nil, t0.Add(4*time.Second))
+	if len(r.samples) != 0 {
+		t.Fatal("sample of a vanished peer kept")
+	}
+}
+
+func TestBackoffDoublesAndResets(t *testing.T) {
+	m := New(newFake(), testOptions()) // 10ms..40ms
+	m.io.close()
+	var got []time.Duration
+	for range 4 {
+		m.Update(connectFailedMsg{gen: m.gen, err: errRefused})
+		got = append(got, m.backoff)
+		m.Update(retryMsg{gen: m.gen})
+	}
+	if want := "[10ms 20ms 40ms 40ms]"; fmt.Sprint(got) != want {
+		t.Fatalf("backoff %v, want %s", got, want)
+	}
+	if m.conn != connReconnecting || !strings.Contains(m.View(), "reconnecting…") {
+		t.Fatalf("not shown as reconnecting:\n%s", m.View())
+	}
+	m.Update(connectedMsg{gen: m.gen})
+	m.Update(eventMsg{gen: m.gen, ev: fixtureStatus(0)})
+	if m.backoff != 0 || m.conn != connLive {
+		t.Fatalf("after an event: backoff %v conn %v", m.backoff, m.conn)
+	}
+	// Messages of an older connection are ignored.
+	m.Update(streamEndedMsg{gen: m.gen - 1, err: errors.New("old")})
+	if m.conn != connLive {
+		t.Fatal("stale stream end changed the state")
+	}
+}
+
+func TestRefetchTriggers(t *testing.T) {
+	m := loaded(80, 24)
+	segs, mats := m.seq.segments, m.seq.matrix
+	m.Update(eventMsg{gen: 1, ev: fixtureStatus(1)})
+	if m.seq.segments != segs || m.seq.matrix != mats {
+		t.Fatal("unchanged status refetched")
+	}
+	ev := fixtureStatus(1)
+	ev.Status.Peers = append(ev.Status.Peers, api.Peer{Name: "web-3", PublicKey: "new", Segments: []string{"web"}})
+	m.Update(eventMsg{gen: 1, ev: ev})
+	if m.seq.segments != segs+1 || m.seq.matrix != mats {
+		t.Fatalf("new member: segments fetches %d→%d, matrix %d→%d", segs, m.seq.segments, mats, m.seq.matrix)
+	}
+	ev = fixtureStatus(1)
+	ev.Status.Policy.Hash = "sha256:ffff"
+	m.Update(eventMsg{gen: 1, ev: ev})
+	if m.seq.matrix != mats+1 {
+		t.Fatal("policy hash change did not refetch the matrix")
+	}
+	// A stale fetch answer (older sequence) is dropped.
+	m.Update(matrixMsg{seq: mats, pv: &api.PolicyView{Version: 1}})
+	if m.matrix.Version != 3 {
+		t.Fatal("stale matrix answer applied")
+	}
+}
+
+func TestMergeFlows(t *testing.T) {
+	m := loaded(80, 24)
+	n := len(m.flows)
+	f := fixtureFlows()[1] // the oldest, from 100.80.9.9
+	f.Count, f.LastSeen = 9, t0
+	m.mergeFlows([]api.Flow{f})
+	if len(m.flows) != n || m.flows[0].SrcAddr != "100.80.9.9" || m.flows[0].Count != 9 {
+		t.Fatalf("update of an aggregate: %+v", m.flows[0])
+	}
+	old := f
+	old.Count, old.LastSeen = 1, t0.Add(-time.Hour)
+	m.mergeFlows([]api.Flow{old})
+	if m.flows[0].Count != 9 {
+		t.Fatal("older snapshot replaced a newer aggregate")
+	}
+	m.maxFlows = 2
+	g := f
+	g.Port = 54
+	m.mergeFlows([]api.Flow{g})
+	if len(m.flows) != 2 {
+		t.Fatalf("cap: %d flows", len(m.flows))
+	}
+}
+
+func TestFormats(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "0s", 59 * time.Second: "59s", 61 * time.Second: "1m01s",
+		2*time.Hour + 5*time.Minute: "2h05m", 50 * time.Hour: "2d02h", -time.Second: "0s"} {
+		if got := age(d); got != want {
+			t.Errorf("age(%v) = %q, want %q", d, got, want)
+		}
+	}
+	for b, want := range map[float64]string{0: "0 B", 999: "999 B", 1000: "0.98 KiB", 2048: "2.00 KiB",
+		51200: "50.0 KiB", 1 << 30: "1.00 GiB"} {
+		if got := byteRate(b); got != want {
+			t.Errorf("byteRate(%v) = %q, want %q", b, got, want)
+		}
+	}
+	if got := shortHash("sha256:1a2b3c4d5e6f"); got != "1a2b3c4d" {
+		t.Errorf("shortHash = %q", got)
+	}
+	if got := handshakeAge(nil, t0); got != "never" {
+		t.Errorf("handshakeAge(nil) = %q", got)
+	}
+}
+
+func TestErrLineKeepsCause(t *testing.T) {
+	err := errors.New(`control socket /run/segmesh/segmesh.sock: Get "http://segmesh/v1/stream": dial unix: connect: no such file or directory`)
+	got := errLine("reconnecting: ", err, 60)
+	if width(got) != 60 || !strings.HasSuffix(got, "no such file or directory") || !strings.HasPrefix(got, "reconnecting: …") {
+		t.Fatalf("errLine = %q (%d wide)", got, width(got))
+	}
+	if got := errLine("error: ", errors.New("short"), 60); got != "error: short" {
+		t.Fatalf("errLine = %q", got)
+	}
+}

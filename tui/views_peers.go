@@ -1,0 +1,68 @@
+package tui
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/segmesh/segmesh/api"
+)
+
+// peersBody lists the other nodes with their addresses, segments, endpoint,
+// handshake age, receive/transmit rates and state, sorted by name.
+func (m *Model) peersBody(w int) body {
+	cols := []column{
+		{title: "NAME", min: 6, max: 24},
+		{title: "ADDRESS"},
+		{title: "ADDRESS6", drop: 3},
+		{title: "SEGMENTS", min: 6, max: 30},
+		{title: "ENDPOINT", min: 12},
+		{title: "LAST HS"},
+		{title: "RX/s", right: true},
+		{title: "TX/s", right: true},
+		{title: "STATE"},
+		{title: "REASON", min: 10, max: 40, drop: 2},
+	}
+	if m.status == nil {
+		title, _ := renderTable(m.st, cols, nil, w)
+		return body{title: title, empty: "waiting for status…"}
+	}
+	peers := append([]api.Peer(nil), m.status.Peers...)
+	sort.SliceStable(peers, func(i, j int) bool {
+		if peers[i].Name != peers[j].Name {
+			return peers[i].Name < peers[j].Name
+		}
+		return peers[i].PublicKey < peers[j].PublicKey
+	})
+	now := m.now()
+	hasReason := false
+	var rows [][]cell
+	for _, p := range peers {
+		rx, tx := "-", "-"
+		if r, ok := m.rates.get(p.PublicKey); ok {
+			rx, tx = byteRate(r.rx), byteRate(r.tx)
+		}
+		st, ok := m.st.state(p.State)
+		r := []cell{
+			plain(dash(p.Name)),
+			plain(dash(p.Address)),
+			plain(dash(p.Address6)),
+			plain(dash(strings.Join(p.Segments, ","))),
+			plain(dash(p.Endpoint)),
+			plain(handshakeAge(p.LastHandshake, now)),
+			plain(rx),
+			plain(tx),
+			styledCell(dash(p.State), st, ok),
+			plain(p.Reason),
+		}
+		if !matches(m.filters[viewPeers], rowText(r)) {
+			continue
+		}
+		hasReason = hasReason || p.Reason != ""
+		rows = append(rows, r)
+	}
+	if !hasReason {
+		cols = cols[:len(cols)-1]
+	}
+	title, lines := renderTable(m.st, cols, rows, w)
+	return body{title: title, lines: lines, empty: "no peers"}
+}
