@@ -116,8 +116,8 @@ func (f *fakeFirewall) Counters() (uint64, uint64, error) { return 0, 0, nil }
 func (f *fakeFirewall) DeniedBySource() (map[netip.Addr]acl.Count, error) {
 	return map[netip.Addr]acl.Count{}, nil
 }
-func (f *fakeFirewall) Remove() error                     { f.ev.add("fw.remove"); return nil }
-func (f *fakeFirewall) Close() error                      { return nil }
+func (f *fakeFirewall) Remove() error { f.ev.add("fw.remove"); return nil }
+func (f *fakeFirewall) Close() error  { return nil }
 
 // rig is a node on fakes, running until the test ends.
 type rig struct {
