@@ -199,3 +199,25 @@ func (s *EventStream) Next() (Event, error) {
 func (s *EventStream) Close() error {
 	return s.body.Close()
 }
+
+// Suggest asks for rules that would allow the observed denied flows.
+func (c *Client) Suggest(ctx context.Context) (*Suggestion, error) {
+	var s Suggestion
+	if err := c.do(ctx, http.MethodGet, "/v1/policy/suggest", nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Diff compares a proposed policy with the active one.
+func (c *Client) Diff(ctx context.Context, content string) (*PolicyDiff, error) {
+	b, err := json.Marshal(DiffRequest{Content: content})
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	var d PolicyDiff
+	if err := c.do(ctx, http.MethodPost, "/v1/policy/diff", bytes.NewReader(b), &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}

@@ -22,10 +22,11 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	fmt.Fprintf(w, "interface %s (%s)   mesh %d members   trust %s\n", s.Interface, s.Backend, s.Members, s.Trust)
 	fmt.Fprintf(w, "policy    %s\n\n", pv)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tSEGMENTS\tTAGS\tHANDSHAKE\tRX\tTX\tREASON")
+	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tSEGMENTS\tTAGS\tHANDSHAKE\tRX\tTX\tRX/s\tTX/s\tREASON")
 	for _, p := range s.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
-			dash(p.Endpoint), dash(strings.Join(p.Segments, ",")), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now), byteSize(p.RxBytes), byteSize(p.TxBytes), dash(p.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
+			dash(p.Endpoint), dash(strings.Join(p.Segments, ",")), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now),
+			byteSize(p.RxBytes), byteSize(p.TxBytes), byteSize(int64(p.RxRate)), byteSize(int64(p.TxRate)), dash(p.Reason))
 	}
 	if len(s.Peers) == 0 {
 		fmt.Fprintln(tw, "(no peers)")

@@ -76,3 +76,29 @@ type Event struct {
 	Status *Status `json:"status,omitempty"`
 	Flow   *Flow   `json:"flow,omitempty"`
 }
+
+// Suggestion is GET /v1/policy/suggest: rules that would allow the observed
+// denied/audited flows, ready to paste under `rules:`, and the whole policy
+// with them appended.
+type Suggestion struct {
+	Version     uint64   `json:"policy_version"`
+	Rules       string   `json:"rules"`  // YAML list items
+	Policy      string   `json:"policy"` // the active policy with the rules appended ("" when none)
+	Flows       int      `json:"flows"`  // observed flows considered
+	Unplaceable []string `json:"unplaceable"`
+}
+
+// DiffRequest is the body of POST /v1/policy/diff.
+type DiffRequest struct {
+	Content string `json:"content"`
+}
+
+// PolicyDiff is the answer of POST /v1/policy/diff: rule changes from the
+// active policy to the proposed one and the observed flows it would newly
+// deny (live inbound connections and audited flows).
+type PolicyDiff struct {
+	Version     uint64   `json:"policy_version"`
+	Text        string   `json:"text"`
+	NewlyDenied []string `json:"newly_denied"`
+	Observed    int      `json:"observed"`
+}

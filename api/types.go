@@ -48,6 +48,9 @@ type Peer struct {
 	LastHandshake *string           `json:"last_handshake"` // RFC3339 or null
 	RxBytes       int64             `json:"rx_bytes"`
 	TxBytes       int64             `json:"tx_bytes"`
+	// Extensions: bytes per second over the last sampling interval (~1 s).
+	RxRate float64 `json:"rx_rate"`
+	TxRate float64 `json:"tx_rate"`
 }
 
 // Policy is the active policy's identity; version 0 means none.

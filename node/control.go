@@ -59,6 +59,12 @@ func listenControl(path, group string, n *Node, log *slog.Logger) (*controlServe
 		writeJSON(w, http.StatusOK, n.Segments())
 	})
 	mux.HandleFunc("GET /v1/stream", n.serveStream)
+	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.Flows())
+	})
+	mux.HandleFunc("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, n.Status().Peers)
+	})
 	mux.HandleFunc("GET /v1/policy/matrix", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.PolicyMatrix())
 	})

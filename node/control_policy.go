@@ -49,6 +49,27 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 			writeJSON(w, http.StatusOK, docToAPI(doc, nil))
 		}
 	})
+	mux.HandleFunc("GET /v1/policy/suggest", func(w http.ResponseWriter, r *http.Request) {
+		s, err := n.Suggest()
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, s)
+	})
+	mux.HandleFunc("POST /v1/policy/diff", func(w http.ResponseWriter, r *http.Request) {
+		var req api.DiffRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, maxPolicySize)).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
+			return
+		}
+		d, err := n.Diff([]byte(req.Content))
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, d)
+	})
 	mux.HandleFunc("GET /v1/policy/explain", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		e, err := n.Explain(q.Get("from"), q.Get("to"), q.Get("port"))

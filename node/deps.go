@@ -1,11 +1,13 @@
 package node
 
 import (
+	"context"
 	"log/slog"
 	"net/netip"
 	"time"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 )
@@ -45,12 +47,19 @@ type Firewall interface {
 	Close() error
 }
 
+// FlowReader delivers the packets logged by the ACL chain (*flows.NFLOG).
+type FlowReader interface {
+	Run(ctx context.Context, fn func(flows.Packet)) error
+	Close() error
+}
+
 // Deps are the OS edges of a node; tests replace them with fakes.
 type Deps struct {
 	OpenMesh        func(mesh.Config, *slog.Logger) (Mesh, error)
 	NewGossip       func(gossip.Config, gossip.Record) (Gossip, error)
 	NewFirewall     func(acl.Config, *slog.Logger) (Firewall, error)
 	DeleteConntrack func([]netip.Addr) (int, error)
+	OpenFlowReader  func(group uint16, log *slog.Logger) (FlowReader, error)
 	AutoMTU         func(netip.Addr) (int, error)
 	Now             func() time.Time
 }
@@ -80,7 +89,14 @@ func RealDeps() Deps {
 			return f, nil
 		},
 		DeleteConntrack: acl.DeleteConntrack,
-		AutoMTU:         mesh.AutoMTU,
-		Now:             time.Now,
+		OpenFlowReader: func(group uint16, log *slog.Logger) (FlowReader, error) {
+			r, err := flows.OpenNFLOG(group, log)
+			if err != nil {
+				return nil, err
+			}
+			return r, nil
+		},
+		AutoMTU: mesh.AutoMTU,
+		Now:     time.Now,
 	}
 }

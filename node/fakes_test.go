@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -159,7 +160,10 @@ func newRig(t *testing.T, dir string, policyFile string) *rig {
 		NewFirewall:     func(acl.Config, *slog.Logger) (Firewall, error) { return r.fw, nil },
 		DeleteConntrack: func(a []netip.Addr) (int, error) { r.conntrak <- a; return len(a), nil },
 		AutoMTU:         func(netip.Addr) (int, error) { return 1420, nil },
-		Now:             time.Now,
+		OpenFlowReader: func(uint16, *slog.Logger) (FlowReader, error) {
+			return nil, errors.New("no NFLOG in unit tests")
+		},
+		Now: time.Now,
 	}
 	r.n, err = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps, "test")
 	if err != nil {

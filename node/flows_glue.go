@@ -1,6 +1,138 @@
 package node
 
-import "github.com/segmesh/segmesh/api"
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
 
-// subscribeFlows returns live flow updates for the stream; none yet.
-func (n *Node) subscribeFlows() (<-chan api.Flow, func()) { return nil, func() {} }
+	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/api"
+	"github.com/segmesh/segmesh/flows"
+)
+
+// flowCapacity bounds the flow aggregates kept in memory.
+const flowCapacity = 4096
+
+// flowPipeline turns the ACL chain's NFLOG group into flow aggregates, the
+// stream's flow events and the flow_log file.
+type flowPipeline struct {
+	agg    *flows.Aggregator
+	nflog  FlowReader // nil when NFLOG is unavailable (flows then stay empty)
+	file   *flows.Log // nil without flow_log
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// openFlows prepares the pipeline; a missing NFLOG facility is logged, not
+// fatal (enforcement does not depend on it), an unwritable flow_log is.
+func (n *Node) openFlows() (*flowPipeline, error) {
+	fp := &flowPipeline{agg: flows.NewAggregator(flowCapacity, n.resolvePeer, n.selfSegments, n.verdict)}
+	if n.cfg.FlowLog != "" {
+		f, err := flows.OpenLog(n.cfg.FlowLog)
+		if err != nil {
+			return nil, err
+		}
+		fp.file = f
+	}
+	nl, err := n.deps.OpenFlowReader(acl.LogGroup, n.log.With("sub", "flows"))
+	if err != nil {
+		n.log.Warn("flow visibility off: cannot read NFLOG", "group", acl.LogGroup, "err", err)
+	} else {
+		fp.nflog = nl
+	}
+	return fp, nil
+}
+
+// start runs the pipeline's goroutines until stop.
+func (fp *flowPipeline) start(n *Node) {
+	ctx, cancel := context.WithCancel(context.Background())
+	fp.cancel = cancel
+	if fp.nflog != nil {
+		fp.wg.Add(1)
+		go func() {
+			defer fp.wg.Done()
+			if err := fp.nflog.Run(ctx, func(p flows.Packet) { fp.agg.Add(p) }); err != nil && !errors.Is(err, context.Canceled) {
+				n.log.Error("flow reader stopped", "err", err)
+			}
+		}()
+	}
+	if fp.file != nil {
+		updates, unsubscribe := fp.agg.Subscribe(256)
+		fp.wg.Add(1)
+		go func() {
+			defer fp.wg.Done()
+			defer unsubscribe()
+			flows.Feed(ctx, fp.file, updates, 0, n.log)
+		}()
+	}
+}
+
+// stop ends the goroutines and closes the reader and the file.
+func (fp *flowPipeline) stop() error {
+	if fp.cancel != nil {
+		fp.cancel()
+	}
+	if fp.nflog != nil {
+		_ = fp.nflog.Close()
+	}
+	fp.wg.Wait()
+	if fp.file != nil {
+		return fp.file.Close()
+	}
+	return nil
+}
+
+// reopen reopens flow_log after rotation (SIGHUP).
+func (fp *flowPipeline) reopen() error {
+	if fp.file == nil {
+		return nil
+	}
+	return fp.file.Reopen()
+}
+
+// resolvePeer maps a source address to the admitted peer holding it.
+func (n *Node) resolvePeer(a netip.Addr) (flows.Peer, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, ok := n.byAddr[a]
+	return p, ok
+}
+
+func (n *Node) selfSegments() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.segmentsOf(n.cfg.Tags)
+}
+
+// verdict is what the final rule does now: audit mode accepts.
+func (n *Node) verdict() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.policy.pol != nil && n.policy.pol.Mode == acl.ModeAudit {
+		return api.VerdictAudited
+	}
+	return api.VerdictDenied
+}
+
+// indexPeers rebuilds the address → peer index. Callers hold mu.
+func (n *Node) indexPeers() {
+	idx := map[netip.Addr]flows.Peer{}
+	for _, m := range n.view.admitted() {
+		p := flows.Peer{Name: m.Name, Key: m.Key, Segments: n.segmentsOf(m.Tags)}
+		for _, a := range []netip.Addr{m.Addr4, m.Addr6} {
+			if a.IsValid() {
+				idx[a] = p
+			}
+		}
+	}
+	n.byAddr = idx
+}
+
+// subscribeFlows returns live flow updates for the stream.
+func (n *Node) subscribeFlows() (<-chan api.Flow, func()) {
+	return n.flows.agg.Subscribe(64)
+}
+
+// Flows returns the flow aggregates, newest first.
+func (n *Node) Flows() []api.Flow { return n.flows.agg.Snapshot() }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/config"
+	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 	"github.com/segmesh/segmesh/metrics"
@@ -62,6 +63,10 @@ type Node struct {
 	denyTotals    metrics.DenyTotals
 	stopMetrics   func() error
 	policyPending time.Time // when a newly accepted policy awaits enforcement (apply duration)
+
+	flows  *flowPipeline
+	byAddr map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)
+	rates  rates                     // per-peer byte rates (guarded by mu)
 }
 
 // New builds the node: it loads the key, claims an address, creates the
@@ -87,7 +92,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		log: log, deps: deps, version: version, key: key, pub: key.PublicKey(),
 		endpoint: netip.AddrPortFrom(advertise, uint16(cfg.ListenPort)),
 		runStart: deps.Now(), cfg: cfg, track: newTracker(),
-		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(),
+		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(), rates: newRates(),
 		peerIPs: map[netip.Addr]bool{},
 	}
 	if n.claim, err = loadClaim(cfg.StateDir, cfg.Network, n.pub, n.runStart); err != nil {
@@ -122,6 +127,10 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 	if err = n.fw.Apply(n.desired(nil)); err != nil {
 		return nil, fmt.Errorf("nftables: enforce persisted policy: %w", err)
 	}
+	if n.flows, err = n.openFlows(); err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "flow_log", Err: err}
+	}
+	cleanup = append(cleanup, n.flows.stop)
 	if n.mesh, err = deps.OpenMesh(n.meshConfig(advertise), log.With("sub", "mesh")); err != nil {
 		return nil, fmt.Errorf("wireguard interface %s: %w", cfg.Interface, err)
 	}
@@ -151,6 +160,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
 	n.gossip.Start()
+	n.flows.start(n)
 	n.ctl.serve()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -185,7 +195,7 @@ func (n *Node) shutdown() error {
 		// Peers that miss the leave still see this node fail and drop it.
 		n.log.Warn("graceful leave not confirmed", "err", err)
 	}
-	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.stopMetricsNow(), n.mesh.Close(), n.fw.Remove(), n.fw.Close())
+	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.stopMetricsNow(), n.flows.stop(), n.mesh.Close(), n.fw.Remove(), n.fw.Close())
 }
 
 func (n *Node) stopMetricsNow() error {

@@ -52,6 +52,9 @@ func (n *Node) Reload() error {
 		n.log.Error("reload: policy_file not applied", "err", err)
 		return fmt.Errorf("reload: %w", err)
 	}
+	if err := n.flows.reopen(); err != nil {
+		n.log.Error("reload: cannot reopen flow_log", "err", err)
+	}
 	n.kick()
 	return nil
 }

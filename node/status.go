@@ -41,6 +41,7 @@ func (n *Node) Status() api.Status {
 		}
 		if st, ok := wg[p.key]; ok && p.configured {
 			ap.RxBytes, ap.TxBytes = st.RxBytes, st.TxBytes
+			ap.RxRate, ap.TxRate = n.rates.rx[p.key], n.rates.tx[p.key]
 			if st.Endpoint.IsValid() {
 				ap.Endpoint = st.Endpoint.String() // roaming: what WireGuard really uses
 			}

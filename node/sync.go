@@ -29,6 +29,7 @@ func (n *Node) sync() {
 		}
 	}
 	n.view = v
+	n.indexPeers()
 	renumber := v.selfLoses
 	n.mu.Unlock()
 
@@ -60,6 +61,11 @@ func (n *Node) sync() {
 	}
 	if res.Added+res.Removed+res.Updated > 0 {
 		n.log.Info("wireguard peers reconciled", "added", res.Added, "removed", res.Removed, "updated", res.Updated)
+	}
+	if st, err := n.mesh.Stats(); err == nil {
+		n.mu.Lock()
+		n.rates.observe(st, n.deps.Now())
+		n.mu.Unlock()
 	}
 	n.mu.Lock()
 	n.ready = true

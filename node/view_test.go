@@ -242,3 +242,21 @@ func TestKeepalivesOneInitiator(t *testing.T) {
 		t.Fatal("departed peers are forgotten")
 	}
 }
+
+func TestRates(t *testing.T) {
+	r := newRates()
+	k := newTestNode(t).pub
+	r.observe([]mesh.PeerStats{{PublicKey: k, RxBytes: 1000, TxBytes: 500}}, t0)
+	r.observe([]mesh.PeerStats{{PublicKey: k, RxBytes: 3000, TxBytes: 1500}}, t0.Add(2*time.Second))
+	if r.rx[k] != 1000 || r.tx[k] != 500 {
+		t.Fatalf("rates rx %v tx %v, want 1000 and 500 B/s", r.rx[k], r.tx[k])
+	}
+	r.observe([]mesh.PeerStats{{PublicKey: k, RxBytes: 10}}, t0.Add(3*time.Second))
+	if r.rx[k] != 0 {
+		t.Fatal("a counter that went down restarts the rate")
+	}
+	r.observe(nil, t0.Add(4*time.Second))
+	if len(r.last) != 0 || len(r.rx) != 0 {
+		t.Fatal("departed peers are dropped")
+	}
+}

@@ -15,7 +15,7 @@ import (
 func newPolicy(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "policy", Short: "Check, apply, show and explain segment policies"}
 	cmd.AddCommand(newPolicyCheck(), newPolicyApply(g), newPolicySign(), newPolicyShow(g), newPolicyHistory(g),
-		newPolicyExplain(g))
+		newPolicyExplain(g), newPolicySuggest(g), newPolicyDiff(g))
 	return cmd
 }
 

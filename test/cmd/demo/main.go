@@ -48,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New("usage: demo up [-bin PATH] [-grace D] | demo down")
 	}
 	switch args[0] {
+	case "traffic":
+		return traffic()
 	case "up":
 		fs := flag.NewFlagSet("up", flag.ContinueOnError)
 		bin := fs.String("bin", "", "segmesh binary to use (default: build it to "+filepath.Join(baseDir, "bin", "segmesh")+")")
@@ -57,6 +59,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return up(*bin, *grace, stdout, stderr)
 	case "down":
+		stopTraffic()
 		if err := harness.Teardown(prefix, baseDir); err != nil {
 			return fmt.Errorf("down: %w", err)
 		}
@@ -86,6 +89,7 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 			bin = demoBin
 		}
 	}
+	stopTraffic()
 	if err := harness.Teardown(prefix, baseDir); err != nil {
 		return fmt.Errorf("clear previous demo: %w", err)
 	}
@@ -159,7 +163,28 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 		return fail(err)
 	}
 	fmt.Fprintf(stdout, "$ segmesh status --socket %s\n%s\n", nodes[0].Socket, out)
-	return describe(stdout, bin, nodes)
+	if err := startTraffic(stdout); err != nil {
+		return fail(err)
+	}
+	if err := describe(stdout, bin, nodes); err != nil {
+		return err
+	}
+	return runTop(stdout, bin, nodes[0])
+}
+
+// runTop ends an interactive demo in the live view of web-1; without a
+// terminal (CI, scripts) it only says how to open it.
+func runTop(stdout io.Writer, bin string, web1 *harness.Node) error {
+	if st, err := os.Stdin.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		fmt.Fprintf(stdout, "\nLive view: %s top --socket %s\n", bin, web1.Socket)
+		return nil
+	}
+	fmt.Fprintln(stdout, "\nStarting the live view of web-1 (1-4 views, Tab, / filter, q quits) ...")
+	top := exec.Command(bin, "top", "--socket", web1.Socket)
+	top.Stdin, top.Stdout, top.Stderr = os.Stdin, os.Stdout, os.Stderr
+	err := top.Run()
+	fmt.Fprintln(stdout, "The demo is still running. Look around with the commands above; tear it down with: make demo-down")
+	return err
 }
 
 // describe prints the nodes and how to look around.
