@@ -23,6 +23,10 @@ type Self struct {
 	Endpoint  string            `json:"endpoint"`
 	Tags      map[string]string `json:"tags"`
 	Segments  []string          `json:"segments"`
+	// Extensions (CA mode): certificate validity end, and whether it ends
+	// within 30 days.
+	CertNotAfter    string `json:"cert_not_after,omitempty"`
+	CertExpiresSoon bool   `json:"cert_expires_soon,omitempty"`
 }
 
 // Peer states.
@@ -51,6 +55,10 @@ type Peer struct {
 	// Extensions: bytes per second over the last sampling interval (~1 s).
 	RxRate float64 `json:"rx_rate"`
 	TxRate float64 `json:"tx_rate"`
+	// CA mode: the peer's certificate validity end, and whether it ends
+	// within 30 days.
+	CertNotAfter    string `json:"cert_not_after,omitempty"`
+	CertExpiresSoon bool   `json:"cert_expires_soon,omitempty"`
 }
 
 // Policy is the active policy's identity; version 0 means none.
@@ -80,6 +88,10 @@ type PolicyDocument struct {
 type ApplyRequest struct {
 	Content       string  `json:"content"`
 	ExpectVersion *uint64 `json:"expect_version,omitempty"`
+	// CA mode: the version the signature covers and the signature itself
+	// (`policy sign` output or `policy apply --sign-key`).
+	Version   uint64 `json:"version,omitempty"`
+	Signature string `json:"signature,omitempty"`
 }
 
 // Explanation is GET /v1/policy/explain.

@@ -185,11 +185,21 @@ func validate(path string, v *viper.Viper) (*Config, error) {
 	return c, nil
 }
 
-// laterFeatures refuses settings whose enforcement is not in this release:
-// silently ignoring them would leave the operator believing they are on.
+// laterFeatures checks settings that depend on each other.
 func (x *validator) laterFeatures(c *Config) {
-	if c.Trust.CAFile != "" || c.Trust.CertFile != "" {
-		x.fail("trust.ca_file", "CA mode is not available in this release; leave trust.ca_file and trust.cert_file empty (trust: open)")
+	switch {
+	case c.Trust.CAFile != "" && c.Trust.CertFile == "":
+		x.fail("trust.cert_file", "CA mode (trust.ca_file set) needs this node's certificate (segmesh cert issue)")
+	case c.Trust.CAFile == "" && c.Trust.CertFile != "":
+		x.fail("trust.ca_file", "a certificate without the CA's public key cannot be verified; set trust.ca_file too")
+	}
+	for key, p := range map[string]string{"trust.ca_file": c.Trust.CAFile, "trust.cert_file": c.Trust.CertFile} {
+		if p == "" {
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			x.fail(key, "%v", err)
+		}
 	}
 
 }

@@ -26,6 +26,7 @@ type Record struct {
 	Claimed    int64             `json:"c"`           // unix nanoseconds when Address4 was first claimed
 	Address6   netip.Addr        `json:"a6"`          // overlay IPv6 (hash of the key)
 	Tags       map[string]string `json:"t,omitempty"` // declared tags
+	Cert       []byte            `json:"crt,omitempty"` // CA mode: the node's certificate (compact form)
 	// Ext is set only in a node meta stub: when the encoded record does not
 	// fit into memberlist's node meta (MaxMetaSize), the meta carries the
 	// record without Tags and Ext holds the digest of the full record, which

@@ -39,15 +39,37 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 		n.mu.Lock()
 		name := n.cfg.Name
 		n.mu.Unlock()
-		doc, err := n.ApplyPolicy([]byte(req.Content), req.ExpectVersion, whoIs(r.Context(), name))
+		doc, err := n.ApplyPolicy([]byte(req.Content), ApplyOptions{Expect: req.ExpectVersion, Version: req.Version,
+			Signature: req.Signature, AppliedBy: whoIs(r.Context(), name)})
 		switch {
-		case errors.Is(err, ErrVersionConflict):
+		case errors.Is(err, ErrVersionConflict), errors.Is(err, ErrUnsigned):
 			writeJSON(w, http.StatusConflict, api.Error{Error: err.Error()})
 		case err != nil:
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
 		default:
 			writeJSON(w, http.StatusOK, docToAPI(doc, nil))
 		}
+	})
+	mux.HandleFunc("GET /v1/revocations", func(w http.ResponseWriter, r *http.Request) {
+		rv, err := n.Revocations()
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, rv)
+	})
+	mux.HandleFunc("POST /v1/revocations", func(w http.ResponseWriter, r *http.Request) {
+		var req api.RevokeRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
+			return
+		}
+		res, err := n.Revoke(req.Entry)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("GET /v1/policy/suggest", func(w http.ResponseWriter, r *http.Request) {
 		s, err := n.Suggest()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -52,6 +53,7 @@ type Node struct {
 	track   tracker
 	ready   bool
 	policy  policyState
+	trust   *trustState // CA mode; nil: trust open
 	peerIPs map[netip.Addr]bool // overlay addresses of the WireGuard peers at the last sync
 
 	syncNow chan struct{}      // cap 1: ask the loop for an immediate sync
@@ -95,8 +97,18 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(), rates: newRates(),
 		peerIPs: map[netip.Addr]bool{},
 	}
+	if n.trust, err = loadTrust(cfg, n.pub, n.runStart); err != nil {
+		return nil, err
+	}
+	n.adoptCertIdentity()
 	if n.claim, err = loadClaim(cfg.StateDir, cfg.Network, n.pub, n.runStart); err != nil {
 		return nil, err
+	}
+	if fixed := n.fixedAddress(); fixed.IsValid() {
+		if !cfg.Network.Contains(fixed) {
+			return nil, &config.Error{File: cfg.File, Key: "trust.cert_file", Err: fmt.Errorf("the certificate fixes %v, outside network %v", fixed, cfg.Network)}
+		}
+		n.claim = claim{Network: cfg.Network, Address: fixed, Claimed: n.runStart}
 	}
 	if err := n.claim.save(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", cfg.StateDir, err)
@@ -258,11 +270,43 @@ func (n *Node) gossipConfig(advertise netip.Addr, keys [][]byte) gossip.Config {
 
 // record is this node's announcement. Callers hold mu or own n exclusively.
 func (n *Node) record() gossip.Record {
-	return gossip.Record{
+	r := gossip.Record{
 		Format: gossip.RecordFormat, Name: n.cfg.Name, PublicKey: n.pub.String(),
 		ListenPort: n.cfg.ListenPort, Address4: n.claim.Address, Claimed: n.claim.Claimed.UnixNano(),
 		Address6: mesh.Address6(n.cfg.Network6, n.pub), Tags: n.cfg.Tags,
 	}
+	if n.trust != nil {
+		// The certificate carries name and tags; receivers take them from it.
+		r.Tags = nil
+		if b, err := n.trust.cert.Marshal(); err == nil {
+			r.Cert = b
+		}
+	}
+	return r
+}
+
+// adoptCertIdentity makes the certificate's name and tags this node's (CA
+// mode), warning when the config disagrees. Callers hold mu or own n.
+func (n *Node) adoptCertIdentity() {
+	if n.trust == nil {
+		return
+	}
+	c := n.trust.cert
+	if n.cfg.Name != c.Name || !maps.Equal(n.cfg.Tags, c.Tags) {
+		n.log.Warn("CA mode: the certificate's name and tags replace the config's",
+			"config_name", n.cfg.Name, "config_tags", n.cfg.Tags, "cert_name", c.Name, "cert_tags", c.Tags)
+	}
+	cfg := *n.cfg
+	cfg.Name, cfg.Tags = c.Name, maps.Clone(c.Tags)
+	n.cfg = &cfg
+}
+
+// fixedAddress is the IPv4 address the certificate fixes, if any.
+func (n *Node) fixedAddress() netip.Addr {
+	if n.trust == nil {
+		return netip.Addr{}
+	}
+	return n.trust.cert.Address4
 }
 
 // advertiseAddr is gossip.advertise, or the first global unicast address of

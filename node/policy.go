@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/ca"
 )
 
 const (
@@ -98,12 +99,22 @@ type docHandler struct{ n *Node }
 
 // MergeDocument accepts a newer, valid policy from the mesh.
 func (h docHandler) MergeDocument(kind string, data []byte) bool {
-	if kind != docKindPolicy {
+	if kind != docKindPolicy && kind != docKindRevocations {
 		return false
+	}
+	if kind == docKindRevocations {
+		return h.n.mergeRevocations(data)
 	}
 	doc, pol, err := acl.DecodeDocument(data)
 	if err != nil {
 		h.n.log.Warn("policy document rejected", "err", err)
+		return false
+	}
+	h.n.mu.Lock()
+	t := h.n.trust
+	h.n.mu.Unlock()
+	if err := checkSignature(t, doc); err != nil {
+		h.n.log.Warn("policy document rejected: CA mode needs a valid signature", "version", doc.Version, "err", err)
 		return false
 	}
 	h.n.mu.Lock()
@@ -124,25 +135,56 @@ func (h docHandler) MergeDocument(kind string, data []byte) bool {
 func (h docHandler) Documents() map[string][]byte {
 	h.n.mu.Lock()
 	defer h.n.mu.Unlock()
-	if h.n.policy.doc == nil {
-		return nil
+	out := map[string][]byte{}
+	if h.n.policy.doc != nil {
+		if b, err := h.n.policy.doc.Encode(); err == nil {
+			out[docKindPolicy] = b
+		}
 	}
-	b, err := h.n.policy.doc.Encode()
-	if err != nil {
-		return nil
+	if h.n.trust != nil && h.n.trust.revs.Version() > 0 {
+		if b, err := h.n.trust.revs.Encode(); err == nil {
+			out[docKindRevocations] = b
+		}
 	}
-	return map[string][]byte{docKindPolicy: b}
+	return out
 }
 
-// ErrVersionConflict is returned by ApplyPolicy when --expect-version differs.
-var ErrVersionConflict = errors.New("version conflict")
+// Errors of ApplyPolicy.
+var (
+	ErrVersionConflict = errors.New("version conflict")
+	ErrUnsigned        = errors.New("unsigned policy")
+)
 
-// ApplyPolicy validates content (including its tests), makes it version
-// active+1, activates it here, spreads it through the mesh and returns once
-// it is enforced on this node. expect, when not nil, must equal the active
-// version.
-func (n *Node) ApplyPolicy(content []byte, expect *uint64, appliedBy string) (*acl.Document, error) {
-	doc, err := n.propose(content, expect, appliedBy)
+// checkSignature verifies a document's CA signature in CA mode (open mode:
+// nothing to check). The signature covers content and version, so an old
+// signed policy cannot be re-sent under a new number.
+func checkSignature(t *trustState, d *acl.Document) error {
+	if t == nil {
+		return nil
+	}
+	if d.Signature == "" {
+		return ErrUnsigned
+	}
+	if err := ca.VerifyPolicy(t.cas, []byte(d.Content), d.Version, d.Signature); err != nil {
+		return fmt.Errorf("policy signature: %w", err)
+	}
+	return nil
+}
+
+// ApplyOptions qualify a policy proposal.
+type ApplyOptions struct {
+	Expect    *uint64 // when set, must equal the active version
+	Version   uint64  // CA mode: the version the signature covers
+	Signature string  // CA mode: ca.SignPolicy over content and Version
+	AppliedBy string
+}
+
+// ApplyPolicy validates content (including its tests), makes it the next
+// version (open mode: active+1; CA mode: the signed version, which must be
+// newer), activates it here, spreads it through the mesh and returns once it
+// is enforced on this node.
+func (n *Node) ApplyPolicy(content []byte, o ApplyOptions) (*acl.Document, error) {
+	doc, err := n.propose(content, o)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +198,7 @@ func (n *Node) ApplyPolicy(content []byte, expect *uint64, appliedBy string) (*a
 }
 
 // propose validates content and activates it locally as the next version.
-func (n *Node) propose(content []byte, expect *uint64, appliedBy string) (*acl.Document, error) {
+func (n *Node) propose(content []byte, o ApplyOptions) (*acl.Document, error) {
 	pol, err := acl.Parse("policy", content)
 	if err != nil {
 		return nil, err
@@ -174,12 +216,30 @@ func (n *Node) propose(content []byte, expect *uint64, appliedBy string) (*acl.D
 	if n.policy.doc != nil {
 		cur = n.policy.doc.Version
 	}
-	if expect != nil && *expect != cur {
-		return nil, fmt.Errorf("%w: active version is %d, not %d", ErrVersionConflict, cur, *expect)
+	if o.Expect != nil && *o.Expect != cur {
+		return nil, fmt.Errorf("%w: active version is %d, not %d", ErrVersionConflict, cur, *o.Expect)
 	}
-	doc := acl.NewDocument(content, cur+1, appliedBy, n.deps.Now())
-	if _, err := n.accept(doc, pol, "apply"); err != nil {
+	version := cur + 1
+	if n.trust != nil {
+		if o.Signature == "" {
+			return nil, fmt.Errorf("%w: CA mode accepts only signed policies (segmesh policy sign, or policy apply --sign-key)", ErrUnsigned)
+		}
+		version = o.Version
+		if version <= cur {
+			return nil, fmt.Errorf("%w: the signature covers version %d, not newer than the active %d (re-sign with --version %d)", ErrVersionConflict, version, cur, cur+1)
+		}
+	}
+	doc := acl.NewDocument(content, version, o.AppliedBy, n.deps.Now())
+	doc.Signature = o.Signature
+	if err := checkSignature(n.trust, doc); err != nil {
 		return nil, err
+	}
+	ok, err := n.accept(doc, pol, "apply")
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: version %d is not newer than the active policy", ErrVersionConflict, version)
 	}
 	return doc, nil
 }
@@ -203,10 +263,21 @@ func (n *Node) proposePolicyFile(path string, publish bool) error {
 	if last, err := os.ReadFile(seenPath); err == nil && strings.TrimSpace(string(last)) == h {
 		return nil
 	}
+	o := ApplyOptions{AppliedBy: by}
+	if n.trust != nil {
+		body, sig, err := ca.SplitSignedPolicy(content)
+		if err != nil {
+			return fmt.Errorf("policy_file %s: %w", path, err)
+		}
+		if sig == nil {
+			return fmt.Errorf("policy_file %s: %w: CA mode needs `segmesh policy sign` output", path, ErrUnsigned)
+		}
+		content, o.Version, o.Signature = body, sig.Version, sig.Sig
+	}
 	if publish {
-		_, err = n.ApplyPolicy(content, nil, by)
+		_, err = n.ApplyPolicy(content, o)
 	} else {
-		_, err = n.propose(content, nil, by) // at start: push/pull spreads it on join
+		_, err = n.propose(content, o) // at start: push/pull spreads it on join
 	}
 	if err != nil {
 		return fmt.Errorf("policy_file %s: %w", path, err)

@@ -48,17 +48,17 @@ func TestStartsFailClosed(t *testing.T) {
 func TestApplyVersionsPersistAndPublish(t *testing.T) {
 	dir := t.TempDir()
 	r := newRig(t, dir, "")
-	d1, err := r.n.ApplyPolicy([]byte(policyV), u64(0), "alice@self")
+	d1, err := r.n.ApplyPolicy([]byte(policyV), ApplyOptions{Expect: u64(0), AppliedBy: "alice@self"})
 	if err != nil || d1.Version != 1 || d1.AppliedBy != "alice@self" {
 		t.Fatalf("apply: %+v %v", d1, err)
 	}
-	if _, err := r.n.ApplyPolicy([]byte(policyV+"\n"), u64(0), "bob@self"); !errors.Is(err, ErrVersionConflict) {
+	if _, err := r.n.ApplyPolicy([]byte(policyV+"\n"), ApplyOptions{Expect: u64(0), AppliedBy: "bob@self"}); !errors.Is(err, ErrVersionConflict) {
 		t.Fatalf("stale --expect-version must fail: %v", err)
 	}
-	if _, err := r.n.ApplyPolicy([]byte("mode: enforce\nbogus: 1\n"), nil, "x"); err == nil {
+	if _, err := r.n.ApplyPolicy([]byte("mode: enforce\nbogus: 1\n"), ApplyOptions{AppliedBy: "x"}); err == nil {
 		t.Fatal("an invalid policy must be refused")
 	}
-	d2, err := r.n.ApplyPolicy([]byte(policyV+"# v2\n"), u64(1), "bob@self")
+	d2, err := r.n.ApplyPolicy([]byte(policyV+"# v2\n"), ApplyOptions{Expect: u64(1), AppliedBy: "bob@self"})
 	if err != nil || d2.Version != 2 {
 		t.Fatalf("apply v2: %+v %v", d2, err)
 	}
@@ -132,7 +132,7 @@ func TestPolicyFileOnlyWhenChanged(t *testing.T) {
 		t.Fatalf("policy_file at first start: version %d", v)
 	}
 	// The mesh moves on to v2 (another node applied it).
-	if _, err := r.n.ApplyPolicy([]byte(policyV+"# v2\n"), nil, "other"); err != nil {
+	if _, err := r.n.ApplyPolicy([]byte(policyV+"# v2\n"), ApplyOptions{AppliedBy: "other"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.n.Reload(); err != nil {
@@ -159,7 +159,7 @@ func TestPolicyFileOnlyWhenChanged(t *testing.T) {
 // their conntrack entries (security invariant 3).
 func TestEnforceAndConntrackOnRemoval(t *testing.T) {
 	r := newRig(t, t.TempDir(), "")
-	if _, err := r.n.ApplyPolicy([]byte(policyV), nil, "t"); err != nil {
+	if _, err := r.n.ApplyPolicy([]byte(policyV), ApplyOptions{AppliedBy: "t"}); err != nil {
 		t.Fatal(err)
 	}
 	web := newTestNode(t)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 
@@ -28,6 +29,12 @@ func (n *Node) Reload() error {
 		return fmt.Errorf("reload: install cluster keys: %w", err)
 	}
 
+	nextTrust, err := n.reloadTrust(next)
+	if err != nil {
+		n.log.Error("reload failed; keeping the running configuration", "err", err)
+		return fmt.Errorf("reload: %w", err)
+	}
+
 	n.mu.Lock()
 	cur := n.cfg
 	for _, k := range restartOnly(cur, next) {
@@ -36,8 +43,14 @@ func (n *Node) Reload() error {
 	merged := *cur
 	merged.Name, merged.Tags, merged.PolicyFile = next.Name, next.Tags, next.PolicyFile
 	merged.DeadPeerGrace, merged.Gossip.Join = next.DeadPeerGrace, next.Gossip.Join
-	changed := merged.Name != cur.Name || !maps.Equal(merged.Tags, cur.Tags)
 	n.cfg = &merged
+	certChanged := false
+	if nextTrust != nil {
+		certChanged = !bytes.Equal(mustMarshal(nextTrust.cert), mustMarshal(n.trust.cert))
+		n.trust = nextTrust
+		n.adoptCertIdentity()
+	}
+	changed := n.cfg.Name != cur.Name || !maps.Equal(n.cfg.Tags, cur.Tags) || certChanged
 	rec := n.record()
 	n.mu.Unlock()
 
@@ -80,4 +93,32 @@ func restartOnly(a, b *config.Config) []string {
 	add("log_format", a.LogFormat != b.LogFormat)
 	add("log_level", a.LogLevel != b.LogLevel)
 	return out
+}
+
+// reloadTrust re-reads the CA keys and this node's certificate (renewal,
+// CA rotation). The revocation list is rebuilt against the new CA keys. A
+// certificate that is not valid for this key keeps the running trust.
+func (n *Node) reloadTrust(next *config.Config) (*trustState, error) {
+	n.mu.Lock()
+	cur := n.trust
+	n.mu.Unlock()
+	if (cur == nil) != (next.Trust.CAFile == "") {
+		return nil, fmt.Errorf("trust mode cannot change on a running node (restart to switch between open and CA mode)")
+	}
+	if cur == nil {
+		return nil, nil
+	}
+	t, err := loadTrust(next, n.pub, n.deps.Now())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := t.revs.AddAll(cur.revs.Entries()); err != nil {
+		n.log.Warn("reload: revocations of CA keys no longer trusted dropped", "err", err)
+	}
+	return t, nil
+}
+
+func mustMarshal(c interface{ Marshal() ([]byte, error) }) []byte {
+	b, _ := c.Marshal()
+	return b
 }

@@ -25,6 +25,9 @@ func (n *Node) Status() api.Status {
 		Backend:   n.mesh.Backend(),
 		Members:   n.gossip.NumMembers(),
 	}
+	if n.trust != nil {
+		s.Self.CertNotAfter, s.Self.CertExpiresSoon = certExpiry(n.trust.cert, time.Now())
+	}
 	if d := n.policy.doc; d != nil {
 		s.Policy = api.Policy{Version: d.Version, Hash: d.Hash, Mode: string(n.policy.pol.Mode)}
 	}
@@ -36,6 +39,7 @@ func (n *Node) Status() api.Status {
 		if p.configured {
 			ap.Segments = n.segmentsOf(p.rec.Tags)
 		}
+		ap.CertNotAfter, ap.CertExpiresSoon = certExpiry(p.cert, time.Now())
 		if p.rejected == nil {
 			ap.Address, ap.Address6, ap.Endpoint = p.rec.Address4.String(), p.rec.Address6.String(), p.endpoint.String()
 		}

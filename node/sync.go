@@ -18,7 +18,7 @@ func (n *Node) sync() {
 	v := computeView(viewInput{
 		self: n.pub, selfAddr4: n.claim.Address, selfEffective: n.selfEffective(),
 		net4: n.cfg.Network, net6: n.cfg.Network6, members: members, now: now,
-		grace: n.cfg.DeadPeerGrace, effective: n.track.effective,
+		grace: n.cfg.DeadPeerGrace, effective: n.track.effective, trust: n.trust,
 	})
 	for _, name := range v.forget {
 		n.track.forget(name)
@@ -81,6 +81,9 @@ func (n *Node) sync() {
 // from an earlier run counts from this run's start, so a node that comes
 // back yields to whoever took its address while it was away. Callers hold mu.
 func (n *Node) selfEffective() time.Time {
+	if n.fixedAddress().IsValid() {
+		return time.Time{} // a certificate-fixed address is authoritative
+	}
 	if n.claim.Claimed.Before(n.runStart) {
 		return n.runStart
 	}
@@ -93,6 +96,10 @@ func (n *Node) renumber(held map[netip.Addr]bool, now time.Time) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	old := n.claim.Address
+	if n.fixedAddress().IsValid() {
+		n.log.Error("address clash on a certificate-fixed address: two certificates fix the same IPv4; keeping it", "address", old)
+		return
+	}
 	addr, ok := nextFree(n.cfg.Network, n.pub, held)
 	if !ok {
 		n.log.Error("address clash: every IPv4 candidate of this key is taken; keeping IPv6 only", "address", old)

@@ -74,7 +74,7 @@ func (t *tracker) effective(name string, rec gossip.Record) time.Time {
 // countRejection counts a rejected record once per member and reason, and
 // reports whether it is new (to be logged).
 func (t *tracker) countRejection(name, reason string) bool {
-	if t.rejected[name] == reason {
+	if t.rejected[name] == reason || reason == ReasonPending {
 		return false
 	}
 	t.rejected[name] = reason

@@ -3,7 +3,9 @@ package node
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
+	"github.com/segmesh/segmesh/ca"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 )
@@ -15,12 +17,19 @@ const (
 	ReasonAddress6Mismatch = "address6_mismatch"
 	ReasonAddress4Mismatch = "address4_mismatch"
 	ReasonSelfKey          = "self_key"
+	// ReasonPending: the full record (over 512 bytes) has not arrived yet;
+	// shown, not counted as a rejection.
+	ReasonPending = "pending"
 )
 
-// verified is a record whose addresses were checked against its key.
+// verified is a record whose addresses were checked against its key (and,
+// in CA mode, whose certificate was verified; its name and tags are then the
+// certificate's).
 type verified struct {
-	rec gossip.Record
-	key mesh.Key
+	rec   gossip.Record
+	key   mesh.Key
+	cert  *ca.Signed // CA mode
+	fixed bool       // the certificate fixes the IPv4 address
 }
 
 // rejection says why a record was refused.
@@ -34,7 +43,7 @@ func (r *rejection) String() string { return r.reason + ": " + r.detail }
 // verifyRecord checks a member's record: decodable, its key is the memberlist
 // node name, its IPv6 is the hash of the key and its IPv4 one of the key's
 // first mesh.MaxCandidates candidates (security invariant 1).
-func verifyRecord(m gossip.Member, self mesh.Key, net4, net6 netip.Prefix) (verified, *rejection) {
+func verifyRecord(m gossip.Member, self mesh.Key, net4, net6 netip.Prefix, trust *trustState, now time.Time) (verified, *rejection) {
 	rec, err := gossip.DecodeRecord(m.Meta)
 	if err != nil {
 		return verified{}, &rejection{ReasonBadRecord, err.Error()}
@@ -49,11 +58,31 @@ func verifyRecord(m gossip.Member, self mesh.Key, net4, net6 netip.Prefix) (veri
 	if key == self {
 		return verified{rec: rec}, &rejection{ReasonSelfKey, "record carries this node's own key"}
 	}
+	v := verified{rec: rec, key: key}
+	if trust != nil {
+		if len(rec.Cert) == 0 && rec.Ext != "" {
+			return verified{rec: rec}, &rejection{ReasonPending, "waiting for the full record (certificate)"}
+		}
+		cert, rej := trust.verifyPeerCert(rec.Cert, key, now)
+		if rej != nil {
+			return verified{rec: rec}, rej
+		}
+		v.cert, v.rec.Name, v.rec.Tags = cert, cert.Name, cert.Tags
+		if cert.Address4.IsValid() {
+			if rec.Address4 != cert.Address4 {
+				return verified{rec: rec}, &rejection{ReasonAddress4Mismatch, fmt.Sprintf("claims %v, its certificate fixes %v", rec.Address4, cert.Address4)}
+			}
+			v.fixed = true
+		}
+	}
 	if want := mesh.Address6(net6, key); rec.Address6 != want {
 		return verified{rec: rec}, &rejection{ReasonAddress6Mismatch, fmt.Sprintf("claims %v, key yields %v", rec.Address6, want)}
+	}
+	if v.fixed {
+		return v, nil
 	}
 	if !net4.Contains(rec.Address4) || mesh.CandidateIndex(net4, key, rec.Address4) < 0 {
 		return verified{rec: rec}, &rejection{ReasonAddress4Mismatch, fmt.Sprintf("claims %v, not one of its key's %d candidates in %v", rec.Address4, mesh.MaxCandidates, net4)}
 	}
-	return verified{rec: rec, key: key}, nil
+	return v, nil
 }

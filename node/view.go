@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/segmesh/segmesh/api"
+	"github.com/segmesh/segmesh/ca"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 )
@@ -20,6 +21,7 @@ type viewInput struct {
 	members       []gossip.Member
 	now           time.Time
 	grace         time.Duration
+	trust         *trustState // CA mode; nil: trust open
 	// effective returns the claim time this node grants a peer's record.
 	effective func(name string, rec gossip.Record) time.Time
 }
@@ -34,6 +36,8 @@ type peerView struct {
 	reason     string
 	rejected   *rejection
 	since      time.Time
+	cert       *ca.Signed     // CA mode: its verified certificate
+	fixed      bool           // its certificate fixes its IPv4 address
 	configured bool           // a WireGuard peer
 	allowed    []netip.Prefix // its overlay addresses WireGuard routes to it
 }
@@ -75,7 +79,7 @@ func memberToPeer(in viewInput, m gossip.Member) (peerView, bool) {
 	if gone && in.now.Sub(m.StateSince) > in.grace {
 		return pv, false
 	}
-	vr, rej := verifyRecord(m, in.self, in.net4, in.net6)
+	vr, rej := verifyRecord(m, in.self, in.net4, in.net6, in.trust, in.now)
 	pv.rec = vr.rec
 	if pv.rec.Name == "" {
 		pv.rec.Name = m.Name
@@ -84,7 +88,7 @@ func memberToPeer(in viewInput, m gossip.Member) (peerView, bool) {
 		pv.state, pv.reason, pv.rejected = api.StateUntrusted, rej.String(), rej
 		return pv, true
 	}
-	pv.key = vr.key
+	pv.key, pv.cert, pv.fixed = vr.key, vr.cert, vr.fixed
 	pv.endpoint = netip.AddrPortFrom(m.Addr.Addr(), uint16(vr.rec.ListenPort))
 	switch m.State {
 	case gossip.StateAlive:
@@ -115,6 +119,9 @@ func resolveClashes(in viewInput, v *view) {
 			continue
 		}
 		c := claimant{key: p.key, effective: in.effective(p.name, p.rec)}
+		if p.fixed {
+			c.effective = time.Time{} // a certificate-fixed address is authoritative
+		}
 		if cur, ok := best[p.rec.Address4]; !ok || c.wins(cur) {
 			best[p.rec.Address4] = c
 		}

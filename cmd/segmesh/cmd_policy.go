@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/ca"
 	"github.com/segmesh/segmesh/api"
 )
 
@@ -59,6 +60,7 @@ func newPolicyCheck() *cobra.Command {
 
 func newPolicyApply(g *globals) *cobra.Command {
 	var expect int64
+	var signKey string
 	cmd := &cobra.Command{
 		Use:   "apply FILE",
 		Short: "Check a policy, hand it to the local daemon, wait until it is active here",
@@ -68,15 +70,28 @@ func newPolicyApply(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := api.ApplyRequest{Content: string(data)}
+			content, sig, err := ca.SplitSignedPolicy(data)
+			if err != nil {
+				return err
+			}
+			client := api.NewClient(g.socketPath())
+			req := api.ApplyRequest{Content: string(content)}
+			if sig != nil { // `policy sign` output: the version is inside the signature
+				req.Version, req.Signature = sig.Version, sig.Sig
+			}
 			if cmd.Flags().Changed("expect-version") {
 				if expect < 0 {
-					return fmt.Errorf("--expect-version must be >= 0")
+					return &exitError{code: 2, err: fmt.Errorf("--expect-version must be >= 0")}
 				}
 				v := uint64(expect)
 				req.ExpectVersion = &v
 			}
-			d, err := api.NewClient(g.socketPath()).ApplyPolicy(cmd.Context(), req)
+			if signKey != "" {
+				if req.Version, req.Signature, err = signForApply(cmd, client, signKey, content, req.ExpectVersion); err != nil {
+					return err
+				}
+			}
+			d, err := client.ApplyPolicy(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -85,7 +100,32 @@ func newPolicyApply(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().Int64Var(&expect, "expect-version", 0, "fail unless the active version is N")
+	cmd.Flags().StringVar(&signKey, "sign-key", "", "CA mode: sign with this CA private key for the next version (asks the daemon for it)")
 	return cmd
+}
+
+// signForApply signs content for the version after the active one (or after
+// --expect-version) with the CA key at keyPath.
+func signForApply(cmd *cobra.Command, client *api.Client, keyPath string, content []byte, expect *uint64) (uint64, string, error) {
+	priv, err := ca.LoadPrivateKey(keyPath)
+	if err != nil {
+		return 0, "", fmt.Errorf("--sign-key: %w", err)
+	}
+	var active uint64
+	if expect != nil {
+		active = *expect
+	} else {
+		cur, err := client.Policy(cmd.Context())
+		if err != nil {
+			return 0, "", err
+		}
+		active = cur.Version
+	}
+	sig, err := ca.SignPolicy(priv, content, active+1)
+	if err != nil {
+		return 0, "", err
+	}
+	return active + 1, sig, nil
 }
 
 func newPolicyShow(g *globals) *cobra.Command {

@@ -21,6 +21,11 @@
 //	    interval and prints "echo N UNIXNANO" for every line echoed back.
 //	    Prints "error ..." and exits 1 when the connection fails. Runs until
 //	    SIGTERM.
+//
+//	segmesh-probe get [-timeout 2s] URL
+//	    HTTP GET of URL (e.g. a node's metrics endpoint inside its
+//	    namespace). Prints the body on stdout and exits 0 for a 2xx answer;
+//	    otherwise prints the status or error on stderr and exits 1.
 package main
 
 import (
@@ -31,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -67,6 +73,8 @@ func main() {
 		code = dialCmd(os.Args[2:])
 	case "stream":
 		code = stream(os.Args[2:])
+	case "get":
+		code = get(os.Args[2:])
 	default:
 		usage()
 	}
@@ -74,7 +82,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: segmesh-probe serve|dial|stream ... (see the package doc)")
+	fmt.Fprintln(os.Stderr, "usage: segmesh-probe serve|dial|stream|get ... (see the package doc)")
 	os.Exit(codeError)
 }
 
@@ -321,4 +329,35 @@ func stream(args []string) int {
 		say("error %v", err)
 		return codeError
 	}
+}
+
+func get(args []string) int {
+	fs := flag.NewFlagSet("get", flag.ExitOnError)
+	timeout := fs.Duration("timeout", 2*time.Second, "whole request timeout")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "get: want URL")
+		return codeError
+	}
+	c := &http.Client{Timeout: *timeout}
+	resp, err := c.Get(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "get:", err)
+		return codeError
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "get: read body:", err)
+		return codeError
+	}
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintf(os.Stderr, "get %s: %s: %s\n", fs.Arg(0), resp.Status, strings.TrimSpace(string(body)))
+		return codeError
+	}
+	if _, err := os.Stdout.Write(body); err != nil {
+		fmt.Fprintln(os.Stderr, "get: write:", err)
+		return codeError
+	}
+	return codeOK
 }
