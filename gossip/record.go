@@ -19,13 +19,13 @@ const MaxMetaSize = 512
 // itself: receivers verify addresses against the key.
 type Record struct {
 	Format     int               `json:"v"`
-	Name       string            `json:"n"`           // human name, may repeat
-	PublicKey  string            `json:"k"`           // base64 WireGuard public key; equals the memberlist node name
-	ListenPort int               `json:"p"`           // WireGuard UDP port
-	Address4   netip.Addr        `json:"a4"`          // claimed overlay IPv4
-	Claimed    int64             `json:"c"`           // unix nanoseconds when Address4 was first claimed
-	Address6   netip.Addr        `json:"a6"`          // overlay IPv6 (hash of the key)
-	Tags       map[string]string `json:"t,omitempty"` // declared tags
+	Name       string            `json:"n"`             // human name, may repeat
+	PublicKey  string            `json:"k"`             // base64 WireGuard public key; equals the memberlist node name
+	ListenPort int               `json:"p"`             // WireGuard UDP port
+	Address4   netip.Addr        `json:"a4"`            // claimed overlay IPv4
+	Claimed    int64             `json:"c"`             // unix nanoseconds when Address4 was first claimed
+	Address6   netip.Addr        `json:"a6"`            // overlay IPv6 (hash of the key)
+	Tags       map[string]string `json:"t,omitempty"`   // declared tags
 	Cert       []byte            `json:"crt,omitempty"` // CA mode: the node's certificate (compact form)
 	// Ext is set only in a node meta stub: when the encoded record does not
 	// fit into memberlist's node meta (MaxMetaSize), the meta carries the

@@ -53,7 +53,7 @@ type Node struct {
 	track   tracker
 	ready   bool
 	policy  policyState
-	trust   *trustState // CA mode; nil: trust open
+	trust   *trustState         // CA mode; nil: trust open
 	peerIPs map[netip.Addr]bool // overlay addresses of the WireGuard peers at the last sync
 
 	syncNow chan struct{}      // cap 1: ask the loop for an immediate sync

@@ -9,8 +9,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segmesh/segmesh/acl"
-	"github.com/segmesh/segmesh/ca"
 	"github.com/segmesh/segmesh/api"
+	"github.com/segmesh/segmesh/ca"
 )
 
 func newPolicy(g *globals) *cobra.Command {
