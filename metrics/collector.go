@@ -41,6 +41,10 @@ var (
 		"Packets no rule allowed, accepted and logged in audit mode.", []string{"src_segment", "dst_segment"}, nil)
 	descRejected = prometheus.NewDesc("segmesh_records_rejected_total",
 		"Gossip node records rejected, by reason.", []string{"reason"}, nil)
+	descCertExpiry = prometheus.NewDesc("segmesh_certificate_expiry_timestamp_seconds",
+		"CA mode: when a node's certificate expires (this node and every configured peer).", []string{"peer", "public_key"}, nil)
+	descCertsExpiring = prometheus.NewDesc("segmesh_certificates_expiring",
+		"CA mode: certificates (this node and configured peers) that expire within 30 days.", nil, nil)
 )
 
 // errorLogInterval is the least time between two logged scrape errors.
@@ -64,7 +68,7 @@ func newCollector(src Source, log *slog.Logger) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descHandshake, descRx, descTx, descPolicyVersion,
-		descPolicyInfo, descMembers, descDenied, descAudited, descRejected} {
+		descPolicyInfo, descMembers, descDenied, descAudited, descRejected, descCertExpiry, descCertsExpiring} {
 		ch <- d
 	}
 }
@@ -92,6 +96,33 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range c.src.RecordsRejected() {
 		c.send(ch, descRejected, prometheus.CounterValue, float64(n), reason)
 	}
+	c.collectCerts(ch, st)
+}
+
+// collectCerts exports certificate expiry (CA mode only: in trust: open no
+// node has a certificate and nothing is sent).
+func (c *collector) collectCerts(ch chan<- prometheus.Metric, st api.Status) {
+	if st.Trust != "ca" {
+		return
+	}
+	expiring := 0
+	one := func(name, key, notAfter string, soon bool) {
+		t, err := time.Parse(time.RFC3339, notAfter)
+		if err != nil {
+			return
+		}
+		c.send(ch, descCertExpiry, prometheus.GaugeValue, float64(t.Unix()), name, key)
+		if soon {
+			expiring++
+		}
+	}
+	one(st.Self.Name, st.Self.PublicKey, st.Self.CertNotAfter, st.Self.CertExpiresSoon)
+	for _, p := range st.Peers {
+		if configured(p.State) {
+			one(p.Name, p.PublicKey, p.CertNotAfter, p.CertExpiresSoon)
+		}
+	}
+	c.send(ch, descCertsExpiring, prometheus.GaugeValue, float64(expiring))
 }
 
 func (c *collector) collectPeers(ch chan<- prometheus.Metric, peers []api.Peer) {

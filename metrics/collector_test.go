@@ -279,3 +279,28 @@ func TestRegistryHistogramAndRuntimeCollectors(t *testing.T) {
 		}
 	}
 }
+
+func TestCollectorCertificateExpiry(t *testing.T) {
+	src := &fakeSource{status: api.Status{Trust: "ca",
+		Self: api.Self{Name: "db-1", PublicKey: "k1", CertNotAfter: "2026-12-01T00:00:00Z", CertExpiresSoon: true},
+		Peers: []api.Peer{
+			{Name: "web-1", PublicKey: "k2", State: "up", CertNotAfter: "2027-06-01T00:00:00Z"},
+			{Name: "gone", PublicKey: "k3", State: "left", CertNotAfter: "2026-12-02T00:00:00Z", CertExpiresSoon: true},
+		}}}
+	c := newCollector(src, slog.New(slog.DiscardHandler))
+	want := `# HELP segmesh_certificate_expiry_timestamp_seconds CA mode: when a node's certificate expires (this node and every configured peer).
+# TYPE segmesh_certificate_expiry_timestamp_seconds gauge
+segmesh_certificate_expiry_timestamp_seconds{peer="db-1",public_key="k1"} 1.7960832e+09
+segmesh_certificate_expiry_timestamp_seconds{peer="web-1",public_key="k2"} 1.811808e+09
+# HELP segmesh_certificates_expiring CA mode: certificates (this node and configured peers) that expire within 30 days.
+# TYPE segmesh_certificates_expiring gauge
+segmesh_certificates_expiring 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "segmesh_certificate_expiry_timestamp_seconds", "segmesh_certificates_expiring"); err != nil {
+		t.Fatal(err)
+	}
+	src.status.Trust = "open"
+	if n := testutil.CollectAndCount(c, "segmesh_certificates_expiring"); n != 0 {
+		t.Fatalf("trust open exports no certificate metrics, got %d", n)
+	}
+}

@@ -167,3 +167,18 @@ func TestErrLineKeepsCause(t *testing.T) {
 		t.Fatalf("errLine = %q", got)
 	}
 }
+
+func TestHeaderFlagsExpiringCertificates(t *testing.T) {
+	m := loaded(120, 40)
+	if strings.Contains(m.View(), "expiring") {
+		t.Fatal("no certificate expires in the fixture")
+	}
+	ev := fixtureStatus(1)
+	ev.Status.Trust = "ca"
+	ev.Status.Self.CertExpiresSoon = true
+	ev.Status.Peers[0].CertExpiresSoon = true
+	m.Update(eventMsg{gen: 1, ev: ev})
+	if head := strings.SplitN(m.View(), "\n", 2)[0]; !strings.Contains(head, "2 certs expiring <30d") {
+		t.Fatalf("header: %q", head)
+	}
+}

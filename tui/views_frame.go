@@ -1,6 +1,8 @@
 package tui
 
 import (
+	"github.com/segmesh/segmesh/api"
+
 	"fmt"
 	"strings"
 
@@ -25,12 +27,16 @@ func (m *Model) renderHeader(w int) string {
 		if s.Policy.Version > 0 {
 			pol = fmt.Sprintf("policy v%d %s %s", s.Policy.Version, shortHash(s.Policy.Hash), s.Policy.Mode)
 		}
-		left = strings.Join([]string{
+		parts := []string{
 			m.st.header.Render(dash(s.Self.Name)),
 			plural(s.Members, "member"),
 			pol,
 			"trust " + dash(s.Trust),
-		}, " · ")
+		}
+		if n := expiringCerts(s); n > 0 {
+			parts = append(parts, m.st.warn.Render(plural(n, "cert")+" expiring <30d"))
+		}
+		left = strings.Join(parts, " · ")
 	}
 	room := w - width(right) - 1
 	left = truncate(left, room)
@@ -111,4 +117,19 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// expiringCerts counts certificates (this node and peers) ending within 30
+// days, as the daemon flags them.
+func expiringCerts(s *api.Status) int {
+	n := 0
+	if s.Self.CertExpiresSoon {
+		n++
+	}
+	for _, p := range s.Peers {
+		if p.CertExpiresSoon {
+			n++
+		}
+	}
+	return n
 }
