@@ -221,3 +221,16 @@ func (c *Client) Diff(ctx context.Context, content string) (*PolicyDiff, error) 
 	}
 	return &d, nil
 }
+
+// RemoveNode force-removes a dead or departed node everywhere.
+func (c *Client) RemoveNode(ctx context.Context, node string) (*RemoveResult, error) {
+	b, err := json.Marshal(RemoveRequest{Node: node})
+	if err != nil {
+		return nil, fmt.Errorf("encode request: %w", err)
+	}
+	var r RemoveResult
+	if err := c.do(ctx, http.MethodPost, "/v1/nodes/remove", bytes.NewReader(b), &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

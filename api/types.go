@@ -106,3 +106,14 @@ type Explanation struct {
 	Mode         string   `json:"mode"`
 	Version      uint64   `json:"policy_version"`
 }
+
+// RemoveRequest is the body of POST /v1/nodes/remove.
+type RemoveRequest struct {
+	Node string `json:"node"` // name, public key or overlay address
+}
+
+// RemoveResult names the removed node.
+type RemoveResult struct {
+	Name      string `json:"name"`
+	PublicKey string `json:"public_key"`
+}

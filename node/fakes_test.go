@@ -57,6 +57,7 @@ type fakeGossip struct {
 	mu        sync.Mutex
 	members   []gossip.Member
 	published [][]byte
+	forgotten []string
 	changes   chan struct{}
 	docs      gossip.DocumentHandler
 }
@@ -76,7 +77,7 @@ func (g *fakeGossip) setMembers(m ...gossip.Member) {
 	default:
 	}
 }
-func (g *fakeGossip) Forget(string)                   {}
+
 func (g *fakeGossip) Changes() <-chan struct{}        { return g.changes }
 func (g *fakeGossip) UpdateLocal(gossip.Record) error { return nil }
 func (g *fakeGossip) SetKeys([][]byte) error          { return nil }
@@ -197,5 +198,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Forget drops a dead or departed member, like memberlist-backed gossip.
+func (g *fakeGossip) Forget(name string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, m := range g.members {
+		if m.Name == name && (m.State == gossip.StateDead || m.State == gossip.StateLeft) {
+			g.members = append(g.members[:i:i], g.members[i+1:]...)
+			g.forgotten = append(g.forgotten, name)
+			return
+		}
 	}
 }

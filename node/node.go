@@ -66,9 +66,10 @@ type Node struct {
 	stopMetrics   func() error
 	policyPending time.Time // when a newly accepted policy awaits enforcement (apply duration)
 
-	flows  *flowPipeline
-	byAddr map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)
-	rates  rates                     // per-peer byte rates (guarded by mu)
+	flows    *flowPipeline
+	byAddr   map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)
+	rates    rates                     // per-peer byte rates (guarded by mu)
+	removals map[string]bool           // operator removals already applied (guarded by mu)
 }
 
 // New builds the node: it loads the key, claims an address, creates the
@@ -94,7 +95,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		log: log, deps: deps, version: version, key: key, pub: key.PublicKey(),
 		endpoint: netip.AddrPortFrom(advertise, uint16(cfg.ListenPort)),
 		runStart: deps.Now(), cfg: cfg, track: newTracker(),
-		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(), rates: newRates(),
+		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(), rates: newRates(), removals: map[string]bool{},
 		peerIPs: map[netip.Addr]bool{},
 	}
 	if n.trust, err = loadTrust(cfg, n.pub, n.runStart); err != nil {

@@ -99,11 +99,14 @@ type docHandler struct{ n *Node }
 
 // MergeDocument accepts a newer, valid policy from the mesh.
 func (h docHandler) MergeDocument(kind string, data []byte) bool {
-	if kind != docKindPolicy && kind != docKindRevocations {
+	if kind != docKindPolicy && kind != docKindRevocations && kind != docKindRemove {
 		return false
 	}
-	if kind == docKindRevocations {
+	switch kind {
+	case docKindRevocations:
 		return h.n.mergeRevocations(data)
+	case docKindRemove:
+		return h.n.mergeRemoval(data)
 	}
 	doc, pol, err := acl.DecodeDocument(data)
 	if err != nil {
