@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 ROOT    := $(if $(filter 0,$(shell id -u)),,sudo -E env "PATH=$(PATH)")
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v /test/e2e)
 
-.PHONY: all build test unit e2e demo demo-down bench lint clean
+.PHONY: all build test unit e2e demo demo-down bench lint clean fuzz fuzz-short
 
 all: build
 
@@ -35,6 +35,29 @@ demo-down:
 ## bench: Go benchmarks (compiler, nftables diff and apply against the real kernel)
 bench:
 	$(ROOT) $(GO) test -run '^$$' -bench . -benchtime 3x ./acl/
+
+## fuzz: every Fuzz target of FUZZPKGS, one after the other, FUZZTIME each
+## (plain `go test`, hence `make test`, already runs their seeds and the
+## crashers kept in <pkg>/testdata/fuzz/). A crasher is written there by go
+## test: keep it as a regression seed. No root needed.
+FUZZTIME    ?= 60s
+FUZZMINTIME ?= 10s
+FUZZPKGS    ?= ./acl ./ca ./gossip ./flows
+fuzz:
+	@failed=""; \
+	for pkg in $(FUZZPKGS); do \
+	  targets=$$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz') || { failed="$$failed $$pkg(list)"; continue; }; \
+	  for t in $$targets; do \
+	    echo "== $$pkg $$t for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg \
+	      || failed="$$failed $$pkg:$$t"; \
+	  done; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed (crashers in <pkg>/testdata/fuzz/)"; exit 1; fi
+
+## fuzz-short: the same with a CI-sized budget
+fuzz-short:
+	$(MAKE) fuzz FUZZTIME=5s FUZZMINTIME=5s
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

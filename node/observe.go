@@ -49,6 +49,7 @@ func (n *Node) Diff(content []byte) (*api.PolicyDiff, error) {
 	n.mu.Lock()
 	cur, doc := n.policy.pol, n.policy.doc
 	n.mu.Unlock()
+	obs = mergeObserved(obs)
 	rules, segs, mode := acl.Diff(cur, next)
 	cut := acl.NewlyDenied(cur, next, obs)
 	out := &api.PolicyDiff{Text: acl.FormatDiff(rules, segs, mode, cut), NewlyDenied: []string{}, Observed: len(obs)}
@@ -132,4 +133,27 @@ func nameOr(name, addr string) string {
 		return addr
 	}
 	return name
+}
+
+// mergeObserved folds observations of the same flow (a live connection that
+// also has an audited aggregate) into one, summing counts; an audited one
+// stays audited.
+func mergeObserved(obs []acl.Observed) []acl.Observed {
+	type key struct {
+		src, dst, proto string
+		port            uint16
+	}
+	idx := map[key]int{}
+	var out []acl.Observed
+	for _, o := range obs {
+		k := key{o.SrcName, o.DstName, o.Proto, o.Port}
+		if i, ok := idx[k]; ok {
+			out[i].Count += o.Count
+			out[i].Audited = out[i].Audited || o.Audited
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, o)
+	}
+	return out
 }

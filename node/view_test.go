@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
@@ -258,5 +259,17 @@ func TestRates(t *testing.T) {
 	r.observe(nil, t0.Add(4*time.Second))
 	if len(r.last) != 0 || len(r.rx) != 0 {
 		t.Fatal("departed peers are dropped")
+	}
+}
+
+func TestMergeObserved(t *testing.T) {
+	in := []acl.Observed{
+		{SrcName: "web1", DstName: "db1", Proto: "tcp", Port: 5432, Count: 6, Audited: true},
+		{SrcName: "web1", DstName: "db1", Proto: "tcp", Port: 5432, Count: 1},
+		{SrcName: "web1", DstName: "db1", Proto: "udp", Port: 54, Count: 1},
+	}
+	out := mergeObserved(in)
+	if len(out) != 2 || out[0].Count != 7 || !out[0].Audited || out[1].Proto != "udp" {
+		t.Fatalf("merged: %+v", out)
 	}
 }

@@ -31,8 +31,17 @@ var keys = struct {
 	},
 }
 
-// handleKey applies one key press.
+// handleKey applies one key press. Keys that arrive in one read (fast
+// typing, paste, tmux send-keys) come as one multi-rune message: they are
+// applied one by one, so "/app" opens the filter and types "app".
 func (m *Model) handleKey(k tea.KeyMsg) tea.Cmd {
+	if k.Type == tea.KeyRunes && len(k.Runes) > 1 {
+		var cmds []tea.Cmd
+		for _, r := range k.Runes {
+			cmds = append(cmds, m.handleKey(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}, Alt: k.Alt}))
+		}
+		return tea.Batch(cmds...)
+	}
 	if m.filtering {
 		return m.filterKey(k)
 	}

@@ -148,3 +148,16 @@ func lastLine(s string) string {
 	l := strings.Split(s, "\n")
 	return l[len(l)-1]
 }
+
+func TestKeyBurstsApplyOneByOne(t *testing.T) {
+	m := loaded(120, 40)
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("2/app")})
+	if m.view != viewPeers || !m.filtering || m.filters[viewPeers] != "app" {
+		t.Fatalf("view %d filtering %v filter %q", m.view, m.filtering, m.filters[viewPeers])
+	}
+	m.Update(press("enter"))
+	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("14")})
+	if m.view != 3 {
+		t.Fatalf("\"14\" must end on view 4, got %d", m.view+1)
+	}
+}

@@ -42,14 +42,7 @@ func TestObsDeniedFlow(t *testing.T) {
 
 	events := watchFlowEvents(t, db.Socket)
 	start := time.Now()
-	dial := make(chan string, 1)
-	go func() {
-		res, err := probeOne(web.Namespace, denyTimeout, flow{"tcp", m.addr(db), 5432})
-		if err != nil {
-			res = err.Error()
-		}
-		dial <- res
-	}()
+	dial := probeAsync(web, flow{"tcp", m.addr(db), 5432})
 	f, _ := waitFlow(t, db.Socket, 10*time.Second, "web1 -> db1 tcp/5432 denied", denied)
 	took := time.Since(start)
 	t.Logf("TIMING denied connect web1 -> db1 tcp/5432 -> flow in db1's GET /v1/flows with src_name %q: %v",

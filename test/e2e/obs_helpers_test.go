@@ -126,6 +126,20 @@ func expectProbe(t *testing.T, src *harness.Node, f flow, want string) {
 	}
 }
 
+// probeAsync starts probing one flow from src and delivers the result
+// word (or the error) when the probe ends.
+func probeAsync(src *harness.Node, f flow) <-chan string {
+	res := make(chan string, 1)
+	go func() {
+		got, err := probeOne(src.Namespace, denyTimeout, f)
+		if err != nil {
+			got = err.Error()
+		}
+		res <- got
+	}()
+	return res
+}
+
 // flowFrom matches the flow aggregate of src's packets to proto/port with
 // the verdict.
 func (m *obsMesh) flowFrom(src *harness.Node, proto string, port uint16, verdict string) func(api.Flow) bool {
@@ -144,6 +158,9 @@ func findFlow(fl []api.Flow, match func(api.Flow) bool) (api.Flow, bool) {
 	return fl[i], true
 }
 
+// measurePoll is how often waits that measure a latency poll.
+const measurePoll = 20 * time.Millisecond
+
 // waitFlow polls GET /v1/flows on the node's socket until a flow match
 // accepts shows up; it returns the flow and how long it took.
 func waitFlow(t *testing.T, socket string, timeout time.Duration, what string, match func(api.Flow) bool) (api.Flow, time.Duration) {
@@ -152,7 +169,7 @@ func waitFlow(t *testing.T, socket string, timeout time.Duration, what string, m
 	var got api.Flow
 	var last []api.Flow
 	start := time.Now()
-	err := harness.WaitFor(timeout, func() error {
+	err := waitUntil(timeout, measurePoll, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		fl, err := c.Flows(ctx)

@@ -1,9 +1,8 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -13,10 +12,11 @@ import (
 )
 
 // tmuxSession is a program running in a detached tmux session on a tmux
-// server of its own (tmux -L), so tests never touch the user's sessions.
+// server of its own (tmux -S with a socket in the test's temporary
+// directory), so tests never touch the user's sessions and leave no socket.
 type tmuxSession struct {
 	tmux   string // tmux binary
-	server string // -L socket name
+	socket string // -S socket path
 	name   string // session name
 }
 
@@ -31,11 +31,7 @@ const (
 func startTmux(t *testing.T, argv ...string) *tmuxSession {
 	t.Helper()
 	tmux := requireTool(t, "tmux")
-	id := make([]byte, 4)
-	if _, err := rand.Read(id); err != nil {
-		t.Fatal(err)
-	}
-	s := &tmuxSession{tmux: tmux, server: "segmesh-e2e-" + hex.EncodeToString(id), name: "top"}
+	s := &tmuxSession{tmux: tmux, socket: filepath.Join(t.TempDir(), "tmux.sock"), name: "top"}
 	quoted := make([]string, len(argv))
 	for i, a := range argv {
 		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
@@ -59,7 +55,7 @@ func startTmux(t *testing.T, argv ...string) *tmuxSession {
 
 // run runs a tmux command against the session's server.
 func (s *tmuxSession) run(args ...string) (string, error) {
-	stdout, stderr, code, err := runCmd(10*time.Second, nil, append([]string{s.tmux, "-L", s.server}, args...)...)
+	stdout, stderr, code, err := runCmd(10*time.Second, nil, append([]string{s.tmux, "-S", s.socket}, args...)...)
 	if err == nil && code != 0 {
 		err = fmt.Errorf("tmux %s: exit %d", strings.Join(args, " "), code)
 	}
@@ -149,8 +145,8 @@ func tab(name string) *regexp.Regexp {
 
 // TestObsTop runs `segmesh top` in a real terminal (tmux) against db1 of a
 // live mesh: view 1 lists every segment with its member, view 4 shows the
-// denied flow from web1 by name, Tab moves on to the next view, / filters
-// and q quits.
+// denied flow from web1 by name and a new one as it happens, Tab moves on
+// to the next view, / filters and q quits.
 func TestObsTop(t *testing.T) {
 	requireTool(t, "tmux")
 	m := newObsMesh(t, obsPolicy, nil)
@@ -171,11 +167,26 @@ func TestObsTop(t *testing.T) {
 	s.waitScreen(t, "view 4 shows web1's denied flow by name", 10*time.Second,
 		showing([]*regexp.Regexp{tab("4 Flows"),
 			line(q(web.Name), q(m.addr(web).String()), q("web→db"), q("tcp/5432"), "denied", `\d+`)}))
+	// A flow denied while the view is open arrives live (the stream).
+	dial := probeAsync(web, flow{"tcp", m.addr(db), 5433})
+	s.waitScreen(t, "view 4 shows a new denied flow live", 10*time.Second,
+		showing([]*regexp.Regexp{line(q(web.Name), q(m.addr(web).String()), q("web→db"), q("tcp/5433"), "denied", `\d+`)}))
+	if res := <-dial; res != resTimeout {
+		t.Errorf("web1 -> db1 tcp/5433: %q, want %q (denied)", res, resTimeout)
+	}
 	s.keys(t, "Tab")
 	s.waitScreen(t, "Tab wraps around to view 1", 10*time.Second, showing([]*regexp.Regexp{tab("1 Segments")}))
-	s.keys(t, "/", "app", "Enter")
-	s.waitScreen(t, "filter /app keeps only segment app", 10*time.Second,
-		showing([]*regexp.Regexp{appRow}, webRow, dbRow))
+	// One key at a time, as typed: keys written at once reach the program
+	// as one read, which bubbletea turns into one multi-rune key ("/app").
+	s.keys(t, "/")
+	s.waitScreen(t, "/ opens the filter prompt", 10*time.Second,
+		showing([]*regexp.Regexp{regexp.MustCompile(`(?m)^/\s+enter keep · esc clear`)}))
+	s.keys(t, "app")
+	s.waitScreen(t, "the filter prompt echoes /app", 10*time.Second,
+		showing([]*regexp.Regexp{regexp.MustCompile(`(?m)^/app\s+enter keep`)}))
+	s.keys(t, "Enter")
+	s.waitScreen(t, "filter app keeps only segment app", 10*time.Second,
+		showing([]*regexp.Regexp{appRow, regexp.MustCompile(`filter: app`)}, webRow, dbRow))
 	s.keys(t, "q")
 	if err := waitUntil(10*time.Second, 50*time.Millisecond, func() error {
 		if _, err := s.run("has-session", "-t", s.name); err == nil {
