@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 ROOT    := $(if $(filter 0,$(shell id -u)),,sudo -E env "PATH=$(PATH)")
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v /test/e2e)
 
-.PHONY: all build test unit e2e demo demo-down bench lint clean fuzz fuzz-short
+.PHONY: all build test unit e2e soak demo demo-down bench bench-quick lint clean fuzz fuzz-short package
 
 all: build
 
@@ -25,6 +25,15 @@ unit:
 e2e:
 	$(ROOT) $(GO) test -count=1 -timeout 15m -v ./test/e2e/
 
+## soak: the long reliability tests (test/e2e/rel_*: 90 s partition and heal,
+## 12-node churn for 2 min, steady load for SOAK_DURATION with RSS and file
+## descriptors sampled every 10 s), as root. Plain `go test` skips them
+## unless SEGMESH_SOAK=1. Raise SOAK_TIMEOUT with SOAK_DURATION.
+SOAK_DURATION ?= 10m
+SOAK_TIMEOUT  ?= 90m
+soak:
+	$(ROOT) env SEGMESH_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestRelSoak' ./test/e2e/
+
 ## demo: four nodes (web-1, web-2, app-1, db-1) in namespaces
 demo:
 	$(ROOT) $(GO) run -ldflags "$(LDFLAGS)" ./test/cmd/demo up
@@ -32,25 +41,42 @@ demo:
 demo-down:
 	$(ROOT) $(GO) run ./test/cmd/demo down
 
-## bench: Go benchmarks (compiler, nftables diff and apply against the real kernel)
+## bench: the benchmark suite (data plane vs upstream wireguard-go and raw veth,
+## crypto ceiling, mesh formation/propagation, gossip at scale, control-plane
+## cost, footprint) in network namespaces (as root): prints one table and
+## writes BENCHMARKS.md. Under 15 minutes. Not part of `make test`.
 bench:
-	$(ROOT) $(GO) test -run '^$$' -bench . -benchtime 3x ./acl/
+	$(ROOT) $(GO) run ./test/bench/cmd/bench -out BENCHMARKS.md
+
+## bench-quick: the same suite reduced (fewer/shorter runs, 100 gossip nodes), under 3 minutes
+bench-quick:
+	$(ROOT) $(GO) run ./test/bench/cmd/bench -quick -out BENCHMARKS.md
 
 ## fuzz: every Fuzz target of FUZZPKGS, one after the other, FUZZTIME each
 ## (plain `go test`, hence `make test`, already runs their seeds and the
 ## crashers kept in <pkg>/testdata/fuzz/). A crasher is written there by go
-## test: keep it as a regression seed. No root needed.
+## test: keep it as a regression seed. No root needed. Go 1.26's fuzz
+## coordinator can fail a target with a bare "context deadline exceeded" at
+## the end of FUZZTIME (golang/go#75804, fixed in Go 1.27): that failure,
+## when it wrote no crasher, is reported and ignored.
 FUZZTIME    ?= 60s
 FUZZMINTIME ?= 10s
 FUZZPKGS    ?= ./acl ./ca ./gossip ./flows
 fuzz:
-	@failed=""; \
+	@failed=""; out=$$(mktemp); trap 'rm -f $$out' EXIT; \
 	for pkg in $(FUZZPKGS); do \
 	  targets=$$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz') || { failed="$$failed $$pkg(list)"; continue; }; \
 	  for t in $$targets; do \
 	    echo "== $$pkg $$t for $(FUZZTIME)"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg \
-	      || failed="$$failed $$pkg:$$t"; \
+	    before=$$(ls $$pkg/testdata/fuzz/$$t 2>/dev/null | wc -l); \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINTIME) $$pkg 2>&1 | tee $$out; \
+	    rc=$${PIPESTATUS[0]}; \
+	    after=$$(ls $$pkg/testdata/fuzz/$$t 2>/dev/null | wc -l); \
+	    if [ $$rc -ne 0 ]; then \
+	      if [ "$$after" = "$$before" ] && grep -qx '    context deadline exceeded' $$out && ! grep -q -- '--- FAIL: .*/' $$out; then \
+	        echo "== $$pkg $$t: deadline race of the Go fuzz coordinator (golang/go#75804), no crasher: ignored"; \
+	      else failed="$$failed $$pkg:$$t"; fi; \
+	    fi; \
 	  done; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz failures:$$failed (crashers in <pkg>/testdata/fuzz/)"; exit 1; fi
@@ -58,6 +84,34 @@ fuzz:
 ## fuzz-short: the same with a CI-sized budget
 fuzz-short:
 	$(MAKE) fuzz FUZZTIME=5s FUZZMINTIME=5s
+
+## package: .deb and .rpm into $(DIST) with nfpm (a pinned Go tool, run through the
+## module proxy; v2.46+ needs modules the proxy does not serve here). PKG_VERSION is
+## the git tag without its "v" (commits after it: +N.gSHA), else 0.0.0+gitSHA.
+NFPM_VERSION ?= v2.45.0
+NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+DIST        ?= dist
+STAGE       ?= $(DIST)/.stage
+ARCH        ?= $(shell $(GO) env GOARCH)
+PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && \
+                 echo "$${v\#v}" | sed -E 's/-([0-9]+)-g([0-9a-f]+)(-dirty)?$$/+\1.g\2/' || \
+                 echo "0.0.0+git$(COMMIT)")
+package:
+	rm -rf $(STAGE) && mkdir -p $(STAGE)/completions $(STAGE)/man $(STAGE)/scripts $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(STAGE)/segmesh ./cmd/segmesh
+	if [ "$(ARCH)" = "$$($(GO) env GOHOSTARCH)" ]; then cp $(STAGE)/segmesh $(STAGE)/segmesh-host; \
+	else $(GO) build -ldflags "$(LDFLAGS)" -o $(STAGE)/segmesh-host ./cmd/segmesh; fi
+	$(STAGE)/segmesh-host config example > $(STAGE)/segmesh.yaml
+	$(STAGE)/segmesh-host man --dir $(STAGE)/man
+	gzip -n -9 $(STAGE)/man/*.1
+	$(STAGE)/segmesh-host completion bash > $(STAGE)/completions/segmesh.bash
+	$(STAGE)/segmesh-host completion zsh > $(STAGE)/completions/_segmesh
+	$(STAGE)/segmesh-host completion fish > $(STAGE)/completions/segmesh.fish
+	cp packaging/nfpm.yaml packaging/segmesh.service packaging/policy.example.yaml packaging/alerts.yaml LICENSE $(STAGE)/
+	cp packaging/scripts/*.sh $(STAGE)/scripts/
+	cd $(STAGE) && for p in deb rpm; do \
+	  ARCH=$(ARCH) PKG_VERSION=$(PKG_VERSION) $(NFPM) package -f nfpm.yaml -p $$p -t $(abspath $(DIST))/ || exit 1; \
+	done
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 )
@@ -74,9 +75,15 @@ type Firewall struct {
 	// Install kept an existing table and after a failed Apply, so the next
 	// Apply reads the kernel's elements first.
 	known bool
-	cur   elementSet
+	cur   *elementSet // what the kernel holds (when known)
+	spare *elementSet // buffers reused for the next desired state
+	build elemBuilder
+	memo  portMemo // the d.Ports behind cur (see portMemo); forgotten whenever known is false
 	audit bool
 	last  batchStats // what the last successful Apply sent (tests, logs)
+	// lastFlush is how long the last Apply's batch took to send and
+	// commit (netlink encoding and the kernel's work).
+	lastFlush time.Duration
 }
 
 // batchStats describes one Apply batch.
@@ -178,7 +185,8 @@ func (f *Firewall) DeniedBySource() (map[netip.Addr]Count, error) {
 func (f *Firewall) Remove() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.installed, f.known, f.cur = false, false, nil
+	f.installed, f.known, f.cur = false, false, new(elementSet)
+	f.memo.forget()
 	exists, err := f.tableExists()
 	if err != nil {
 		return err

@@ -2,7 +2,7 @@ package acl
 
 import (
 	"fmt"
-	"slices"
+	"time"
 
 	"github.com/google/nftables"
 )
@@ -21,36 +21,42 @@ import (
 // d is validated first (addresses, port-carrying protocols, port order); an
 // invalid d changes nothing. Overlapping port ranges of one source and
 // protocol are merged.
+//
+// Cost: d.Ports sorted by source, like the compiler's output, is compared
+// with the previous one and only the sources whose entries changed are
+// converted and diffed (a join among 10,000 peers does not touch the other
+// 180,000 port elements beyond that comparison); other input takes a full
+// build and diff. Buffers are reused from one Apply to the next.
 func (f *Firewall) Apply(d Desired) error {
-	want, err := desiredElements(d)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	// The desired state is built into the buffers of the state before the
+	// last one (f.spare), so a steady stream of Applies allocates nothing
+	// proportional to the number of elements.
+	want := f.spare
+	if want == nil {
+		want = new(elementSet)
+	}
+	var adds, dels [numSets][]elem
+	memo, err := f.buildWant(d, want, &adds, &dels)
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.installed {
-		return fmt.Errorf("apply: %w", ErrNotInstalled)
-	}
-	if !f.known {
-		if err := f.refresh(); err != nil {
-			return fmt.Errorf("apply: read current state: %w", err)
-		}
-	}
 	var st batchStats
-	adds := make(map[string][]elem, len(setNames))
 	// Deletions first: an interval element may not overlap one that is still
 	// in the set, even within a transaction.
-	for _, name := range setNames {
-		a, dels := diffElems(f.cur[name], want[name])
-		adds[name] = a
-		if len(dels) > 0 {
-			_ = f.conn.SetDeleteElements(f.lay.sets[name], setElements(dels)) // a queueing error surfaces in Flush
-			st.Dels += len(dels)
+	for i, name := range setNames {
+		if !memo || !kinds[i].ports {
+			adds[i], dels[i] = diffElems(f.cur[i], want[i], nil, nil)
+		}
+		if len(dels[i]) > 0 {
+			_ = f.conn.SetDeleteElements(f.lay.sets[name], kinds[i].setElements(dels[i])) // a queueing error surfaces in Flush
+			st.Dels += len(dels[i])
 		}
 	}
-	for _, name := range setNames {
-		if a := adds[name]; len(a) > 0 {
-			_ = f.conn.SetAddElements(f.lay.sets[name], setElements(a))
+	for i, name := range setNames {
+		if a := adds[i]; len(a) > 0 {
+			_ = f.conn.SetAddElements(f.lay.sets[name], kinds[i].setElements(a))
 			st.Adds += len(a)
 		}
 	}
@@ -59,37 +65,96 @@ func (f *Firewall) Apply(d Desired) error {
 		st.ModeSwitched = true
 	}
 	if st == (batchStats{}) {
+		f.spare = want
+		f.memo.remember(d.Ports, memo)
 		return nil
 	}
-	if err := f.conn.Flush(); err != nil {
+	start := time.Now()
+	err = f.conn.Flush()
+	f.lastFlush = time.Since(start)
+	if err != nil {
 		f.known = false
+		f.memo.forget()
+		f.spare = want
 		return fmt.Errorf("apply: nftables batch (+%d -%d elements, mode switch %v): %w", st.Adds, st.Dels, st.ModeSwitched, err)
 	}
-	f.cur, f.audit, f.last = want, d.Audit, st
-	f.log.Debug("nftables sets updated", "added", st.Adds, "deleted", st.Dels, "elements", want.len(), "audit", d.Audit, "mode_switched", st.ModeSwitched)
+	f.cur, f.spare = want, f.cur
+	f.memo.remember(d.Ports, memo)
+	f.audit, f.last = d.Audit, st
+	f.log.Debug("nftables sets updated", "added", st.Adds, "deleted", st.Dels, "elements", want.len(), "audit", d.Audit,
+		"mode_switched", st.ModeSwitched, "netlink_duration", f.lastFlush)
 	return nil
+}
+
+// buildWant fills want with the desired state d, after reading the kernel
+// when the current state is not known. memo reports that the port sets were
+// derived from the current ones and the changed part of d.Ports (see
+// portMemo): then adds and dels hold their differences, and want's other
+// sets still need diffing.
+func (f *Firewall) buildWant(d Desired, want *elementSet, adds, dels *[numSets][]elem) (memo bool, err error) {
+	if err := f.build.addrs(d, want); err != nil {
+		return false, err
+	}
+	oldPorts, newPorts, ok := f.memo.changed(d.Ports)
+	if ok && f.known && f.installed {
+		b := &f.build
+		for _, i := range portSets {
+			b.old[i], b.new[i] = b.old[i][:0], b.new[i][:0]
+		}
+		if err := b.ports(newPorts, &b.new); err != nil {
+			return false, err
+		}
+		if err := b.ports(oldPorts, &b.old); err != nil {
+			return false, err // cannot happen: it was applied
+		}
+		for _, i := range portSets {
+			adds[i], dels[i] = diffElems(b.old[i], b.new[i], nil, nil)
+			if want[i], ok = applyDelta(want[i], f.cur[i], adds[i], dels[i]); !ok {
+				break
+			}
+		}
+		if ok {
+			return true, nil
+		}
+		f.log.Warn("nftables: remembered port elements do not match the current state; full diff")
+		f.memo.forget()
+		for _, i := range portSets {
+			want[i], adds[i], dels[i] = want[i][:0], nil, nil
+		}
+	}
+	if err := f.build.ports(d.Ports, want); err != nil {
+		return false, err
+	}
+	if !f.installed {
+		return false, ErrNotInstalled
+	}
+	if !f.known {
+		if err := f.refresh(); err != nil {
+			return false, fmt.Errorf("read current state: %w", err)
+		}
+	}
+	return false, nil
 }
 
 // refresh reads the set elements and the final rule (mode and handle) from
 // the kernel.
 func (f *Firewall) refresh() error {
-	cur := make(elementSet, len(setNames))
-	for _, name := range setNames {
-		s := f.lay.sets[name]
-		elems, err := f.conn.GetSetElements(s)
+	cur := new(elementSet)
+	for i, name := range setNames {
+		elems, err := f.conn.GetSetElements(f.lay.sets[name])
 		if err != nil {
 			return fmt.Errorf("list elements of set %s: %w", name, err)
 		}
 		l := make([]elem, 0, len(elems))
 		for _, se := range elems {
-			e, err := elemFromKernel(s, se)
+			e, err := kinds[i].elemFromKernel(name, se)
 			if err != nil {
 				return err
 			}
 			l = append(l, e)
 		}
-		slices.SortFunc(l, compareElem)
-		cur[name] = slices.Compact(l)
+		sortCompact(&l)
+		cur[i] = l
 	}
 	rules, err := f.conn.GetRules(f.lay.table, f.lay.meshIn)
 	if err != nil {

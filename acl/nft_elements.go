@@ -1,8 +1,8 @@
 package acl
 
 import (
-	"bytes"
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -11,95 +11,193 @@ import (
 	"github.com/google/nftables"
 )
 
-// maxKeyLen is the longest key of our sets: ipv6_addr . inet_proto .
-// inet_service = 16 + 4 + 4 bytes.
-const maxKeyLen = 24
-
-// elem is one set element in its kernel encoding: the key and, in the
-// interval sets, the (inclusive) key end. Unused bytes are zero, so elements
-// of one set compare and sort by their bytes, which for port elements is the
-// order (source, protocol, low port).
+// elem is one element of a managed set in a compact, comparable form: the
+// address as two 64-bit halves (IPv4 as ::ffff:a.b.c.d), and for the port
+// sets the protocol and the inclusive port range (a single port in the
+// exact-port sets allow4/allow6). Which encoding it gets on the wire depends
+// on the set (see setKind). Elements of one set sort by (address, protocol,
+// low port, high port).
 type elem struct {
-	key, end [maxKeyLen]byte
-	n        uint8 // key length
-	interval bool  // end is meaningful
+	hi, lo         uint64
+	portLo, portHi uint16
+	proto          uint8
 }
 
 func compareElem(a, b elem) int {
-	return cmp.Or(bytes.Compare(a.key[:], b.key[:]), bytes.Compare(a.end[:], b.end[:]))
+	if a.hi != b.hi {
+		return cmp.Compare(a.hi, b.hi)
+	}
+	if a.lo != b.lo {
+		return cmp.Compare(a.lo, b.lo)
+	}
+	if a.proto != b.proto {
+		return cmp.Compare(a.proto, b.proto)
+	}
+	if a.portLo != b.portLo {
+		return cmp.Compare(a.portLo, b.portLo)
+	}
+	return cmp.Compare(a.portHi, b.portHi)
 }
 
-func (e elem) setElement() nftables.SetElement {
-	se := nftables.SetElement{Key: bytes.Clone(e.key[:e.n])}
-	if e.interval {
-		se.KeyEnd = bytes.Clone(e.end[:e.n])
-	}
-	return se
+// v4mapped is the upper half of lo for an IPv4 address (::ffff:0:0/96).
+const v4mapped = 0xffff << 32
+
+func addrElem(a netip.Addr) elem {
+	b := a.As16()
+	return elem{hi: binary.BigEndian.Uint64(b[:8]), lo: binary.BigEndian.Uint64(b[8:])}
 }
 
-// elemFromKernel converts an element read from the kernel. Elements of the
-// interval sets always carry a key end (a kernel that leaves it out for a
-// single value gets key end = key).
-func elemFromKernel(set *nftables.Set, se nftables.SetElement) (elem, error) {
-	var e elem
-	if len(se.Key) == 0 || len(se.Key) > maxKeyLen {
-		return e, fmt.Errorf("set %s: element key of %d bytes", set.Name, len(se.Key))
+// setKind describes how the elements of a managed set are encoded.
+type setKind struct {
+	v4       bool // IPv4 addresses (4 bytes), else IPv6 (16)
+	ports    bool // address . protocol . port concatenation
+	interval bool // key end carried (the range sets)
+}
+
+// kinds gives the kind of every managed set, indexed like setNames.
+var kinds = func() [numSets]setKind {
+	var k [numSets]setKind
+	for i := range numSets {
+		switch i {
+		case sLocal4, sICMP4, sAny4:
+			k[i] = setKind{v4: true}
+		case sAllow4:
+			k[i] = setKind{v4: true, ports: true}
+		case sAllow6:
+			k[i] = setKind{ports: true}
+		case sAllow4R:
+			k[i] = setKind{v4: true, ports: true, interval: true}
+		case sAllow6R:
+			k[i] = setKind{ports: true, interval: true}
+		}
 	}
-	e.n = uint8(len(se.Key))
-	copy(e.key[:], se.Key)
-	if set.Interval {
-		e.interval = true
-		end := se.KeyEnd
-		if len(end) == 0 {
-			end = se.Key
+	return k
+}()
+
+// keyLen is the length of the set's key: every field of a concatenation
+// takes a whole number of 4-byte registers:
+//
+//	address (4 or 16 bytes) . protocol (1 byte + 3 zero) . port (2 bytes big endian + 2 zero)
+func (k setKind) keyLen() int {
+	n := 16
+	if k.v4 {
+		n = 4
+	}
+	if k.ports {
+		n += 8
+	}
+	return n
+}
+
+// putKey writes e's key (port = the low port, or the high one when end) to
+// b, which is keyLen bytes long and zeroed.
+func (k setKind) putKey(b []byte, e elem, end bool) {
+	n := 4
+	if k.v4 {
+		binary.BigEndian.PutUint32(b, uint32(e.lo))
+	} else {
+		binary.BigEndian.PutUint64(b, e.hi)
+		binary.BigEndian.PutUint64(b[8:], e.lo)
+		n = 16
+	}
+	if !k.ports {
+		return
+	}
+	port := e.portLo
+	if end {
+		port = e.portHi
+	}
+	b[n] = e.proto
+	binary.BigEndian.PutUint16(b[n+4:], port)
+}
+
+// setElements encodes l for a set of kind k. The keys share one backing
+// array (a batch of 200,000 elements costs two allocations, not 400,000).
+func (k setKind) setElements(l []elem) []nftables.SetElement {
+	n := k.keyLen()
+	per := n
+	if k.interval {
+		per = 2 * n
+	}
+	buf := make([]byte, per*len(l))
+	out := make([]nftables.SetElement, len(l))
+	for i, e := range l {
+		b := buf[i*per : (i+1)*per : (i+1)*per]
+		k.putKey(b[:n], e, false)
+		out[i].Key = b[:n:n]
+		if k.interval {
+			k.putKey(b[n:], e, true)
+			out[i].KeyEnd = b[n:]
 		}
-		if len(end) != len(se.Key) {
-			return e, fmt.Errorf("set %s: key end of %d bytes for a key of %d", set.Name, len(end), len(se.Key))
+	}
+	return out
+}
+
+// elemFromKernel decodes an element of a set of kind k read from the kernel.
+// Elements of the interval sets always carry a key end (a kernel that leaves
+// it out for a single value gets key end = key). An element that our encoding
+// cannot represent (other lengths, non-zero padding, a key end of another
+// address or protocol) is an error: the table was written by someone else.
+func (k setKind) elemFromKernel(name string, se nftables.SetElement) (elem, error) {
+	bad := func(why string) (elem, error) {
+		return elem{}, fmt.Errorf("set %s: element %x-%x: %s; Install again", name, se.Key, se.KeyEnd, why)
+	}
+	n := k.keyLen()
+	if len(se.Key) != n {
+		return bad(fmt.Sprintf("key of %d bytes, want %d", len(se.Key), n))
+	}
+	e, lo := decodeKey(k, se.Key)
+	if k.ports {
+		e.portLo, e.portHi = lo, lo
+	}
+	if !k.interval {
+		if len(se.KeyEnd) != 0 && string(se.KeyEnd) != string(se.Key) {
+			return bad("key end in a set without intervals")
 		}
-		copy(e.end[:], end)
+	} else if len(se.KeyEnd) != 0 {
+		if len(se.KeyEnd) != n {
+			return bad(fmt.Sprintf("key end of %d bytes", len(se.KeyEnd)))
+		}
+		end, hi := decodeKey(k, se.KeyEnd)
+		if end.hi != e.hi || end.lo != e.lo || end.proto != e.proto || hi < lo {
+			return bad("key end is not a port range of the same address and protocol")
+		}
+		e.portHi = hi
+	}
+	var check [2 * 24]byte
+	k.putKey(check[:n], e, false)
+	if string(check[:n]) != string(se.Key) {
+		return bad("non-zero padding")
 	}
 	return e, nil
 }
 
-func addrElem(a netip.Addr) elem {
+func decodeKey(k setKind, b []byte) (elem, uint16) {
 	var e elem
-	b := a.As16()
-	if a.Is4() {
-		e.n = 4
-		copy(e.key[:], b[12:])
+	n := 4
+	if k.v4 {
+		e.lo = v4mapped | uint64(binary.BigEndian.Uint32(b))
 	} else {
-		e.n = 16
-		copy(e.key[:], b[:])
+		e.hi, e.lo = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+		n = 16
 	}
-	return e
+	if !k.ports {
+		return e, 0
+	}
+	e.proto = b[n]
+	return e, binary.BigEndian.Uint16(b[n+4:])
 }
 
-// portElem encodes p for the concatenated interval set allow4/allow6. Every
-// field of a concatenation takes a whole number of 4-byte registers:
-//
-//	address (4 or 16 bytes) . protocol (1 byte + 3 zero) . port (2 bytes big endian + 2 zero)
-//
-// key holds the low end of the port range and end the high end, inclusive
-// (NFTA_SET_ELEM_KEY_END, as nft writes `a . tcp . 80-90`); a single port has
-// end == key.
-func portElem(p PortElement) elem {
-	e := addrElem(p.Src)
-	n := e.n
-	e.n += 8
-	e.interval = true
-	e.end = e.key
-	e.key[n], e.end[n] = p.Proto, p.Proto
-	e.key[n+4], e.key[n+5] = byte(p.PortLo>>8), byte(p.PortLo)
-	e.end[n+4], e.end[n+5] = byte(p.PortHi>>8), byte(p.PortHi)
-	return e
-}
+// portSets are the indices of the port sets.
+var portSets = [...]int{sAllow4, sAllow6, sAllow4R, sAllow6R}
 
-// elementSet is the content of the sets of table inet segmesh: set name ->
-// elements, sorted by compareElem and without duplicates.
-type elementSet map[string][]elem
+// elementSet is the content of the managed sets of table inet segmesh,
+// indexed like setNames; each list sorted by compareElem, without
+// duplicates.
+type elementSet [numSets][]elem
 
 // len returns the number of elements in all sets.
-func (s elementSet) len() int {
+func (s *elementSet) len() int {
 	n := 0
 	for _, l := range s {
 		n += len(l)
@@ -107,62 +205,162 @@ func (s elementSet) len() int {
 	return n
 }
 
-// portProtos are the protocols whose transport header starts with source and
-// destination ports (`th dport` reads bytes 2-3): TCP, UDP, DCCP, SCTP,
-// UDP-Lite.
-var portProtos = map[uint8]bool{ProtoTCP: true, ProtoUDP: true, 33: true, 132: true, 136: true}
+// isPortProto reports whether the protocol's transport header starts with
+// source and destination ports (`th dport` reads bytes 2-3): TCP, UDP,
+// DCCP, SCTP, UDP-Lite.
+func isPortProto(p uint8) bool {
+	switch p {
+	case ProtoTCP, ProtoUDP, 33, 132, 136:
+		return true
+	}
+	return false
+}
 
-// desiredElements converts d into set elements. Port elements of the same
-// source and protocol are merged where they overlap or touch, so the
-// interval sets never receive overlapping elements (the kernel would refuse
-// them). Duplicates are harmless.
-func desiredElements(d Desired) (elementSet, error) {
-	out := make(elementSet, len(setNames))
-	for _, group := range []struct {
-		addrs    []netip.Addr
-		set4, s6 string
-		what     string
+// elemBuilder converts a Desired into an elementSet, reusing its buffers
+// from one call to the next (Apply keeps one; a Desired of 200,000 elements
+// then costs no allocation). Not safe for concurrent use.
+type elemBuilder struct {
+	p4, p6   []elem // port elements by family, before merging
+	old, new elementSet
+}
+
+// build fills out (its slices are truncated and reused) from d. Port
+// elements of the same source and protocol are merged where they overlap or
+// touch, so the interval sets never receive overlapping elements (the kernel
+// would refuse them); a merged element covering one port goes to the
+// exact-port set, a wider one to the range set. Inputs sorted like the
+// compiler's output are not sorted again. Duplicates are harmless.
+func (b *elemBuilder) build(d Desired, out *elementSet) error {
+	if err := b.addrs(d, out); err != nil {
+		return err
+	}
+	return b.ports(d.Ports, out)
+}
+
+// addrs empties the sets of out and fills the address sets (local, icmp,
+// any) from d.
+func (b *elemBuilder) addrs(d Desired, out *elementSet) error {
+	for i := range out {
+		out[i] = out[i][:0]
+	}
+	for _, g := range []struct {
+		addrs  []netip.Addr
+		s4, s6 int
+		what   string
 	}{
-		{d.Local, setLocal4, setLocal6, "local address"},
-		{d.ICMP, setICMP4, setICMP6, "icmp source"},
-		{d.Any, setAny4, setAny6, "any source"},
+		{d.Local, sLocal4, sLocal6, "local address"},
+		{d.ICMP, sICMP4, sICMP6, "icmp source"},
+		{d.Any, sAny4, sAny6, "any source"},
 	} {
-		for _, a := range group.addrs {
+		for _, a := range g.addrs {
 			a, err := normAddr(a)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", group.what, err)
+				return fmt.Errorf("%s: %w", g.what, err)
 			}
-			set := group.s6
+			set := g.s6
 			if a.Is4() {
-				set = group.set4
+				set = g.s4
 			}
 			out[set] = append(out[set], addrElem(a))
 		}
+		sortCompact(&out[g.s4])
+		sortCompact(&out[g.s6])
 	}
-	ports, err := mergePorts(d.Ports)
-	if err != nil {
+	return nil
+}
+
+// ports appends the port elements of ps to the port sets of out (which
+// must not hold elements of other sources).
+func (b *elemBuilder) ports(ps []PortElement, out *elementSet) error {
+	p4, p6 := b.p4[:0], b.p6[:0]
+	sorted4, sorted6 := true, true
+	for _, p := range ps {
+		src := p.Src
+		if !src.IsValid() || !isPortProto(p.Proto) || p.PortLo > p.PortHi {
+			return portError(p)
+		}
+		if src.Is4In6() {
+			src = src.Unmap()
+		}
+		e := addrElem(src) // zones are dropped: the key has none
+		e.proto, e.portLo, e.portHi = p.Proto, p.PortLo, p.PortHi
+		if src.Is4() {
+			if n := len(p4); n > 0 && sorted4 && compareElem(p4[n-1], e) > 0 {
+				sorted4 = false
+			}
+			p4 = append(p4, e)
+		} else {
+			if n := len(p6); n > 0 && sorted6 && compareElem(p6[n-1], e) > 0 {
+				sorted6 = false
+			}
+			p6 = append(p6, e)
+		}
+	}
+	b.p4, b.p6 = p4, p6
+	if !sorted4 {
+		slices.SortFunc(p4, compareElem)
+	}
+	if !sorted6 {
+		slices.SortFunc(p6, compareElem)
+	}
+	out[sAllow4], out[sAllow4R] = mergeInto(p4, out[sAllow4], out[sAllow4R])
+	out[sAllow6], out[sAllow6R] = mergeInto(p6, out[sAllow6], out[sAllow6R])
+	return nil
+}
+
+func portError(p PortElement) error {
+	switch {
+	case !p.Src.IsValid():
+		return fmt.Errorf("port element %v: invalid address", p)
+	case !isPortProto(p.Proto):
+		return fmt.Errorf("port element %v: protocol %d has no ports", p, p.Proto)
+	default:
+		return fmt.Errorf("port element %v: port range %d-%d is reversed", p, p.PortLo, p.PortHi)
+	}
+}
+
+// sortCompact sorts *l unless it is sorted and removes duplicates.
+func sortCompact(l *[]elem) {
+	if !slices.IsSortedFunc(*l, compareElem) {
+		slices.SortFunc(*l, compareElem)
+	}
+	*l = slices.Compact(*l)
+}
+
+// mergeInto merges the overlapping or adjacent ranges of the same source
+// and protocol in ps (sorted) and appends each result to exact (one port)
+// or ranges.
+func mergeInto(ps, exact, ranges []elem) ([]elem, []elem) {
+	if len(ps) == 0 {
+		return exact, ranges
+	}
+	cur := ps[0]
+	for _, p := range ps[1:] {
+		if p.hi == cur.hi && p.lo == cur.lo && p.proto == cur.proto && uint32(p.portLo) <= uint32(cur.portHi)+1 {
+			cur.portHi = max(cur.portHi, p.portHi)
+			continue
+		}
+		if cur.portLo == cur.portHi {
+			exact = append(exact, cur)
+		} else {
+			ranges = append(ranges, cur)
+		}
+		cur = p
+	}
+	if cur.portLo == cur.portHi {
+		exact = append(exact, cur)
+	} else {
+		ranges = append(ranges, cur)
+	}
+	return exact, ranges
+}
+
+// desiredElements converts d into set elements (see elemBuilder.build).
+func desiredElements(d Desired) (*elementSet, error) {
+	var b elemBuilder
+	out := new(elementSet)
+	if err := b.build(d, out); err != nil {
 		return nil, err
-	}
-	n4 := 0
-	for _, p := range ports {
-		if p.Src.Is4() {
-			n4++
-		}
-	}
-	out[setAllow4] = make([]elem, 0, n4)
-	out[setAllow6] = make([]elem, 0, len(ports)-n4)
-	for _, p := range ports {
-		set := setAllow6
-		if p.Src.Is4() {
-			set = setAllow4
-		}
-		out[set] = append(out[set], portElem(p))
-	}
-	for name, l := range out {
-		if !slices.IsSortedFunc(l, compareElem) {
-			slices.SortFunc(l, compareElem)
-		}
-		out[name] = slices.Compact(l)
 	}
 	return out, nil
 }
@@ -171,84 +369,35 @@ func normAddr(a netip.Addr) (netip.Addr, error) {
 	if !a.IsValid() {
 		return a, fmt.Errorf("invalid address")
 	}
-	return a.Unmap().WithZone(""), nil
+	if a.Is4In6() {
+		a = a.Unmap()
+	}
+	if a.Zone() != "" {
+		a = a.WithZone("")
+	}
+	return a, nil
 }
 
-func comparePorts(a, b PortElement) int {
-	return cmp.Or(a.Src.Compare(b.Src), cmp.Compare(a.Proto, b.Proto),
-		cmp.Compare(a.PortLo, b.PortLo), cmp.Compare(a.PortHi, b.PortHi))
-}
-
-// mergePorts validates ps, normalises the sources and merges overlapping or
-// adjacent ranges of the same source and protocol. The result is sorted.
-func mergePorts(ps []PortElement) ([]PortElement, error) {
-	all := make([]PortElement, 0, len(ps))
-	for _, p := range ps {
-		src, err := normAddr(p.Src)
-		if err != nil {
-			return nil, fmt.Errorf("port element %v: %w", p, err)
-		}
-		if !portProtos[p.Proto] {
-			return nil, fmt.Errorf("port element %v: protocol %d has no ports", p, p.Proto)
-		}
-		if p.PortLo > p.PortHi {
-			return nil, fmt.Errorf("port element %v: port range %d-%d is reversed", p, p.PortLo, p.PortHi)
-		}
-		p.Src = src
-		all = append(all, p)
-	}
-	if !slices.IsSortedFunc(all, comparePorts) { // the compiler's output is sorted
-		slices.SortFunc(all, comparePorts)
-	}
-	out := all[:0]
-	for _, p := range all {
-		if n := len(out); n > 0 {
-			last := &out[n-1]
-			if last.Src == p.Src && last.Proto == p.Proto && uint32(p.PortLo) <= uint32(last.PortHi)+1 {
-				last.PortHi = max(last.PortHi, p.PortHi)
-				continue
-			}
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// diffElems returns the elements of want missing from cur (adds) and those of
-// cur missing from want (dels); both inputs are sorted and compacted.
-func diffElems(cur, want []elem) (adds, dels []elem) {
+// diffElems appends to adds the elements of want missing from cur and to
+// dels those of cur missing from want; both inputs are sorted and compacted.
+func diffElems(cur, want, adds, dels []elem) ([]elem, []elem) {
 	i, j := 0, 0
-	for i < len(cur) || j < len(want) {
-		switch {
-		case i == len(cur):
-			adds = append(adds, want[j])
+	for i < len(cur) && j < len(want) {
+		switch c := compareElem(cur[i], want[j]); {
+		case c == 0:
+			i++
 			j++
-		case j == len(want):
+		case c < 0:
 			dels = append(dels, cur[i])
 			i++
 		default:
-			switch c := compareElem(cur[i], want[j]); {
-			case c == 0:
-				i++
-				j++
-			case c < 0:
-				dels = append(dels, cur[i])
-				i++
-			default:
-				adds = append(adds, want[j])
-				j++
-			}
+			adds = append(adds, want[j])
+			j++
 		}
 	}
+	dels = append(dels, cur[i:]...)
+	adds = append(adds, want[j:]...)
 	return adds, dels
-}
-
-func setElements(l []elem) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(l))
-	for i, e := range l {
-		out[i] = e.setElement()
-	}
-	return out
 }
 
 // describeElement renders an element of set for logs and tests, e.g.
@@ -261,15 +410,20 @@ func describeElement(set string, e nftables.SetElement) string {
 		}
 		return a.String()
 	}
-	if set != setAllow4 && set != setAllow6 {
+	i := slices.Index(setNames, set)
+	if i < 0 || !kinds[i].ports {
 		return addr(e.Key)
 	}
 	n := len(e.Key) - 8
-	if n != 4 && n != 16 || len(e.KeyEnd) != len(e.Key) {
+	end := e.KeyEnd
+	if len(end) == 0 {
+		end = e.Key
+	}
+	if n != 4 && n != 16 || len(end) != len(e.Key) {
 		return fmt.Sprintf("%x-%x", e.Key, e.KeyEnd)
 	}
-	port := func(k []byte) uint16 { return uint16(k[n+4])<<8 | uint16(k[n+5]) }
-	lo, hi := port(e.Key), port(e.KeyEnd)
+	port := func(k []byte) uint16 { return binary.BigEndian.Uint16(k[n+4:]) }
+	lo, hi := port(e.Key), port(end)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s . %d . %d", addr(e.Key[:n]), e.Key[n], lo)
 	if hi != lo {

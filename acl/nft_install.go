@@ -26,7 +26,8 @@ import (
 func (f *Firewall) Install() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.installed, f.known, f.cur = false, false, nil
+	f.installed, f.known, f.cur = false, false, new(elementSet)
+	f.memo.forget()
 	lay := newLayout()
 	exists, err := f.tableExists()
 	if err != nil {
@@ -60,7 +61,7 @@ func (f *Firewall) Install() error {
 	}
 	lay.finalHandle = final.Handle
 	f.lay, f.installed, f.known, f.audit = lay, true, true, false
-	f.cur = make(elementSet)
+	f.cur = new(elementSet)
 	f.log.Info("nftables table installed", "table", "inet "+TableName, "interface", f.cfg.Interface, "recreated", exists)
 	return nil
 }

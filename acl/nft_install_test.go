@@ -68,8 +68,10 @@ var installWant = []string{
 	"add object segmesh final type 1",
 	"add set segmesh local4 { keytype 0x7 keylen 4 flags 0x0 }",
 	"add set segmesh local6 { keytype 0x8 keylen 16 flags 0x0 }",
-	"add set segmesh allow4 { keytype 0x730d keylen 12 flags 0x84 }",
-	"add set segmesh allow6 { keytype 0x830d keylen 24 flags 0x84 }",
+	"add set segmesh allow4 { keytype 0x730d keylen 12 flags 0x80 }",
+	"add set segmesh allow6 { keytype 0x830d keylen 24 flags 0x80 }",
+	"add set segmesh allow4r { keytype 0x730d keylen 12 flags 0x84 }",
+	"add set segmesh allow6r { keytype 0x830d keylen 24 flags 0x84 }",
 	"add set segmesh icmp4 { keytype 0x7 keylen 4 flags 0x0 }",
 	"add set segmesh icmp6 { keytype 0x8 keylen 16 flags 0x0 }",
 	"add set segmesh any4 { keytype 0x7 keylen 4 flags 0x0 }",
@@ -86,10 +88,12 @@ var installWant = []string{
 	"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 24 => reg 1; bitwise reg 1 = (reg 1 & ffffffffffff00000000000000000000) ^ 00000000000000000000000000000000; cmp eq reg 1 fd5e6d00000000000000000000000000; drop",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 16 => reg 1; lookup reg 1 set local4 invert; counter; drop",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; meta load l4proto => reg 9; payload load 2b @ transport header + 2 => reg 10; lookup reg 1 set allow4; accept",
+	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; meta load l4proto => reg 9; payload load 2b @ transport header + 2 => reg 10; lookup reg 1 set allow4r; accept",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; lookup reg 1 set icmp4; meta load l4proto => reg 1; cmp eq reg 1 01; payload load 1b @ transport header + 0 => reg 1; cmp eq reg 1 08; accept",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; lookup reg 1 set any4; accept",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 24 => reg 1; lookup reg 1 set local6 invert; counter; drop",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; meta load l4proto => reg 2; payload load 2b @ transport header + 2 => reg 13; lookup reg 1 set allow6; accept",
+	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; meta load l4proto => reg 2; payload load 2b @ transport header + 2 => reg 13; lookup reg 1 set allow6r; accept",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; lookup reg 1 set icmp6; meta load l4proto => reg 1; cmp eq reg 1 3a; payload load 1b @ transport header + 0 => reg 1; cmp eq reg 1 80; accept",
 	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; lookup reg 1 set any6; accept",
 	"add rule segmesh mesh_in: limit rate 100/1s burst 100 type 0; log group 8476 snaplen 128",
@@ -153,10 +157,12 @@ func TestInstallBatchStructure(t *testing.T) {
 		"local4": "ipv4_addr/4 interval=false concat=false", "local6": "ipv6_addr/16 interval=false concat=false",
 		"icmp4": "ipv4_addr/4 interval=false concat=false", "icmp6": "ipv6_addr/16 interval=false concat=false",
 		"any4": "ipv4_addr/4 interval=false concat=false", "any6": "ipv6_addr/16 interval=false concat=false",
-		"allow4": "ipv4_addr . inet_proto . inet_service/12 interval=true concat=true",
-		"allow6": "ipv6_addr . inet_proto . inet_service/24 interval=true concat=true",
-		"seen4":  "ipv4_addr/4 interval=false concat=false dynamic=true timeout=10m0s size=65535",
-		"seen6":  "ipv6_addr/16 interval=false concat=false dynamic=true timeout=10m0s size=65535",
+		"allow4":  "ipv4_addr . inet_proto . inet_service/12 interval=false concat=true",
+		"allow6":  "ipv6_addr . inet_proto . inet_service/24 interval=false concat=true",
+		"allow4r": "ipv4_addr . inet_proto . inet_service/12 interval=true concat=true",
+		"allow6r": "ipv6_addr . inet_proto . inet_service/24 interval=true concat=true",
+		"seen4":   "ipv4_addr/4 interval=false concat=false dynamic=true timeout=10m0s size=65535",
+		"seen6":   "ipv6_addr/16 interval=false concat=false dynamic=true timeout=10m0s size=65535",
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("sets:\n got %v\nwant %v", got, want)
@@ -166,7 +172,7 @@ func TestInstallBatchStructure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := map[string]int{"prerouting": 8, "mesh_in": 12}[chain.Name]; len(rules) != n {
+		if n := map[string]int{"prerouting": 8, "mesh_in": 14}[chain.Name]; len(rules) != n {
 			t.Errorf("chain %s: %d rules, want %d", chain.Name, len(rules), n)
 		}
 	}
@@ -191,7 +197,8 @@ func TestInstallKeepsOwnTable(t *testing.T) {
 				want = []string{fmt.Sprintf("replace rule handle %d segmesh mesh_in: objref type 1 name final; drop", h)}
 			}
 			wantLines(t, "Install over our own table", got, want)
-			wantLines(t, "kept allow4", k.elements("allow4"), []string{"100.80.0.3 . 17 . 53", "100.80.0.3 . 6 . 80-90"})
+			wantLines(t, "kept allow4", k.elements("allow4"), []string{"100.80.0.3 . 17 . 53"})
+			wantLines(t, "kept allow4r", k.elements("allow4r"), []string{"100.80.0.3 . 6 . 80-90"})
 			// The first Apply diffs against what the kernel holds.
 			got = newBatch(t, k, func() error { return f.Apply(withPeerB(baseDesired())) })
 			wantLines(t, "first Apply after keeping", got, []string{

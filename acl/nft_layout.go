@@ -15,8 +15,10 @@ import (
 //	table inet segmesh {
 //	  counter final
 //	  set local4 { type ipv4_addr }       set local6 { type ipv6_addr }
-//	  set allow4 { type ipv4_addr . inet_proto . inet_service; flags interval }
-//	  set allow6 { type ipv6_addr . inet_proto . inet_service; flags interval }
+//	  set allow4  { type ipv4_addr . inet_proto . inet_service }                  # single ports
+//	  set allow6  { type ipv6_addr . inet_proto . inet_service }
+//	  set allow4r { type ipv4_addr . inet_proto . inet_service; flags interval }  # port ranges
+//	  set allow6r { type ipv6_addr . inet_proto . inet_service; flags interval }
 //	  set icmp4  { type ipv4_addr }       set icmp6  { type ipv6_addr }
 //	  set any4   { type ipv4_addr }       set any6   { type ipv6_addr }
 //	  set seen4  { type ipv4_addr; size 65535; flags dynamic,timeout; counter; timeout 10m }
@@ -35,10 +37,12 @@ import (
 //	  chain mesh_in {
 //	    ip daddr != @local4 counter drop
 //	    ip saddr . meta l4proto . th dport @allow4 accept
+//	    ip saddr . meta l4proto . th dport @allow4r accept
 //	    ip saddr @icmp4 icmp type echo-request accept
 //	    ip saddr @any4 accept
 //	    ip6 daddr != @local6 counter drop
 //	    ip6 saddr . meta l4proto . th dport @allow6 accept
+//	    ip6 saddr . meta l4proto . th dport @allow6r accept
 //	    ip6 saddr @icmp6 icmpv6 type echo-request accept
 //	    ip6 saddr @any6 accept
 //	    limit rate 100/second burst 100 packets log group 8476 snaplen 128
@@ -48,6 +52,13 @@ import (
 //	  }
 //	}
 //
+// A port element covering one port goes to the exact-port set allow4/allow6
+// (a hash set: cheap to insert into, nothing cloned on commit), a range to
+// allow4r/allow6r (an interval set, the kernel's pipapo backend, whose
+// commit copies its whole lookup structure). The layout before this split
+// (allow4/allow6 as interval sets holding both) is foreign to Install: it
+// recreates the table.
+//
 // Every ip/ip6 match is preceded by `meta nfproto ipv4|ipv6`, as nft does in
 // an inet table. mesh_in always ends in a verdict, so mesh traffic never
 // reaches the underlay guard rules after the jump.
@@ -56,16 +67,18 @@ const (
 	chainMeshIn     = "mesh_in"
 	counterFinal    = "final"
 
-	setLocal4 = "local4"
-	setLocal6 = "local6"
-	setAllow4 = "allow4"
-	setAllow6 = "allow6"
-	setICMP4  = "icmp4"
-	setICMP6  = "icmp6"
-	setAny4   = "any4"
-	setAny6   = "any6"
-	setSeen4  = "seen4"
-	setSeen6  = "seen6"
+	setLocal4  = "local4"
+	setLocal6  = "local6"
+	setAllow4  = "allow4"
+	setAllow6  = "allow6"
+	setAllow4R = "allow4r"
+	setAllow6R = "allow6r"
+	setICMP4   = "icmp4"
+	setICMP6   = "icmp6"
+	setAny4    = "any4"
+	setAny6    = "any6"
+	setSeen4   = "seen4"
+	setSeen6   = "seen6"
 
 	// seenSize bounds each seen set. When a set is full, its update rule
 	// does nothing for new sources (the packet still meets the final rule):
@@ -82,8 +95,23 @@ const (
 // zero if it comes back.
 const SeenTimeout = 10 * time.Minute
 
+// Indices of the managed sets in setNames (and elementSet, kinds).
+const (
+	sLocal4 = iota
+	sLocal6
+	sAllow4
+	sAllow6
+	sAllow4R
+	sAllow6R
+	sICMP4
+	sICMP6
+	sAny4
+	sAny6
+	numSets
+)
+
 // setNames lists the sets whose elements Apply manages, in creation order.
-var setNames = []string{setLocal4, setLocal6, setAllow4, setAllow6, setICMP4, setICMP6, setAny4, setAny6}
+var setNames = []string{setLocal4, setLocal6, setAllow4, setAllow6, setAllow4R, setAllow6R, setICMP4, setICMP6, setAny4, setAny6}
 
 // seenSetNames lists the dynamic sets the kernel fills (per-source counts of
 // the packets that reach the final rule), created after setNames. Apply never
@@ -138,8 +166,12 @@ func newLayout() *layout {
 		case setLocal6, setICMP6, setAny6:
 			s.KeyType = nftables.TypeIP6Addr
 		case setAllow4:
-			s.KeyType, s.Interval, s.Concatenation = allowKey4, true, true
+			s.KeyType, s.Concatenation = allowKey4, true
 		case setAllow6:
+			s.KeyType, s.Concatenation = allowKey6, true
+		case setAllow4R:
+			s.KeyType, s.Interval, s.Concatenation = allowKey4, true, true
+		case setAllow6R:
 			s.KeyType, s.Interval, s.Concatenation = allowKey6, true, true
 		}
 		l.sets[name] = s
@@ -206,18 +238,18 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 
 	// mesh_in, one block per family
 	for _, fam := range []struct {
-		v4                      bool
-		local, allow, icmp, any string
-		saddr, daddr, size      uint32
-		icmpProto, echoRequest  uint8
+		v4                              bool
+		local, allow, ranges, icmp, any string
+		saddr, daddr, size              uint32
+		icmpProto, echoRequest          uint8
 		// Registers of `meta l4proto` and `th dport` in the concatenation:
 		// the 32-bit registers after the address (reg 1 = 32-bit registers
 		// 8-11). The kernel reports the 32-bit register 12 as reg 2, so the
 		// IPv6 layout names it that way to compare equal when read back.
 		protoReg, portReg uint32
 	}{
-		{true, setLocal4, setAllow4, setICMP4, setAny4, 12, 16, 4, unix.IPPROTO_ICMP, 8, 9, 10},
-		{false, setLocal6, setAllow6, setICMP6, setAny6, 8, 24, 16, unix.IPPROTO_ICMPV6, 128, 2, 13},
+		{true, setLocal4, setAllow4, setAllow4R, setICMP4, setAny4, 12, 16, 4, unix.IPPROTO_ICMP, 8, 9, 10},
+		{false, setLocal6, setAllow6, setAllow6R, setICMP6, setAny6, 8, 24, 16, unix.IPPROTO_ICMPV6, 128, 2, 13},
 	} {
 		addr := netip.IPv6Unspecified()
 		if fam.v4 {
@@ -228,11 +260,13 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 			l.lookup(fam.local, true),
 			&expr.Counter{},
 			drop())...)
-		in(guard(netHeader(fam.saddr, fam.size, 1),
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: fam.protoReg},
-			&expr.Payload{DestRegister: fam.portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			l.lookup(fam.allow, false),
-			accept())...)
+		for _, set := range []string{fam.allow, fam.ranges} {
+			in(guard(netHeader(fam.saddr, fam.size, 1),
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: fam.protoReg},
+				&expr.Payload{DestRegister: fam.portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				l.lookup(set, false),
+				accept())...)
+		}
 		in(guard(netHeader(fam.saddr, fam.size, 1),
 			l.lookup(fam.icmp, false),
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},

@@ -234,10 +234,20 @@ func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
 	p.apply(base)
 	p.mustConnect(srv4, 8080)
 
-	// Port ranges: an interval element.
+	// Port ranges: interval elements (allow4r/allow6r), next to a single
+	// port (allow4).
 	p.apply(Desired{Local: base.Local, Ports: []PortElement{{cli4, ProtoTCP, 9000, 9100}}})
 	p.mustConnect(srv4, 9090)
 	p.mustTimeOut(srv4, 8080)
+	p.apply(Desired{Local: base.Local, Ports: []PortElement{
+		{cli4, ProtoTCP, 8080, 8080}, {cli4, ProtoTCP, 9000, 9100}, {cli6, ProtoTCP, 9085, 9095}}})
+	p.mustConnect(srv4, 8080)
+	p.mustConnect(srv4, 9090)
+	p.mustConnect(srv6, 9090)
+	p.mustTimeOut(srv6, 8080)
+	if p.fw.cur[sAllow4R] == nil || p.fw.cur[sAllow4] == nil || p.fw.cur[sAllow6R] == nil {
+		t.Fatalf("test premise: exact and range sets used: %v", p.fw.cur)
+	}
 
 	// "any" and ICMP sets.
 	p.apply(Desired{Local: base.Local, Any: []netip.Addr{cli6}})
@@ -266,6 +276,17 @@ func TestRootPacketsRevocationAuditAndConntrack(t *testing.T) {
 	}
 	if err := echo(c6, 5*time.Second); err != nil {
 		t.Fatalf("the other flow stopped too: %v", err)
+	}
+
+	// The same for a range element (allow4r), next to a single-port one.
+	p.apply(Desired{Local: base.Local, Ports: []PortElement{base.Ports[1], {cli4, ProtoTCP, 9000, 9100}}})
+	c9 := p.mustConnect(srv4, 9090)
+	p.apply(Desired{Local: base.Local, Ports: base.Ports[1:]})
+	if err := echo(c9, denyWait); err == nil {
+		t.Fatal("established connection still passes data after its range element was removed")
+	}
+	if err := echo(c6, 5*time.Second); err != nil {
+		t.Fatalf("the single-port flow stopped too: %v", err)
 	}
 
 	// Audit mode: the denied connection goes through and is counted.

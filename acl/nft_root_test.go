@@ -29,10 +29,18 @@ const wantTable = `table inet segmesh {
 
 	set allow4 {
 		type ipv4_addr . inet_proto . inet_service
-		flags interval
 	}
 
 	set allow6 {
+		type ipv6_addr . inet_proto . inet_service
+	}
+
+	set allow4r {
+		type ipv4_addr . inet_proto . inet_service
+		flags interval
+	}
+
+	set allow6r {
 		type ipv6_addr . inet_proto . inet_service
 		flags interval
 	}
@@ -84,10 +92,12 @@ const wantTable = `table inet segmesh {
 	chain mesh_in {
 		ip daddr != @local4 counter packets 0 bytes 0 drop
 		ip saddr . meta l4proto . th dport @allow4 accept
+		ip saddr . meta l4proto . th dport @allow4r accept
 		ip saddr @icmp4 icmp type echo-request accept
 		ip saddr @any4 accept
 		ip6 daddr != @local6 counter packets 0 bytes 0 drop
 		ip6 saddr . meta l4proto . th dport @allow6 accept
+		ip6 saddr . meta l4proto . th dport @allow6r accept
 		ip6 saddr @icmp6 icmpv6 type echo-request accept
 		ip6 saddr @any6 accept
 		limit rate 100/second burst 100 packets log group 8476 snaplen 128
@@ -172,7 +182,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("nft list table inet segmesh:\n%s\nwant:\n%s", got, wantTable)
 	}
 	o := listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 20 || o.sets["inet segmesh"] != 10 {
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 22 || o.sets["inet segmesh"] != 12 {
 		t.Errorf("layout counts: tables %v chains %v rules %v sets %v", o.tables, o.chains, o.rules, o.sets)
 	}
 	if p := o.prerouting; p["type"] != "filter" || p["hook"] != "prerouting" || p["prio"] != float64(-150) || p["policy"] != "accept" {
@@ -180,7 +190,8 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	}
 	for set, want := range map[string]string{
 		"local4": "ipv4_addr <nil>", "local6": "ipv6_addr <nil>", "icmp4": "ipv4_addr <nil>", "any6": "ipv6_addr <nil>",
-		"allow4": "[ipv4_addr inet_proto inet_service] [interval]", "allow6": "[ipv6_addr inet_proto inet_service] [interval]",
+		"allow4": "[ipv4_addr inet_proto inet_service] <nil>", "allow6": "[ipv6_addr inet_proto inet_service] <nil>",
+		"allow4r": "[ipv4_addr inet_proto inet_service] [interval]", "allow6r": "[ipv6_addr inet_proto inet_service] [interval]",
 	} {
 		if got := o.setTypes[set]; got != want {
 			t.Errorf("set %s: %s, want %s", set, got, want)
@@ -194,10 +205,9 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if err := f.Apply(d); err != nil {
 		t.Fatal(err)
 	}
-	allow4 := ns.run("nft", "list", "set", "inet", "segmesh", "allow4")
-	for _, want := range []string{"100.80.0.3 . tcp . 80-90", "100.80.0.3 . udp . 53"} {
-		if !strings.Contains(allow4, want) {
-			t.Errorf("allow4 lacks %q:\n%s", want, allow4)
+	for set, want := range map[string]string{"allow4": "100.80.0.3 . udp . 53", "allow4r": "100.80.0.3 . tcp . 80-90"} {
+		if got := ns.run("nft", "list", "set", "inet", "segmesh", set); !strings.Contains(got, want) {
+			t.Errorf("%s lacks %q:\n%s", set, want, got)
 		}
 	}
 	if chain := ns.run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" accept`) {
@@ -212,7 +222,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("kept table's rules were recreated:\n%s\nbefore:\n%s", got, handles)
 	}
 	o = listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.rules["inet segmesh"] != 20 || o.elems["allow4"] != 2 || o.elems["icmp6"] != 1 {
+	if o.tables["inet segmesh"] != 1 || o.rules["inet segmesh"] != 22 || o.elems["allow4"] != 1 || o.elems["allow4r"] != 1 || o.elems["icmp6"] != 1 {
 		t.Errorf("after Install over our table: tables %v rules %v elements %v", o.tables, o.rules, o.elems)
 	}
 	if chain := ns.run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {
@@ -281,7 +291,7 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 	if got := ns.gen() - g; got != 1 || f.last != (batchStats{Adds: 20002}) {
 		t.Fatalf("%d transactions, %+v; want 1 transaction of 20002 additions", got, f.last)
 	}
-	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.elems["allow4"] != 10000 || o.elems["allow6"] != 10000 {
+	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.elems["allow4r"] != 10000 || o.elems["allow6r"] != 10000 {
 		t.Fatalf("kernel holds %v", o.elems)
 	}
 	// One peer more: a one-element batch.

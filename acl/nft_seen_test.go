@@ -73,36 +73,72 @@ func TestDeniedBySourceReadsSeenSets(t *testing.T) {
 	}
 }
 
-// oldLayout queues the layout before the seen sets (the previous version's
-// table) on c.
-func oldLayout(t *testing.T, c *nftables.Conn) {
+// previousLayout queues on c the layout of an earlier version: with
+// seen=false the one before the seen sets; both earlier versions had no
+// range sets (allow4/allow6 were the interval sets holding every port
+// element).
+func previousLayout(t *testing.T, c *nftables.Conn, seen bool) *layout {
 	t.Helper()
 	l := newLayout()
+	l.sets[setAllow4].Interval = true
+	l.sets[setAllow6].Interval = true
 	c.AddTable(l.table)
 	c.AddChain(l.prerouting)
 	c.AddChain(l.meshIn)
 	c.AddObj(l.counter)
-	for _, name := range setNames {
+	names := slices.DeleteFunc(slices.Clone(setNames), func(n string) bool { return n == setAllow4R || n == setAllow6R })
+	if seen {
+		names = append(names, seenSetNames...)
+	}
+	for _, name := range names {
 		if err := c.AddSet(l.sets[name], nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, r := range l.rules(testConfig(), false) {
-		if !slices.ContainsFunc(r.exprs, func(e expr.Any) bool { _, ok := e.(*expr.Dynset); return ok }) {
+		skip := false
+		for _, e := range r.exprs {
+			switch e := e.(type) {
+			case *expr.Dynset:
+				skip = skip || !seen
+			case *expr.Lookup:
+				skip = skip || e.SetName == setAllow4R || e.SetName == setAllow6R
+			}
+		}
+		if !skip {
 			c.AddRule(&nftables.Rule{Table: l.table, Chain: r.chain, Exprs: r.exprs})
 		}
 	}
+	return l
 }
 
 func TestInstallRecreatesPreviousLayout(t *testing.T) {
-	k := newFakeKernel(t)
-	c := k.conn()
-	oldLayout(t, c)
-	if err := c.Flush(); err != nil {
-		t.Fatal(err)
+	for _, seen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("seen=%v", seen), func(t *testing.T) {
+			k := newFakeKernel(t)
+			c := k.conn()
+			l := previousLayout(t, c, seen)
+			// A range and a single port, both in the interval set allow4.
+			if err := c.SetAddElements(l.sets[setAllow4], []nftables.SetElement{
+				{Key: []byte{100, 80, 0, 3, 6, 0, 0, 0, 0, 80, 0, 0}, KeyEnd: []byte{100, 80, 0, 3, 6, 0, 0, 0, 0, 90, 0, 0}},
+				{Key: []byte{100, 80, 0, 3, 17, 0, 0, 0, 0, 53, 0, 0}, KeyEnd: []byte{100, 80, 0, 3, 17, 0, 0, 0, 0, 53, 0, 0}},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			f := k.firewall(testConfig())
+			got := newBatch(t, k, f.Install)
+			wantLines(t, "recreate", got, append([]string{"delete table inet segmesh"}, installWant...))
+			got = newBatch(t, k, func() error { return f.Apply(baseDesired()) })
+			if len(got) != 8 || f.last != (batchStats{Adds: 8}) {
+				t.Errorf("first Apply on the recreated table: %v", got)
+			}
+			wantLines(t, "allow4", k.elements("allow4"), []string{"100.80.0.3 . 17 . 53"})
+			wantLines(t, "allow4r", k.elements("allow4r"), []string{"100.80.0.3 . 6 . 80-90"})
+		})
 	}
-	got := newBatch(t, k, k.firewall(testConfig()).Install)
-	wantLines(t, "recreate", got, append([]string{"delete table inet segmesh"}, installWant...))
 }
 
 func TestInstallRecreatesSeenSetWithoutCounter(t *testing.T) {
@@ -227,38 +263,74 @@ func TestRootDeniedBySource(t *testing.T) {
 	})
 }
 
-// TestRootInstallOverPreviousLayout: a table written by the previous version
-// (no seen sets) is replaced by the current layout in one transaction.
-func TestRootInstallOverPreviousLayout(t *testing.T) {
-	requireRoot(t)
-	ns := newTestNS(t)
+// previousTable is wantTable as an earlier version wrote it: with
+// seen=false the one before the seen sets; both had no range sets
+// (allow4/allow6 were interval sets holding every port element).
+func previousTable(t *testing.T, seen bool) string {
+	t.Helper()
+	cuts := []string{
+		"\tset allow4r {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t\tflags interval\n\t}\n\n",
+		"\tset allow6r {\n\t\ttype ipv6_addr . inet_proto . inet_service\n\t\tflags interval\n\t}\n\n",
+		"\t\tip saddr . meta l4proto . th dport @allow4r accept\n",
+		"\t\tip6 saddr . meta l4proto . th dport @allow6r accept\n",
+	}
+	if !seen {
+		cuts = append(cuts,
+			"\tset seen4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\tcounter\n\t\ttimeout 10m\n\t}\n\n",
+			"\tset seen6 {\n\t\ttype ipv6_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\tcounter\n\t\ttimeout 10m\n\t}\n\n",
+			"\t\tupdate @seen4 { ip saddr }\n", "\t\tupdate @seen6 { ip6 saddr }\n")
+	}
 	old := wantTable
-	for _, cut := range []string{
-		"\tset seen4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\tcounter\n\t\ttimeout 10m\n\t}\n\n",
-		"\tset seen6 {\n\t\ttype ipv6_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\tcounter\n\t\ttimeout 10m\n\t}\n\n",
-		"\t\tupdate @seen4 { ip saddr }\n", "\t\tupdate @seen6 { ip6 saddr }\n",
-	} {
+	for _, cut := range cuts {
 		if !strings.Contains(old, cut) {
 			t.Fatalf("wantTable lacks %q", cut)
 		}
 		old = strings.Replace(old, cut, "", 1)
 	}
-	file := filepath.Join(t.TempDir(), "old.nft")
-	if err := os.WriteFile(file, []byte(old), 0o600); err != nil {
-		t.Fatal(err)
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		set := "\t\ttype " + fam + "_addr . inet_proto . inet_service\n\t}\n"
+		if !strings.Contains(old, set) {
+			t.Fatalf("wantTable lacks %q", set)
+		}
+		old = strings.Replace(old, set, "\t\ttype "+fam+"_addr . inet_proto . inet_service\n\t\tflags interval\n\t}\n", 1)
 	}
-	ns.run("nft", "-f", file)
-	if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != old {
-		t.Fatalf("previous layout not loaded as written:\n%s", got)
-	}
-	g := ns.gen()
-	if err := ns.firewall(testConfig()).Install(); err != nil {
-		t.Fatal(err)
-	}
-	if d := ns.gen() - g; d != 1 {
-		t.Errorf("Install over the previous layout committed %d transactions, want 1", d)
-	}
-	if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != wantTable {
-		t.Errorf("after Install over the previous layout:\n%s", got)
+	return old
+}
+
+// TestRootInstallOverPreviousLayout: a table written by an earlier version
+// is replaced by the current layout in one transaction.
+func TestRootInstallOverPreviousLayout(t *testing.T) {
+	requireRoot(t)
+	for _, seen := range []bool{false, true} {
+		t.Run(fmt.Sprintf("seen=%v", seen), func(t *testing.T) {
+			ns := newTestNS(t)
+			old := previousTable(t, seen)
+			file := filepath.Join(t.TempDir(), "old.nft")
+			if err := os.WriteFile(file, []byte(old), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ns.run("nft", "-f", file)
+			if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != old {
+				t.Fatalf("previous layout not loaded as written:\n%s", got)
+			}
+			ns.run("nft", "add element inet segmesh allow4 { 100.80.0.3 . tcp . 80-90, 100.80.0.3 . udp . 53 }")
+			g := ns.gen()
+			f := ns.firewall(testConfig())
+			if err := f.Install(); err != nil {
+				t.Fatal(err)
+			}
+			if d := ns.gen() - g; d != 1 {
+				t.Errorf("Install over the previous layout committed %d transactions, want 1", d)
+			}
+			if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != wantTable {
+				t.Errorf("after Install over the previous layout:\n%s", got)
+			}
+			if err := f.Apply(baseDesired()); err != nil {
+				t.Fatal(err)
+			}
+			if f.last != (batchStats{Adds: 8}) {
+				t.Errorf("first Apply: %+v", f.last)
+			}
+		})
 	}
 }

@@ -82,17 +82,18 @@ func TestApplyFromScratchAddsOnlyElements(t *testing.T) {
 	wantLines(t, "first Apply", got, []string{
 		"add element local4 { 100.80.0.2 }",
 		"add element local6 { fd5e:6d00::2 }",
-		"add element allow4 { 100.80.0.3 . 6 . 80-90 }",
 		"add element allow4 { 100.80.0.3 . 17 . 53 }",
-		"add element allow6 { fd5e:6d00::3 . 6 . 80-90 }",
 		"add element allow6 { fd5e:6d00::3 . 17 . 53 }",
+		"add element allow4r { 100.80.0.3 . 6 . 80-90 }",
+		"add element allow6r { fd5e:6d00::3 . 6 . 80-90 }",
 		"add element icmp4 { 100.80.0.3 }",
 		"add element icmp6 { fd5e:6d00::3 }",
 	})
-	// The exact encoding of a concatenated range element.
+	// The exact encoding of a concatenated single-port element (no key end)
+	// and of a range element (key and key end).
 	var elems []netlink.Message
 	for _, m := range k.batch(1) {
-		if strings.Contains(describeMsg(m)[0], "allow4") {
+		if d := describeMsg(m)[0]; strings.Contains(d, "allow4 ") || strings.Contains(d, "allow4r ") {
 			elems = append(elems, m)
 		}
 	}
@@ -143,9 +144,23 @@ func TestApplyRangeChangeDeletesBeforeAdding(t *testing.T) {
 	d.Ports[0].PortHi = 100 // 80-90 -> 80-100 overlaps the old element
 	got := newBatch(t, k, func() error { return f.Apply(d) })
 	wantLines(t, "range change", got, []string{
-		"delete element allow4 { 100.80.0.3 . 6 . 80-90 }",
-		"add element allow4 { 100.80.0.3 . 6 . 80-100 }",
+		"delete element allow4r { 100.80.0.3 . 6 . 80-90 }",
+		"add element allow4r { 100.80.0.3 . 6 . 80-100 }",
 	})
+	// A range narrowed to one port moves to the exact-port set, and back.
+	d.Ports[0].PortHi = 80
+	got = newBatch(t, k, func() error { return f.Apply(d) })
+	wantLines(t, "range to single port", got, []string{
+		"delete element allow4r { 100.80.0.3 . 6 . 80-100 }",
+		"add element allow4 { 100.80.0.3 . 6 . 80 }",
+	})
+	got = newBatch(t, k, func() error { return f.Apply(baseDesired()) })
+	wantLines(t, "single port to range", got, []string{
+		"delete element allow4 { 100.80.0.3 . 6 . 80 }",
+		"add element allow4r { 100.80.0.3 . 6 . 80-90 }",
+	})
+	wantLines(t, "kernel allow4", k.elements("allow4"), []string{"100.80.0.3 . 17 . 53"})
+	wantLines(t, "kernel allow4r", k.elements("allow4r"), []string{"100.80.0.3 . 6 . 80-90"})
 }
 
 func TestApplyModeSwitchReplacesOnlyFinalRule(t *testing.T) {
@@ -191,7 +206,7 @@ func TestApplyFailureIsAtomicAndRetried(t *testing.T) {
 	if err := f.Apply(baseDesired()); err != nil {
 		t.Fatal(err)
 	}
-	before := k.elements("allow4")
+	before := k.elements("allow4r")
 	// Fail on the additions, after the deletions of the same batch.
 	k.fail, k.failType = unix.ENOMEM, unix.NFT_MSG_NEWSETELEM
 	next := withPeerB(baseDesired())
@@ -200,17 +215,18 @@ func TestApplyFailureIsAtomicAndRetried(t *testing.T) {
 	if !errors.Is(err, unix.ENOMEM) {
 		t.Fatalf("Apply error %v, want ENOMEM", err)
 	}
-	wantLines(t, "kernel allow4 after the failed batch", k.elements("allow4"), before)
+	wantLines(t, "kernel allow4r after the failed batch", k.elements("allow4r"), before)
 	// The retry sends the whole diff again (after reading the kernel).
 	got := newBatch(t, k, func() error { return f.Apply(next) })
 	wantLines(t, "retry", got, []string{
-		"delete element allow4 { 100.80.0.3 . 6 . 80-90 }",
+		"delete element allow4r { 100.80.0.3 . 6 . 80-90 }",
 		"add element allow4 { 100.80.0.4 . 6 . 5432 }",
 		"add element allow6 { fd5e:6d00::4 . 6 . 5432 }",
 		"add element any4 { 100.80.0.4 }",
 		"add element any6 { fd5e:6d00::4 }",
 	})
 	wantLines(t, "kernel allow4", k.elements("allow4"), []string{"100.80.0.3 . 17 . 53", "100.80.0.4 . 6 . 5432"})
+	wantLines(t, "kernel allow4r", k.elements("allow4r"), nil)
 }
 
 func TestApplyRejectsInvalidDesired(t *testing.T) {

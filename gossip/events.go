@@ -147,6 +147,12 @@ func (g *Gossip) setLiveness(name string, s State) {
 // when the two arrive within this window, in either order.
 const leaveIntentWindow = time.Minute
 
+// maxLeaveIntents bounds the leave intents remembered (and re-broadcast)
+// at once: a member flooding intents with fresh names or nonces cannot grow
+// this node's memory or broadcast queue without limit. Beyond it, new
+// intents are dropped: a leaving node then shows as dead instead of left.
+const maxLeaveIntents = 4096
+
 // leaveIntent records that name announced it is leaving. Each intent (name,
 // nonce) is handled once and re-broadcast once.
 func (g *Gossip) leaveIntent(name string, nonce uint64) {
@@ -158,6 +164,11 @@ func (g *Gossip) leaveIntent(name string, nonce uint64) {
 	g.mu.Lock()
 	if _, seen := g.intents[id]; seen {
 		g.mu.Unlock()
+		return
+	}
+	if len(g.intents) >= maxLeaveIntents {
+		g.mu.Unlock()
+		g.log.Debug("dropping leave intent: too many recent ones", "name", name, "limit", maxLeaveIntents)
 		return
 	}
 	g.intents[id] = now

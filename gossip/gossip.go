@@ -68,8 +68,8 @@ type Gossip struct {
 }
 
 // New creates the memberlist (bound, encrypted with cfg.Keys, labelled,
-// verifying incoming and outgoing traffic) announcing local. It does not
-// join yet: Start does.
+// verifying incoming and outgoing traffic) announcing local (at most 64 KiB
+// encoded, see UpdateLocal). It does not join yet: Start does.
 func New(cfg Config, local Record) (*Gossip, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
@@ -219,7 +219,8 @@ func (g *Gossip) numNodes() int {
 
 // UpdateLocal re-announces this node's record (memberlist UpdateNode). A
 // record larger than MaxMetaSize is announced as a stub and its full form is
-// sent separately. It waits a few seconds at most for the update to go out;
+// sent separately; one larger than 64 KiB encoded is refused with an error
+// (peers would drop it). It waits a few seconds at most for the update to go out;
 // gossip and push/pull deliver it in any case.
 func (g *Gossip) UpdateLocal(r Record) error {
 	if g.closed.Load() {

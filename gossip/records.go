@@ -22,6 +22,10 @@ const (
 	recordTTL = 2 * time.Minute
 	// maxUnreferencedRecords bounds full records no member refers to.
 	maxUnreferencedRecords = 1024
+	// maxRecordSize bounds a full record (tags and certificate included):
+	// larger ones are refused from the mesh and never announced, so a
+	// member cannot make others keep megabytes per record.
+	maxRecordSize = 64 << 10
 )
 
 // localRecord is this node's announcement in both forms.
@@ -44,6 +48,9 @@ func splitRecord(r Record) (localRecord, error) {
 	full, err := r.Encode()
 	if err != nil {
 		return localRecord{}, err
+	}
+	if len(full) > maxRecordSize {
+		return localRecord{}, fmt.Errorf("node record is %d bytes, more than %d (too many tags?)", len(full), maxRecordSize)
 	}
 	if len(full) <= MaxMetaSize {
 		return localRecord{meta: full}, nil
@@ -87,6 +94,9 @@ func (l localRecord) equal(o localRecord) bool {
 // whether it was new, and whether a known member (or this node) refers to it.
 // g.mu must be held.
 func (g *Gossip) storeRecordLocked(full []byte, now time.Time) (isNew, referenced bool, err error) {
+	if len(full) > maxRecordSize {
+		return false, false, fmt.Errorf("%w: full record of %d bytes, more than %d", ErrBadRecord, len(full), maxRecordSize)
+	}
 	r, err := DecodeRecord(full)
 	if err != nil {
 		return false, false, err

@@ -33,6 +33,10 @@ func listenControl(path, group string, n *Node, log *slog.Logger) (*controlServe
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control_socket: %w", err)
 	}
+	// Another local user must not be able to replace the socket.
+	if st, err := os.Stat(filepath.Dir(path)); err == nil && st.Mode().Perm()&0o002 != 0 && st.Mode()&os.ModeSticky == 0 {
+		return nil, fmt.Errorf("control_socket: directory %s is world-writable without the sticky bit: anyone could replace the socket", filepath.Dir(path))
+	}
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("control_socket %s: another segmesh daemon is running", path)
@@ -65,7 +69,7 @@ func listenControl(path, group string, n *Node, log *slog.Logger) (*controlServe
 	})
 	mux.HandleFunc("POST /v1/nodes/remove", func(w http.ResponseWriter, r *http.Request) {
 		var req api.RemoveRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		if err := decodeStrict(r.Body, 1<<16, &req); err != nil {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
 			return
 		}
@@ -131,4 +135,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeStrict decodes one JSON object of at most limit bytes: unknown
+// fields and trailing data are errors (a misspelled "expect_version" must
+// not silently apply a policy without the check).
+func decodeStrict(body io.Reader, limit int64, v any) error {
+	dec := json.NewDecoder(io.LimitReader(body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
 }

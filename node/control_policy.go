@@ -1,9 +1,7 @@
 package node
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"time"
 
@@ -32,7 +30,7 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/policy", func(w http.ResponseWriter, r *http.Request) {
 		var req api.ApplyRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxPolicySize)).Decode(&req); err != nil {
+		if err := decodeStrict(r.Body, maxPolicySize, &req); err != nil {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
 			return
 		}
@@ -60,7 +58,7 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/revocations", func(w http.ResponseWriter, r *http.Request) {
 		var req api.RevokeRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		if err := decodeStrict(r.Body, 1<<20, &req); err != nil {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
 			return
 		}
@@ -81,7 +79,7 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("POST /v1/policy/diff", func(w http.ResponseWriter, r *http.Request) {
 		var req api.DiffRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxPolicySize)).Decode(&req); err != nil {
+		if err := decodeStrict(r.Body, maxPolicySize, &req); err != nil {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
 			return
 		}

@@ -2,6 +2,10 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -42,7 +46,9 @@ func newInit() *cobra.Command {
 			} else {
 				fmt.Fprintf(out, "kept %s (the existing cluster key)\n", r.ClusterKeyFile)
 			}
-			fmt.Fprintf(out, "\nnext: review %s, then run:\n  segmesh up -c %s\n", r.ConfigFile, r.ConfigFile)
+			fmt.Fprintf(out, "\nnext: review %s, then run:\n  segmesh config check -c %s\n  segmesh up -c %s\n",
+				r.ConfigFile, r.ConfigFile, r.ConfigFile)
+			printAddNode(out, filepath.Dir(r.ConfigFile), r.ClusterKeyFile, o.Advertise)
 			return nil
 		},
 	}
@@ -56,4 +62,27 @@ func newInit() *cobra.Command {
 	f.BoolVar(&o.Force, "force", false, "overwrite an existing config and private key")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
+}
+
+// printAddNode prints the exact commands that add another node to this
+// node's mesh: copy the shared cluster key first (init keeps an existing
+// one), then init the new node with this node as its seed.
+func printAddNode(out io.Writer, dir, clusterKey, advertise string) {
+	seed := "<this node's advertise address>"
+	if advertise != "" {
+		seed = advertise
+	}
+	seed = net.JoinHostPort(seed, strconv.Itoa(config.DefaultGossipPort))
+	start := "segmesh up -c " + filepath.Join(dir, "segmesh.yaml")
+	if filepath.Join(dir, "segmesh.yaml") == config.DefaultPath {
+		start = "systemctl enable --now segmesh   # the packaged unit runs: " + start
+	}
+	fmt.Fprintf(out, `
+to add another node (NODE2 below), copy the cluster key FIRST, then init it with this node as seed:
+  ssh root@NODE2 install -d -m 0755 %[1]s
+  scp -p %[2]s root@NODE2:%[2]s
+  ssh root@NODE2 segmesh init --dir %[1]s --join %[3]s --advertise NODE2_ADDRESS --name NAME --tags k=v,...
+  ssh root@NODE2 %[4]s
+open between the nodes: %[5]d/tcp and %[5]d/udp (gossip), %[6]d/udp (WireGuard)
+`, dir, clusterKey, seed, start, config.DefaultGossipPort, config.DefaultListenPort)
 }

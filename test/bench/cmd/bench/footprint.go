@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/segmesh/segmesh/test/harness"
+)
+
+// daemonGossipLabel is node.GossipLabel (the daemon's memberlist label).
+const daemonGossipLabel = "segmesh"
+
+// simMembers runs -n genuine gossip members on -addr (ports from -port),
+// seeded with -seed, keyed with the first key of -keyfile, until SIGTERM.
+func simMembers(args []string) error {
+	fs := flag.NewFlagSet("sim-members", flag.ContinueOnError)
+	n := fs.Int("n", 1, "members")
+	addr := fs.String("addr", "", "bind address")
+	port := fs.Int("port", 8000, "first gossip port")
+	wgPort := fs.Int("wgport", 52000, "first announced WireGuard port")
+	seed := fs.String("seed", "", "seed host:port")
+	keyfile := fs.String("keyfile", "", "cluster key file (base64, first line)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(*keyfile)
+	if err != nil {
+		return err
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil {
+		return fmt.Errorf("cluster key: %w", err)
+	}
+	nodes, err := startSimNodes(*n, key, daemonGossipLabel,
+		func(int) string { return *addr }, func(i int) int { return *port + i }, func(i int) int { return *wgPort + i },
+		[]string{*seed}, map[string]string{"role": "sim"})
+	defer shutdownSim(nodes)
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	return nil
+}
+
+// procStat returns utime+stime (clock ticks) of pid.
+func procStat(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("bad stat")
+	}
+	f := strings.Fields(s[i+2:]) // f[0] = state (field 3); utime = field 14, stime = 15
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st, nil
+}
+
+func rssKB(pid int) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			var kb int64
+			fmt.Sscan(v, &kb)
+			return kb, nil
+		}
+	}
+	return 0, errors.New("no VmRSS")
+}
+
+func benchFootprint(env *Env, prm Params) []Row {
+	c, err := harness.New(harness.Config{Binary: env.Segmesh, LogLevel: "info", Policy: benchPolicy})
+	if err != nil {
+		return errRow("8", "footprint", err)
+	}
+	var procs []*harness.Proc
+	defer func() {
+		for _, p := range procs {
+			_ = p.Stop()
+		}
+		if err := c.Close(); err != nil {
+			logf("cluster close: %v", err)
+		}
+	}()
+	rows, err := measureFootprint(env, prm, c, &procs)
+	if err != nil {
+		c.Report(os.Stderr)
+		return append(rows, errRow("8", "footprint", err)...)
+	}
+	return rows
+}
+
+func upPeers(n *harness.Node) (int, error) {
+	st, err := n.Status()
+	if err != nil {
+		return 0, err
+	}
+	up := 0
+	for _, p := range st.Peers {
+		if p.State == harness.StateUp {
+			up++
+		}
+	}
+	return up, nil
+}
+
+func measureFootprint(env *Env, prm Params, c *harness.Cluster, procs *[]*harness.Proc) ([]Row, error) {
+	d, err := c.AddNode(harness.NodeSpec{Name: "d", Tags: map[string]string{"role": "bench"}})
+	if err != nil {
+		return nil, err
+	}
+	sim, err := c.AddNode(harness.NodeSpec{Name: "sim", Bare: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Start(); err != nil {
+		return nil, err
+	}
+	pid := 0
+	if err := harness.WaitFor(10*time.Second, func() error { pid, err = daemonPID(d.ConfigPath); return err }); err != nil {
+		return nil, err
+	}
+	spawn := func(n, port, wgport int) error {
+		p, err := harness.Spawn(sim.Namespace, filepath.Join(sim.Dir, fmt.Sprintf("sim-%d.log", port)), env.Self, "helper", "sim-members",
+			"-n", strconv.Itoa(n), "-addr", sim.Addr.String(), "-port", strconv.Itoa(port), "-wgport", strconv.Itoa(wgport),
+			"-seed", d.GossipAddr(), "-keyfile", d.ClusterKeyPath())
+		if err != nil {
+			return err
+		}
+		*procs = append(*procs, p)
+		return p.WaitOutput("ready", 60*time.Second)
+	}
+	// waitPeers waits (bounded by prm.JoinWait, so a loaded machine cannot
+	// stall the suite) until the daemon lists want peers up; it returns how
+	// many it saw.
+	waitPeers := func(want int) (int, error) {
+		seen := 0
+		err := harness.WaitFor(prm.JoinWait, func() error {
+			up, err := upPeers(d)
+			if err != nil {
+				return err
+			}
+			seen = up
+			if up < want {
+				return fmt.Errorf("daemon sees %d/%d peers up", up, want)
+			}
+			return nil
+		})
+		if err != nil && seen == 0 {
+			return 0, err
+		}
+		if err != nil {
+			logf("footprint: %v; measuring with %d peers", err, seen)
+		}
+		return seen, nil
+	}
+	// 49 simulated peers: idle CPU.
+	if err := spawn(49, 8000, 52000); err != nil {
+		return nil, err
+	}
+	seen50, err := waitPeers(49)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(3 * time.Second) // settle the join burst
+	tk := float64(100)          // USER_HZ on Linux
+	c0, err := procStat(pid)
+	if err != nil {
+		return nil, err
+	}
+	w0 := time.Now()
+	time.Sleep(prm.CPUWindow)
+	c1, err := procStat(pid)
+	if err != nil {
+		return nil, err
+	}
+	cpu := float64(c1-c0) / tk / time.Since(w0).Seconds() * 100
+	rss50, _ := rssKB(pid)
+	rows := []Row{{ID: "8b", What: "daemon idle CPU with 50 peers", Measured: fmt.Sprintf("%.2f%% of a core (%d peers up)", cpu, seen50+1),
+		Target: "≤ 1% of a core", Ratio: fmt.Sprintf("%.2f of target", cpu), Verdict: verdict(cpu <= 1 && seen50 == 49),
+		Note: fmt.Sprintf("one real daemon (policy enforced) and 49 simulated gossip members (genuine records through gossip.New, encrypted with its cluster key) in another namespace of its underlay; utime+stime from /proc/PID/stat over %s after the join settled.", prm.CPUWindow)}}
+	// 150 more: RSS with 200.
+	if err := spawn(150, 8100, 52100); err != nil {
+		return rows, err
+	}
+	seen200, err := waitPeers(199)
+	if err != nil {
+		return rows, err
+	}
+	time.Sleep(3 * time.Second)
+	rss, err := rssKB(pid)
+	if err != nil {
+		return rows, err
+	}
+	mb := float64(rss) / 1024
+	dev, _ := d.WireGuard()
+	wgPeers := 0
+	if dev != nil {
+		wgPeers = len(dev.Peers)
+	}
+	rows = append([]Row{{ID: "8a", What: "daemon RSS with 200 peers (1 real + 199 simulated)", Measured: fmt.Sprintf("%.1f MB with %d peers up (with %d: %.1f MB)", mb, seen200+1, seen50+1, float64(rss50)/1024),
+		Target: "≤ 40 MB", Ratio: fmt.Sprintf("%.2f of target", mb/40), Verdict: verdict(mb <= 40 && seen200 == 199),
+		Note: fmt.Sprintf("VmRSS of the daemon once its status lists 199 peers up, or after %s with fewer (then FAIL: not the asked size); %d WireGuard peers configured.", prm.JoinWait, wgPeers)}}, rows...)
+	return rows, nil
+}

@@ -1,0 +1,144 @@
+// Command bench runs segmesh's benchmark suite (data plane side by side with
+// upstream wireguard-go and raw veth, crypto ceiling, mesh formation and
+// propagation in network namespaces, gossip at scale in one process,
+// control-plane cost from the acl Go benchmarks, daemon footprint), prints
+// one table and writes BENCHMARKS.md. It needs root (network namespaces,
+// nftables). `make bench` runs the full suite, `make bench-quick` a reduced
+// one (-quick).
+//
+// The same binary also serves as its own helper programs inside the
+// namespaces (first argument "helper"): a TCP round-trip server and client,
+// a reachability prober and a set of simulated gossip members.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/segmesh/segmesh/test/harness"
+)
+
+// Params sizes the suite.
+type Params struct {
+	Mode          string
+	Runs          int           // throughput runs per configuration (alternated)
+	Secs          int           // seconds per iperf3 run
+	LatRounds     int           // alternated latency rounds
+	PingsPerRound int           // echo requests per round and tunnel
+	RRPerRound    int           // TCP round trips per round and tunnel
+	MeshNodes     int           // nodes of the propagation cluster
+	PropRounds    int           // tag/policy changes measured
+	GossipNodes   int           // simulated in-process gossip nodes
+	GossipIdle    time.Duration // idle bandwidth window
+	CPUWindow     time.Duration // idle CPU window
+	JoinWait      time.Duration // bound on waiting for simulated members to converge
+	BenchTime     string        // -benchtime of the acl benchmarks
+}
+
+var (
+	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, GossipNodes: 1000, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 90 * time.Second, BenchTime: "5x"}
+	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, GossipNodes: 50, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 20 * time.Second, BenchTime: "1x"}
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "helper" {
+		if err := runHelper(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "helper:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	quickFlag := flag.Bool("quick", false, "reduced suite (under 3 minutes)")
+	out := flag.String("out", "BENCHMARKS.md", "markdown report to write (\"\" = none)")
+	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,gossip,acl,footprint); empty = all")
+	flag.Parse()
+	p := full
+	if *quickFlag {
+		p = quick
+	}
+	if os.Geteuid() != 0 {
+		log.Fatal("bench needs root (network namespaces, nftables)")
+	}
+	if prob := harness.NetnsProblem(); prob != "" {
+		log.Fatalf("network namespaces unusable: %s", prob)
+	}
+	start := time.Now()
+	loadStart := loadavg()
+	want := map[string]bool{}
+	for _, g := range strings.Split(*only, ",") {
+		if g != "" {
+			want[g] = true
+		}
+	}
+	run := func(name string) bool { return len(want) == 0 || want[name] }
+
+	env, err := newEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer env.Close()
+
+	var rows []Row
+	var dp *dataplaneResult
+	timed := func(name string, f func() []Row) {
+		if !run(name) {
+			return
+		}
+		t0 := time.Now()
+		logf("== %s", name)
+		r := f()
+		logf("== %s took %s", name, time.Since(t0).Round(time.Second))
+		for i := range r {
+			r[i].Note = strings.TrimSpace(r[i].Note + fmt.Sprintf(" (group %s took %s)", name, time.Since(t0).Round(time.Second)))
+			break
+		}
+		rows = append(rows, r...)
+	}
+	timed("dataplane", func() []Row {
+		var r []Row
+		dp, r = benchDataplane(env, p)
+		return r
+	})
+	timed("crypto", func() []Row { return benchCrypto(p, dp) })
+	timed("mesh", func() []Row { return benchMesh(env, p) })
+	timed("gossip", func() []Row { return benchGossip(p) })
+	timed("acl", func() []Row { return benchACL(env, p) })
+	timed("footprint", func() []Row { return benchFootprint(env, p) })
+
+	elapsed := time.Since(start)
+	fmt.Println()
+	printTable(os.Stdout, rows)
+	fmt.Printf("\n%s suite took %s\n", p.Mode, elapsed.Round(time.Second))
+	m := machine()
+	m.Load = "start " + loadStart + ", end " + loadavg()
+	m.Busy = busy(loadStart, m.CPUs) || busy(loadavg(), m.CPUs)
+	fmt.Printf("load average: %s\n", m.Load)
+	if m.Busy {
+		fmt.Println("WARNING: the machine was busy with other work (load above the CPU count): figures are distorted")
+	}
+	if *out != "" {
+		if err := writeMarkdown(*out, m, p.Mode, elapsed, rows, methodText(p)); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("wrote %s\n", *out)
+	}
+}
+
+func busy(load string, cpus int) bool {
+	var l1 float64
+	fmt.Sscan(load, &l1)
+	return l1 > float64(cpus)
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+func errRow(id, what string, err error) []Row {
+	logf("%s: %v", id, err)
+	return []Row{{ID: id, What: what, Measured: "—", Verdict: Errored, Note: "error: " + err.Error()}}
+}

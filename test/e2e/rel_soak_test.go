@@ -1,0 +1,153 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmesh/segmesh/test/harness"
+)
+
+// soakSample is one reading of every daemon.
+type soakSample struct {
+	at    time.Duration
+	usage map[*harness.Node]harness.ProcUsage
+}
+
+// soakSampleInterval is how often the soak reads RSS and descriptors.
+const soakSampleInterval = 10 * time.Second
+
+// TestRelSoakSteady (soak): four nodes under a steady small load for
+// SOAK_DURATION (default 10m): two long TCP streams (web -> app, IPv4 and
+// IPv6), and every 10 s a new allowed connection, denied connections (to
+// exercise the flow log path), pings and status queries. Every 10 s it
+// reads each daemon's VmRSS and open descriptors; the largest RSS of the
+// last third must stay within 10% + 2 MiB of the first third's, the
+// descriptors within +5. The series is printed. The streams must still
+// run on their first connections at the end, and the mesh be whole.
+func TestRelSoakSteady(t *testing.T) {
+	requireSoak(t)
+	dur := soakDuration(t)
+	if dur < 9*soakSampleInterval {
+		t.Fatalf("SOAK_DURATION %v: want at least %v (three samples per third)", dur, 9*soakSampleInterval)
+	}
+	f := newRelFixture(t, grace)
+	tc := f.tc
+	a := relAdd(f, "a", role("web"))
+	b := relAdd(f, "b", role("app"), a)
+	c := relAdd(f, "c", role("db"), a)
+	d := relAdd(f, "d", role("web"), a)
+	relStart(t, f)
+	startServer(t, tc, b.Namespace, "serve-b", []int{relStreamPort, relStreamPort + 1}, nil)
+	startServer(t, tc, c.Namespace, "serve-c", []int{5432}, nil)
+	s4 := relStream(t, tc, a, "stream-a-b4", relAddr(f, b, false, relStreamPort))
+	s6 := relStream(t, tc, d, "stream-d-b6", relAddr(f, b, true, relStreamPort))
+
+	// load is one round of the periodic traffic, checked against v1.
+	load := func() {
+		for _, src := range []*harness.Node{a, d} {
+			want := map[flow]bool{}
+			var flows []flow
+			for _, v6 := range []bool{false, true} {
+				for _, fl := range []struct {
+					f     flow
+					allow bool
+				}{
+					{flow{"tcp", f.addr(b, v6), relStreamPort}, true},
+					{flow{"tcp", f.addr(b, v6), relStreamPort + 1}, false},
+					{flow{"tcp", f.addr(c, v6), 5432}, false},
+					{flow{"icmp", f.addr(c, v6), 0}, true},
+				} {
+					flows, want[fl.f] = append(flows, fl.f), fl.allow
+				}
+			}
+			checkFlows(t, src, flows, want)
+		}
+		if err := harness.MeshProblem(f.nodes...); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+
+	var samples []soakSample
+	sample := func(at time.Duration) {
+		s := soakSample{at: at, usage: map[*harness.Node]harness.ProcUsage{}}
+		for _, n := range f.nodes {
+			pid := n.PID()
+			if pid == 0 {
+				t.Fatalf("%s: daemon not running: %v", n.Name, n.ExitError())
+			}
+			u, err := harness.ReadProcUsage(pid)
+			if err != nil {
+				t.Fatalf("%s: %v", n.Name, err)
+			}
+			s.usage[n] = u
+		}
+		samples = append(samples, s)
+	}
+
+	start := time.Now()
+	sample(0)
+	tick := time.NewTicker(soakSampleInterval)
+	defer tick.Stop()
+	for time.Since(start) < dur {
+		<-tick.C // the soak's clock, not a wait for a condition
+		load()
+		sample(time.Since(start))
+		if t.Failed() {
+			break
+		}
+	}
+	for fam, s := range map[string]*harness.Proc{"a -> b IPv4": s4, "d -> b IPv6": s6} {
+		if err := relSameConnection(s); err != nil {
+			t.Errorf("%s stream: %v", fam, err)
+		} else if ts := echoTimes(s.Output()); time.Since(ts[len(ts)-1]) > 2*time.Second {
+			t.Errorf("%s stream: last echo %v ago", fam, relMS(time.Since(ts[len(ts)-1])))
+		} else {
+			t.Logf("%s stream: %d echoes on one connection over %v", fam, len(ts), relMS(time.Since(start)))
+		}
+	}
+	soakReport(t, f.nodes, samples)
+}
+
+// soakReport prints every daemon's series and checks the last third
+// against the first.
+func soakReport(t *testing.T, nodes []*harness.Node, samples []soakSample) {
+	t.Helper()
+	third := len(samples) / 3
+	if third < 1 {
+		t.Fatalf("only %d samples", len(samples))
+	}
+	var at []string
+	for _, s := range samples {
+		at = append(at, fmt.Sprintf("%.0f", s.at.Seconds()))
+	}
+	t.Logf("SOAK sample times (s): %s", strings.Join(at, " "))
+	for _, n := range nodes {
+		var rss, fds []string
+		var firstRSS, lastRSS int64
+		var firstFD, lastFD int
+		for i, s := range samples {
+			u := s.usage[n]
+			rss = append(rss, fmt.Sprintf("%.1f", float64(u.RSSKiB)/1024))
+			fds = append(fds, fmt.Sprint(u.FDs))
+			if i < third {
+				firstRSS, firstFD = max(firstRSS, u.RSSKiB), max(firstFD, u.FDs)
+			}
+			if i >= len(samples)-third {
+				lastRSS, lastFD = max(lastRSS, u.RSSKiB), max(lastFD, u.FDs)
+			}
+		}
+		t.Logf("SOAK %s RSS MiB: %s", n.Name, strings.Join(rss, " "))
+		t.Logf("SOAK %s fds: %s", n.Name, strings.Join(fds, " "))
+		limitRSS := firstRSS + firstRSS/10 + 2048
+		t.Logf("SOAK %s: max RSS first third %.1f MiB, last third %.1f MiB (limit %.1f); max fds first third %d, last third %d (limit %d)",
+			n.Name, float64(firstRSS)/1024, float64(lastRSS)/1024, float64(limitRSS)/1024, firstFD, lastFD, firstFD+5)
+		if lastRSS > limitRSS {
+			t.Errorf("%s: RSS grew: last third max %d KiB > first third max %d KiB + 10%% + 2 MiB", n.Name, lastRSS, firstRSS)
+		}
+		if lastFD > firstFD+5 {
+			t.Errorf("%s: descriptors grew: last third max %d > first third max %d + 5", n.Name, lastFD, firstFD)
+		}
+	}
+}
