@@ -137,8 +137,9 @@ type nftSets map[string][]string
 // expectedSets computes the sets DESIGN.md "nftables" requires on self:
 // for every rule admitting self in To and every peer admitted by From, the
 // peer's addresses get the rule's ports (tcp/udp ranges merged per source
-// and protocol when they overlap or touch), icmp and any in their sets; a
-// source in any* has no other element.
+// and protocol when they overlap or touch; single ports in allowN, wider
+// ranges in the interval set allowNr), icmp and any in their sets; a source
+// in any* has no other element.
 func (m model) expectedSets(self member, peers []member) nftSets {
 	type key struct {
 		addr  netip.Addr
@@ -178,7 +179,8 @@ func (m model) expectedSets(self member, peers []member) nftSets {
 	}
 	sets := nftSets{
 		"local4": {self.addr4.String()}, "local6": {self.addr6.String()},
-		"allow4": nil, "allow6": nil, "icmp4": nil, "icmp6": nil, "any4": nil, "any6": nil,
+		"allow4": nil, "allow6": nil, "allow4r": nil, "allow6r": nil,
+		"icmp4": nil, "icmp6": nil, "any4": nil, "any6": nil,
 	}
 	fam := func(a netip.Addr) string {
 		if a.Is4() {
@@ -191,7 +193,11 @@ func (m model) expectedSets(self member, peers []member) nftSets {
 			continue
 		}
 		for _, r := range mergeRanges(rs) {
-			sets["allow"+fam(k.addr)] = append(sets["allow"+fam(k.addr)], fmt.Sprintf("%s %s %d-%d", k.addr, k.proto, r[0], r[1]))
+			name := "allow" + fam(k.addr) // single ports: the exact-match set
+			if r[0] != r[1] {
+				name += "r" // ranges: the interval set
+			}
+			sets[name] = append(sets[name], fmt.Sprintf("%s %s %d-%d", k.addr, k.proto, r[0], r[1]))
 		}
 	}
 	for a := range icmp {
@@ -267,7 +273,7 @@ rules:
 	self := member{name: "b", addr4: netip.MustParseAddr("100.80.0.2"), addr6: netip.MustParseAddr("fd5e:6d00::2"), tags: map[string]string{"role": "b"}}
 	peer := member{name: "x", addr4: netip.MustParseAddr("100.80.0.3"), addr6: netip.MustParseAddr("fd5e:6d00::3")}
 	sets := m.expectedSets(self, []member{self, peer})
-	if !slices.Equal(sets["allow4"], []string{"100.80.0.3 tcp 1-6"}) || !slices.Equal(sets["icmp6"], []string{"fd5e:6d00::3"}) {
+	if !slices.Equal(sets["allow4r"], []string{"100.80.0.3 tcp 1-6"}) || !slices.Equal(sets["icmp6"], []string{"fd5e:6d00::3"}) {
 		t.Fatalf("expectedSets: %v", sets)
 	}
 }
