@@ -39,8 +39,8 @@ func (n *Node) desired(peers []acl.Member) acl.Desired {
 }
 
 // enforce writes the compiled sets and deletes the conntrack entries of
-// peers that are no longer WireGuard peers (security invariant 3), so a
-// later holder of their address cannot ride them.
+// peer addresses that left or arrived (security invariant 3), so a later
+// holder of an address cannot ride entries of its previous holder.
 func (n *Node) enforce(v view) error {
 	n.mu.Lock()
 	d := n.desired(v.admitted())
@@ -54,19 +54,28 @@ func (n *Node) enforce(v view) error {
 			now[a.Addr()] = true
 		}
 	}
-	var gone []netip.Addr
+	// Addresses that left and addresses that arrive both lose their
+	// conntrack entries: this node's own retransmissions to a removed peer
+	// re-create entries after its removal, and a new holder of the address
+	// must not ride them. Runs before WireGuard learns about new peers.
+	var changed []netip.Addr
 	for a := range n.peerIPs {
 		if !now[a] {
-			gone = append(gone, a)
+			changed = append(changed, a)
+		}
+	}
+	for a := range now {
+		if !n.peerIPs[a] {
+			changed = append(changed, a)
 		}
 	}
 	n.peerIPs = now
-	if len(gone) > 0 {
-		cnt, err := n.deps.DeleteConntrack(gone)
+	if len(changed) > 0 {
+		cnt, err := n.deps.DeleteConntrack(changed)
 		if err != nil {
-			n.log.Warn("conntrack cleanup of removed peers failed", "addrs", gone, "err", err)
+			n.log.Warn("conntrack cleanup of changed peer addresses failed", "addrs", changed, "err", err)
 		} else if cnt > 0 {
-			n.log.Info("conntrack entries of removed peers deleted", "count", cnt, "addrs", gone)
+			n.log.Info("conntrack entries of removed or new peer addresses deleted", "count", cnt, "addrs", changed)
 		}
 	}
 	return nil

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -172,17 +173,27 @@ func TestEnforceAndConntrackOnRemoval(t *testing.T) {
 		d := r.fw.desired()
 		return len(d.Ports) == 2 && d.Ports[0].PortLo == 5432
 	})
+	// Admitted: entries a previous holder of its addresses left are cleared.
+	wantConntrack(t, r, "admitted", rec.Address4, rec.Address6)
 	m.State, m.StateSince = gossip.StateLeft, time.Now()
 	r.gossip.setMembers(m)
-	select {
-	case gone := <-r.conntrak:
-		if !slices.Contains(gone, rec.Address4) || !slices.Contains(gone, rec.Address6) {
-			t.Fatalf("conntrack deleted for %v, want both addresses of web-1", gone)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("conntrack of a departed peer not deleted")
-	}
+	wantConntrack(t, r, "departed", rec.Address4, rec.Address6)
 	if d := r.fw.desired(); len(d.Ports) != 0 {
 		t.Fatalf("a departed peer keeps access: %+v", d.Ports)
+	}
+}
+
+// wantConntrack expects the next conntrack deletion to cover addrs.
+func wantConntrack(t *testing.T, r *rig, when string, addrs ...netip.Addr) {
+	t.Helper()
+	select {
+	case got := <-r.conntrak:
+		for _, a := range addrs {
+			if !slices.Contains(got, a) {
+				t.Fatalf("%s: conntrack deleted for %v, want %v", when, got, addrs)
+			}
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: conntrack entries of %v not deleted", when, addrs)
 	}
 }

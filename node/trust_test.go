@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -170,14 +169,8 @@ func TestCAModeRevocationAndRenewal(t *testing.T) {
 	if p := r.peerState(t, rec.PublicKey); p.State != api.StateUntrusted {
 		t.Fatalf("a revoked peer is out at once: %+v", p)
 	}
-	select {
-	case gone := <-r.conntrak:
-		if !slices.Contains(gone, rec.Address4) {
-			t.Fatalf("conntrack of the revoked peer: %v", gone)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("conntrack entries of a revoked peer not deleted")
-	}
+	wantConntrack(t, r.rig, "admitted", rec.Address4)
+	wantConntrack(t, r.rig, "revoked", rec.Address4, rec.Address6)
 	if docs := r.gossip.docs.Documents(); len(docs[docKindRevocations]) == 0 {
 		t.Fatal("revocations travel in push/pull")
 	}
