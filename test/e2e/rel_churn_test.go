@@ -147,7 +147,8 @@ func relChurn(t *testing.T, size int, dur time.Duration) {
 		// Pacing between actions, 0.2-1 s: not a wait for a condition.
 		time.Sleep(time.Duration(200+rng.IntN(800)) * time.Millisecond)
 	}
-	ch.wg.Wait()
+	stopped := time.Now()
+	ch.wg.Wait() // the restarts in flight finish: every node runs again
 	if err := ch.err(); err != nil {
 		t.Fatalf("churn: %v", err)
 	}
@@ -157,10 +158,9 @@ func relChurn(t *testing.T, size int, dur time.Duration) {
 		done = append(done, fmt.Sprintf("%d %s", v, k))
 	}
 	t.Logf("churn: %d nodes for %v: %s; final policy v%d", size, dur, strings.Join(done, ", "), last.version)
-
 	ended := time.Now()
-	tc.WaitMesh(90*time.Second, f.nodes...)
-	whole := time.Since(ended)
+	t.Logf("the restarts in flight finished %v after the last action", relMS(ended.Sub(stopped)))
+	whole := relWaitMesh(t, tc, 90*time.Second, f.nodes...)
 	at, err := waitNodes(f.nodes, ended, 30*time.Second,
 		both(hasPolicy(last.version, last.hash), both(relSetsMatch(f), relPeersExactly(f, f.nodes))))
 	if err != nil {
@@ -170,7 +170,7 @@ func relChurn(t *testing.T, size int, dur time.Duration) {
 	for _, d := range at {
 		worst = max(worst, d)
 	}
-	relTiming(t, "churn %d nodes %v: every node sees all others up %v after the churn ended; same membership, policy v%d and the model's nftables elements everywhere after %v",
+	relTiming(t, "churn %d nodes %v: every node sees all others up %v after the last restart answered; same membership, policy v%d and the model's nftables elements everywhere after %v",
 		size, dur, relMS(whole), last.version, relMS(worst))
 	// Exactly one table on every node, with one layout.
 	for _, n := range f.nodes[1:] {

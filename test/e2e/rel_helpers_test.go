@@ -98,7 +98,12 @@ func newRelFixture(t *testing.T, deadPeerGrace time.Duration) *aclFixture {
 
 // relAdd adds a node to the fixture joining through the seeds.
 func relAdd(f *aclFixture, name string, tags map[string]string, seeds ...*harness.Node) *harness.Node {
-	spec := harness.NodeSpec{Name: name, Tags: tags}
+	return relAddSet(f, name, tags, nil, seeds...)
+}
+
+// relAddSet is relAdd with extra config keys.
+func relAddSet(f *aclFixture, name string, tags map[string]string, set map[string]any, seeds ...*harness.Node) *harness.Node {
+	spec := harness.NodeSpec{Name: name, Tags: tags, Set: set}
 	for _, s := range seeds {
 		spec.Join = append(spec.Join, s.GossipAddr())
 	}
@@ -599,6 +604,23 @@ func relCacheLists(n *harness.Node, key, addr string) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// relWaitMesh waits like TestCluster.WaitMesh, logging what is still
+// missing every 10 s, and returns how long it took.
+func relWaitMesh(t *testing.T, tc *harness.TestCluster, timeout time.Duration, nodes ...*harness.Node) time.Duration {
+	t.Helper()
+	start := time.Now()
+	lastLog := start
+	tc.WaitFor("full mesh", timeout, func() error {
+		err := harness.MeshProblem(nodes...)
+		if err != nil && time.Since(lastLog) >= 10*time.Second {
+			lastLog = time.Now()
+			t.Logf("after %v: %v", relMS(time.Since(start)), err)
+		}
+		return err
+	})
+	return time.Since(start)
 }
 
 // relTiming logs a TIMING line.

@@ -199,7 +199,7 @@ func TestRelSoakPartition(t *testing.T) {
 	if err := b.LinkUp(); err != nil {
 		t.Fatal(err)
 	}
-	tc.WaitMesh(90*time.Second, f.nodes...)
+	relWaitMesh(t, tc, 90*time.Second, f.nodes...)
 	whole := time.Since(restored)
 	at, err = waitNodes(f.nodes, restored, 30*time.Second, both(hasPolicy(last.version, last.hash), both(relSetsMatch(f), relPeersExactly(f, f.nodes))))
 	if err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,50 @@ import (
 
 // soakSample is one reading of every daemon.
 type soakSample struct {
-	at    time.Duration
-	usage map[*harness.Node]harness.ProcUsage
+	at      time.Duration
+	usage   map[*harness.Node]harness.ProcUsage
+	runtime map[*harness.Node]relRuntimeStats
+}
+
+// relMetricsListen is the soak nodes' metrics_listen, loopback inside each
+// node's namespace.
+const relMetricsListen = "127.0.0.1:9476"
+
+// relRuntimeStats is what the daemon's Go runtime reports on /metrics.
+type relRuntimeStats struct {
+	goroutines int64
+	heapInuse  int64 // bytes
+}
+
+// relRuntime scrapes n's /metrics (segmesh-probe get inside its namespace)
+// for go_goroutines and go_memstats_heap_inuse_bytes.
+func relRuntime(n *harness.Node) (relRuntimeStats, error) {
+	out, code, err := nsExec(n.Namespace, 10*time.Second, bins.Probe, "get", "http://"+relMetricsListen+"/metrics")
+	if err != nil || code != 0 {
+		return relRuntimeStats{}, fmt.Errorf("get /metrics: exit %d, %v: %s", code, err, lastLines(string(out), 2))
+	}
+	var rt relRuntimeStats
+	found := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "go_goroutines":
+			rt.goroutines, found = int64(v), found+1
+		case "go_memstats_heap_inuse_bytes":
+			rt.heapInuse, found = int64(v), found+1
+		}
+	}
+	if found != 2 {
+		return rt, fmt.Errorf("/metrics lacks go_goroutines or go_memstats_heap_inuse_bytes")
+	}
+	return rt, nil
 }
 
 // soakSampleInterval is how often the soak reads RSS and descriptors.
@@ -34,10 +77,11 @@ func TestRelSoakSteady(t *testing.T) {
 	}
 	f := newRelFixture(t, grace)
 	tc := f.tc
-	a := relAdd(f, "a", role("web"))
-	b := relAdd(f, "b", role("app"), a)
-	c := relAdd(f, "c", role("db"), a)
-	d := relAdd(f, "d", role("web"), a)
+	metrics := map[string]any{"metrics_listen": relMetricsListen}
+	a := relAddSet(f, "a", role("web"), metrics)
+	b := relAddSet(f, "b", role("app"), metrics, a)
+	c := relAddSet(f, "c", role("db"), metrics, a)
+	d := relAddSet(f, "d", role("web"), metrics, a)
 	relStart(t, f)
 	startServer(t, tc, b.Namespace, "serve-b", []int{relStreamPort, relStreamPort + 1}, nil)
 	startServer(t, tc, c.Namespace, "serve-c", []int{5432}, nil)
@@ -71,7 +115,7 @@ func TestRelSoakSteady(t *testing.T) {
 
 	var samples []soakSample
 	sample := func(at time.Duration) {
-		s := soakSample{at: at, usage: map[*harness.Node]harness.ProcUsage{}}
+		s := soakSample{at: at, usage: map[*harness.Node]harness.ProcUsage{}, runtime: map[*harness.Node]relRuntimeStats{}}
 		for _, n := range f.nodes {
 			pid := n.PID()
 			if pid == 0 {
@@ -82,6 +126,11 @@ func TestRelSoakSteady(t *testing.T) {
 				t.Fatalf("%s: %v", n.Name, err)
 			}
 			s.usage[n] = u
+			rt, err := relRuntime(n)
+			if err != nil {
+				t.Fatalf("%s: %v", n.Name, err)
+			}
+			s.runtime[n] = rt
 		}
 		samples = append(samples, s)
 	}
@@ -138,7 +187,15 @@ func soakReport(t *testing.T, nodes []*harness.Node, samples []soakSample) {
 				lastRSS, lastFD = max(lastRSS, u.RSSKiB), max(lastFD, u.FDs)
 			}
 		}
+		var heap, gor []string
+		for _, s := range samples {
+			rt := s.runtime[n]
+			heap = append(heap, fmt.Sprintf("%.1f", float64(rt.heapInuse)/(1<<20)))
+			gor = append(gor, fmt.Sprint(rt.goroutines))
+		}
 		t.Logf("SOAK %s RSS MiB: %s", n.Name, strings.Join(rss, " "))
+		t.Logf("SOAK %s Go heap in use MiB: %s", n.Name, strings.Join(heap, " "))
+		t.Logf("SOAK %s goroutines: %s", n.Name, strings.Join(gor, " "))
 		t.Logf("SOAK %s fds: %s", n.Name, strings.Join(fds, " "))
 		limitRSS := firstRSS + firstRSS/10 + 2048
 		t.Logf("SOAK %s: max RSS first third %.1f MiB, last third %.1f MiB (limit %.1f); max fds first third %d, last third %d (limit %d)",

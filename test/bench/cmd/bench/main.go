@@ -40,7 +40,7 @@ type Params struct {
 }
 
 var (
-	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, GossipNodes: 1000, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 90 * time.Second, BenchTime: "5x"}
+	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, GossipNodes: 300, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 90 * time.Second, BenchTime: "5x"}
 	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, GossipNodes: 50, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 20 * time.Second, BenchTime: "1x"}
 )
 
