@@ -483,22 +483,10 @@ func relCheckTable(t *testing.T, n, ref *harness.Node, when string) {
 	}
 }
 
-// relSets reads n's sets like segmeshSets, with the interval sets of the
-// allow sets (allow4r, allow6r: port ranges) folded into allow4 and allow6,
-// so they compare with the model whatever set a range lives in.
+// relSets reads n's sets (the model routes single ports to allowN and
+// ranges to the interval sets allowNr, as the daemon does).
 func relSets(n *harness.Node) (nftSets, error) {
-	sets, err := segmeshSets(n.Namespace)
-	if err != nil {
-		return nil, err
-	}
-	for _, fam := range []string{"4", "6"} {
-		if r, ok := sets["allow"+fam+"r"]; ok {
-			sets["allow"+fam] = append(sets["allow"+fam], r...)
-			sort.Strings(sets["allow"+fam])
-			delete(sets, "allow"+fam+"r")
-		}
-	}
-	return sets, nil
+	return segmeshSets(n.Namespace)
 }
 
 // relWant is the model's sets for n with members (n among them, or not)
