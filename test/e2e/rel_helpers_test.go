@@ -93,7 +93,33 @@ func newRelFixture(t *testing.T, deadPeerGrace time.Duration) *aclFixture {
 	f := &aclFixture{tc: tc, byName: map[string]*harness.Node{}, self: map[*harness.Node]*harness.Status{},
 		tags: map[*harness.Node]map[string]string{}}
 	f.setPolicy(t, relPolicyV1)
+	if dir := os.Getenv(keepLogsEnv); dir != "" {
+		// Registered after the cluster's cleanup, so it runs before it.
+		t.Cleanup(func() { relKeepLogs(t, f, filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))) })
+	}
 	return f
+}
+
+// keepLogsEnv names a directory where the reliability tests copy every
+// node's log when they end (for reading a soak run afterwards).
+const keepLogsEnv = "REL_KEEP_LOGS"
+
+// relKeepLogs copies every node's log into dir.
+func relKeepLogs(t *testing.T, f *aclFixture, dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("%s: %v", keepLogsEnv, err)
+		return
+	}
+	for _, n := range f.tc.C.Nodes() {
+		b, err := os.ReadFile(n.LogPath)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, n.Name+".log"), b, 0o644)
+		}
+		if err != nil {
+			t.Logf("%s: %s: %v", keepLogsEnv, n.Name, err)
+		}
+	}
+	t.Logf("node logs copied to %s", dir)
 }
 
 // relAdd adds a node to the fixture joining through the seeds.
