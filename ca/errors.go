@@ -1,6 +1,10 @@
 package ca
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/segmesh/segmesh/mesh"
+)
 
 // Verification and decoding errors. Functions wrap them with context; test
 // with errors.Is. They are distinct so a daemon can show (and count) the
@@ -26,5 +30,5 @@ var (
 	// ErrNoCA: a CA public key file lists no key.
 	ErrNoCA = errors.New("no CA public key")
 	// ErrKeyPermissions: a private key file is group- or world-accessible.
-	ErrKeyPermissions = errors.New("key file is group- or world-accessible (want mode 0600)")
+	ErrKeyPermissions = mesh.ErrKeyPermissions
 )

@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"github.com/segmesh/segmesh/mesh"
+
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -131,20 +133,8 @@ func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
 }
 
 // CheckSecretFile refuses a file that is not regular or whose mode gives its
-// group or others any access.
-func CheckSecretFile(path string) error {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("%s: not a regular file", path)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("%s: mode %04o: %w", path, st.Mode().Perm(), ErrKeyPermissions)
-	}
-	return nil
-}
+// group or others any access (the same check as the node's WireGuard key).
+func CheckSecretFile(path string) error { return mesh.CheckSecretFile(path) }
 
 // MarshalPublicKey returns the text form of a CA public key file: comment
 // lines naming the fingerprint and creation time, then the raw 32-byte key in
