@@ -72,6 +72,7 @@ func (g *Gossip) tryJoin(initial bool) bool {
 		g.markJoined()
 		joined = true
 		if initial {
+			g.syncWithOthers(c.addr)
 			return true
 		}
 	}
@@ -215,4 +216,37 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return time.Duration(int64(d) - span + rand.Int64N(2*span+1))
+}
+
+// rejoinSyncs is how many other members a node push/pulls with right after
+// its first join.
+const rejoinSyncs = 3
+
+// syncWithOthers push/pulls with a few members besides the first contact.
+// A node that restarts and joins through a contact that never saw it die
+// would otherwise not learn that the others still hold its death record
+// (at a higher incarnation than its fresh alive messages), so they would
+// ignore it until their next push/pull; one exchange with any of them hands
+// it that record and it refutes it at once.
+func (g *Gossip) syncWithOthers(contact string) {
+	var addrs []string
+	for _, m := range g.ml.Members() { // joiner goroutine, not a memberlist callback
+		a := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+		if m.Name == g.cfg.NodeName || a == contact {
+			continue
+		}
+		addrs = append(addrs, a)
+	}
+	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+	if len(addrs) > rejoinSyncs {
+		addrs = addrs[:rejoinSyncs]
+	}
+	for _, a := range addrs {
+		if g.isStopped() || g.hasLeft() {
+			return
+		}
+		if _, err := g.ml.Join([]string{a}); err != nil {
+			g.log.Debug("post-join sync failed", "addr", a, "err", err)
+		}
+	}
 }

@@ -104,7 +104,7 @@ func TestRelCrashRestart(t *testing.T) {
 		first := relFirstStatus(tc, b, 20*time.Second)
 		answered := time.Since(start)
 		checkFirst(t, first)
-		t.Logf("b's first status %v after start: peers up %v", relMS(answered), peersUp(first))
+		t.Logf("b's first status %v after start: peers up %v", relMS(answered), relPeersUp(first))
 		relCheckTable(t, b, c, "right after the restart")
 		if err := relSetsSubset(f, b); err != nil {
 			t.Errorf("right after the restart: b: %v", err)
@@ -149,7 +149,7 @@ func TestRelCrashRestart(t *testing.T) {
 		tc.Start(b)
 		first := relFirstStatus(tc, b, 20*time.Second)
 		checkFirst(t, first)
-		if up := peersUp(first); len(up) > 0 {
+		if up := relPeersUp(first); len(up) > 0 {
 			t.Errorf("b is cut off but its first status shows peers up: %v", up)
 		}
 		relCheckTable(t, b, c, "alone after the reboot")
@@ -166,7 +166,7 @@ func TestRelCrashRestart(t *testing.T) {
 			if err := finalIs("drop")(n); err != nil {
 				return err
 			}
-			keys, err := wgDumpKeys(n)
+			keys, err := relWGKeys(n)
 			if err != nil {
 				return err
 			}

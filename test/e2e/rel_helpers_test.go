@@ -60,19 +60,19 @@ rules:
 // relStreamPort is the port the reliability streams use (web -> app).
 const relStreamPort = 8080
 
-// soakEnv must be "1" for the soak tests to run.
-const soakEnv = "SEGMESH_SOAK"
+// relSoakEnv must be "1" for the soak tests to run.
+const relSoakEnv = "SEGMESH_SOAK"
 
-// requireSoak skips a soak test unless SEGMESH_SOAK=1 (make soak).
-func requireSoak(t *testing.T) {
+// relRequireSoak skips a soak test unless SEGMESH_SOAK=1 (make soak).
+func relRequireSoak(t *testing.T) {
 	t.Helper()
-	if os.Getenv(soakEnv) != "1" {
-		t.Skipf("soak test: runs only with %s=1 (make soak)", soakEnv)
+	if os.Getenv(relSoakEnv) != "1" {
+		t.Skipf("soak test: runs only with %s=1 (make soak)", relSoakEnv)
 	}
 }
 
-// soakDuration is SOAK_DURATION (a Go duration), default 10m.
-func soakDuration(t *testing.T) time.Duration {
+// relSoakDuration is SOAK_DURATION (a Go duration), default 10m.
+func relSoakDuration(t *testing.T) time.Duration {
 	t.Helper()
 	s := os.Getenv("SOAK_DURATION")
 	if s == "" {
@@ -93,21 +93,21 @@ func newRelFixture(t *testing.T, deadPeerGrace time.Duration) *aclFixture {
 	f := &aclFixture{tc: tc, byName: map[string]*harness.Node{}, self: map[*harness.Node]*harness.Status{},
 		tags: map[*harness.Node]map[string]string{}}
 	f.setPolicy(t, relPolicyV1)
-	if dir := os.Getenv(keepLogsEnv); dir != "" {
+	if dir := os.Getenv(relKeepLogsEnv); dir != "" {
 		// Registered after the cluster's cleanup, so it runs before it.
 		t.Cleanup(func() { relKeepLogs(t, f, filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))) })
 	}
 	return f
 }
 
-// keepLogsEnv names a directory where the reliability tests copy every
+// relKeepLogsEnv names a directory where the reliability tests copy every
 // node's log when they end (for reading a soak run afterwards).
-const keepLogsEnv = "REL_KEEP_LOGS"
+const relKeepLogsEnv = "REL_KEEP_LOGS"
 
 // relKeepLogs copies every node's log into dir.
 func relKeepLogs(t *testing.T, f *aclFixture, dir string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Logf("%s: %v", keepLogsEnv, err)
+		t.Logf("%s: %v", relKeepLogsEnv, err)
 		return
 	}
 	for _, n := range f.tc.C.Nodes() {
@@ -116,7 +116,7 @@ func relKeepLogs(t *testing.T, f *aclFixture, dir string) {
 			err = os.WriteFile(filepath.Join(dir, n.Name+".log"), b, 0o644)
 		}
 		if err != nil {
-			t.Logf("%s: %s: %v", keepLogsEnv, n.Name, err)
+			t.Logf("%s: %s: %v", relKeepLogsEnv, n.Name, err)
 		}
 	}
 	t.Logf("node logs copied to %s", dir)
@@ -209,20 +209,20 @@ func relStream(t *testing.T, tc *harness.TestCluster, src *harness.Node, name, t
 // it opened first (one "connected" line, no "error" line).
 func relSameConnection(s *harness.Proc) error {
 	if err := s.ExitError(); err != nil {
-		return fmt.Errorf("the stream ended: %w: %s", err, lastLines(s.Output(), 3))
+		return fmt.Errorf("the stream ended: %w: %s", err, relLastLines(s.Output(), 3))
 	}
 	out := s.Output()
 	if c := strings.Count(out, "connected "); c != 1 {
 		return fmt.Errorf("the stream connected %d times", c)
 	}
 	if strings.Contains(out, "\nerror ") || strings.HasPrefix(out, "error ") {
-		return fmt.Errorf("the stream reported an error: %s", lastLines(out, 3))
+		return fmt.Errorf("the stream reported an error: %s", relLastLines(out, 3))
 	}
 	return nil
 }
 
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
+// relLastLines returns the last n lines of s.
+func relLastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -289,8 +289,8 @@ func relFirstStatus(tc *harness.TestCluster, n *harness.Node, timeout time.Durat
 	return first
 }
 
-// peersUp lists the names of the peers a status shows up.
-func peersUp(st *harness.Status) []string {
+// relPeersUp lists the names of the peers a status shows up.
+func relPeersUp(st *harness.Status) []string {
 	var up []string
 	for _, p := range st.Peers {
 		if p.State == harness.StateUp {
@@ -300,9 +300,9 @@ func peersUp(st *harness.Status) []string {
 	return up
 }
 
-// wgDumpKeys runs `wg show IF dump` in n's namespace and returns every peer
+// relWGKeys runs `wg show IF dump` in n's namespace and returns every peer
 // line's public key, in order, duplicates kept.
-func wgDumpKeys(n *harness.Node) ([]string, error) {
+func relWGKeys(n *harness.Node) ([]string, error) {
 	out, err := n.Exec("wg", "show", n.Interface, "dump")
 	if err != nil {
 		return nil, err
@@ -344,7 +344,7 @@ func relPeersExactly(f *aclFixture, want []*harness.Node) func(*harness.Node) er
 				problems = append(problems, fmt.Sprintf("status shows %s %q", name, p.State))
 			}
 		}
-		wgKeys, err := wgDumpKeys(n)
+		wgKeys, err := relWGKeys(n)
 		if err != nil {
 			return err
 		}
@@ -370,9 +370,9 @@ func relPeersExactly(f *aclFixture, want []*harness.Node) func(*harness.Node) er
 	}
 }
 
-// tableCount counts the tables FAMILY NAME in ns (nft cannot hold two of a
+// relTableCount counts the tables FAMILY NAME in ns (nft cannot hold two of a
 // name, so anything but 1 means missing).
-func tableCount(ns, family, name string) (int, error) {
+func relTableCount(ns, family, name string) (int, error) {
 	objs, err := nftObjects(ns, "list", "tables")
 	if err != nil {
 		return 0, err
@@ -392,13 +392,13 @@ func tableCount(ns, family, name string) (int, error) {
 	return count, nil
 }
 
-// tableLayout describes table inet segmesh in n's namespace without its
+// relTableLayout describes table inet segmesh in n's namespace without its
 // state: every chain (type, hook, priority, policy), every rule of every
 // chain in order (expressions, counters zeroed), every set's definition
 // (no elements) and every named counter; n's interface name reads "IF". Two
 // nodes of one version must have equal layouts; a duplicated rule or set
 // shows as a difference. rules counts the rules.
-func tableLayout(n *harness.Node) (layout []string, rules int, err error) {
+func relTableLayout(n *harness.Node) (layout []string, rules int, err error) {
 	objs, err := nftObjects(n.Namespace, "list", "table", "inet", "segmesh")
 	if err != nil {
 		return nil, 0, err
@@ -418,7 +418,7 @@ func tableLayout(n *harness.Node) (layout []string, rules int, err error) {
 				delete(m, "bytes")
 			case "rule":
 				rules++
-				zeroCounters(m)
+				relZeroCounters(m)
 			}
 			b, err := json.Marshal(m)
 			if err != nil {
@@ -431,9 +431,9 @@ func tableLayout(n *harness.Node) (layout []string, rules int, err error) {
 	return layout, rules, nil
 }
 
-// zeroCounters replaces the packet and byte counts inside anonymous counter
+// relZeroCounters replaces the packet and byte counts inside anonymous counter
 // expressions of a decoded rule.
-func zeroCounters(v any) {
+func relZeroCounters(v any) {
 	switch x := v.(type) {
 	case map[string]any:
 		for k, e := range x {
@@ -444,18 +444,18 @@ func zeroCounters(v any) {
 					}
 				}
 			}
-			zeroCounters(e)
+			relZeroCounters(e)
 		}
 	case []any:
 		for _, e := range x {
-			zeroCounters(e)
+			relZeroCounters(e)
 		}
 	}
 }
 
-// layoutDiff names the lines only in a and only in b, in order ("" when
+// relLayoutDiff names the lines only in a and only in b, in order ("" when
 // equal, duplicates counted).
-func layoutDiff(a, b []string) string {
+func relLayoutDiff(a, b []string) string {
 	count := map[string]int{}
 	for _, l := range a {
 		count[l]++
@@ -487,22 +487,22 @@ func layoutDiff(a, b []string) string {
 // segmesh and that its layout is ref's (a node that never crashed).
 func relCheckTable(t *testing.T, n, ref *harness.Node, when string) {
 	t.Helper()
-	if c, err := tableCount(n.Namespace, "inet", "segmesh"); err != nil {
+	if c, err := relTableCount(n.Namespace, "inet", "segmesh"); err != nil {
 		t.Errorf("%s: %s: %v", when, n.Name, err)
 	} else if c != 1 {
 		t.Errorf("%s: %s has %d tables inet segmesh, want 1", when, n.Name, c)
 	}
-	got, gotRules, err := tableLayout(n)
+	got, gotRules, err := relTableLayout(n)
 	if err != nil {
 		t.Errorf("%s: %s: %v", when, n.Name, err)
 		return
 	}
-	want, wantRules, err := tableLayout(ref)
+	want, wantRules, err := relTableLayout(ref)
 	if err != nil {
 		t.Errorf("%s: %s: %v", when, ref.Name, err)
 		return
 	}
-	if d := layoutDiff(got, want); d != "" {
+	if d := relLayoutDiff(got, want); d != "" {
 		t.Errorf("%s: table inet segmesh of %s (%d rules) differs from %s's (%d rules):\n%s", when, n.Name, gotRules, ref.Name, wantRules, d)
 	} else {
 		t.Logf("%s: %s's table inet segmesh: %d objects, %d rules, same layout as %s's", when, n.Name, len(got), gotRules, ref.Name)

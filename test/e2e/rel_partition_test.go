@@ -75,7 +75,7 @@ func TestRelPartitionFlap(t *testing.T) {
 		if err := relSetsMatch(f)(n); err != nil {
 			t.Errorf("%s at the end of the cut (within dead_peer_grace %v): %v", n.Name, flapGrace, err)
 		}
-		keys, err := wgDumpKeys(n)
+		keys, err := relWGKeys(n)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +110,7 @@ func TestRelPartitionFlap(t *testing.T) {
 // the mesh becomes whole by itself; b catches up to v3 and every node
 // enforces the model's sets.
 func TestRelSoakPartition(t *testing.T) {
-	requireSoak(t)
+	relRequireSoak(t)
 	const cut = 90 * time.Second
 	f := newRelFixture(t, grace)
 	tc := f.tc
@@ -135,7 +135,7 @@ func TestRelSoakPartition(t *testing.T) {
 				return err
 			}
 			if of == "" {
-				if up := peersUp(st); len(up) > 0 {
+				if up := relPeersUp(st); len(up) > 0 {
 					return fmt.Errorf("still sees %v up", up)
 				}
 				if len(st.Peers) > 0 {

@@ -30,11 +30,18 @@ func TestRelSeedLoss(t *testing.T) {
 	sPub, sAddr := f.self[s].Self.PublicKey, s.GossipAddr()
 	startServer(t, tc, b.Namespace, "serve-b", []int{relStreamPort}, nil)
 	live := []*harness.Node{a, b, c}
-	for _, n := range live {
+	// The cache is written a few seconds after a change (debounced).
+	if _, err := waitNodes(live, time.Now(), 10*time.Second, func(n *harness.Node) error {
 		cached, err := relCacheLists(n, sPub, sAddr)
-		if err != nil || !cached {
-			t.Fatalf("test premise: %s's peer cache lists the seed: %v (%v)", n.Name, cached, err)
+		if err != nil {
+			return err
 		}
+		if !cached {
+			return fmt.Errorf("state/peers.json does not list the seed")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("test premise: every peer cache lists the seed: %v", err)
 	}
 
 	// working checks that the survivors reach each other as the policy says.
@@ -127,7 +134,7 @@ func TestRelSeedLoss(t *testing.T) {
 		if p, ok := st.Peer(sPub); ok {
 			return fmt.Errorf("status lists s as %q", p.State)
 		}
-		keys, err := wgDumpKeys(o)
+		keys, err := relWGKeys(o)
 		if err != nil {
 			return err
 		}

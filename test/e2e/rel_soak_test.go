@@ -10,15 +10,15 @@ import (
 	"github.com/segmesh/segmesh/test/harness"
 )
 
-// soakSample is one reading of every daemon.
-type soakSample struct {
+// relSoakSample is one reading of every daemon.
+type relSoakSample struct {
 	at      time.Duration
 	usage   map[*harness.Node]harness.ProcUsage
 	runtime map[*harness.Node]relRuntimeStats
 }
 
-// soakGOGC is the GOGC the soak's daemons run with (see TestRelSoakSteady).
-const soakGOGC = "25"
+// relSoakGOGC is the GOGC the soak's daemons run with (see TestRelSoakSteady).
+const relSoakGOGC = "25"
 
 // relMetricsListen is the soak nodes' metrics_listen, loopback inside each
 // node's namespace.
@@ -35,7 +35,7 @@ type relRuntimeStats struct {
 func relRuntime(n *harness.Node) (relRuntimeStats, error) {
 	out, code, err := nsExec(n.Namespace, 10*time.Second, bins.Probe, "get", "http://"+relMetricsListen+"/metrics")
 	if err != nil || code != 0 {
-		return relRuntimeStats{}, fmt.Errorf("get /metrics: exit %d, %v: %s", code, err, lastLines(string(out), 2))
+		return relRuntimeStats{}, fmt.Errorf("get /metrics: exit %d, %v: %s", code, err, relLastLines(string(out), 2))
 	}
 	var rt relRuntimeStats
 	found := 0
@@ -61,8 +61,8 @@ func relRuntime(n *harness.Node) (relRuntimeStats, error) {
 	return rt, nil
 }
 
-// soakSampleInterval is how often the soak reads RSS and descriptors.
-const soakSampleInterval = 10 * time.Second
+// relSoakInterval is how often the soak reads RSS and descriptors.
+const relSoakInterval = 10 * time.Second
 
 // TestRelSoakSteady (soak): four nodes under a steady small load for
 // SOAK_DURATION (default 10m): two long TCP streams (web -> app, IPv4 and
@@ -73,18 +73,18 @@ const soakSampleInterval = 10 * time.Second
 // descriptors within +5 (and the goroutines, read from /metrics with the Go
 // heap, within +10). The series are printed. The streams must still
 // run on their first connections at the end, and the mesh be whole. The
-// daemons run with GOGC=25 (soakGOGC) so that RSS tracks live memory.
+// daemons run with GOGC=25 (relSoakGOGC) so that RSS tracks live memory.
 func TestRelSoakSteady(t *testing.T) {
-	requireSoak(t)
-	dur := soakDuration(t)
-	if dur < 9*soakSampleInterval {
-		t.Fatalf("SOAK_DURATION %v: want at least %v (three samples per third)", dur, 9*soakSampleInterval)
+	relRequireSoak(t)
+	dur := relSoakDuration(t)
+	if dur < 9*relSoakInterval {
+		t.Fatalf("SOAK_DURATION %v: want at least %v (three samples per third)", dur, 9*relSoakInterval)
 	}
 	// A tight GC target makes each daemon's RSS follow its live memory:
 	// with the default GOGC=100 the Go heap is a sawtooth of about a minute
 	// between the live heap and twice it, and RSS creeps up to the peak
 	// over many minutes, which hides a slow leak and fakes a fast one.
-	t.Setenv("GOGC", soakGOGC)
+	t.Setenv("GOGC", relSoakGOGC)
 	f := newRelFixture(t, grace)
 	tc := f.tc
 	metrics := map[string]any{"metrics_listen": relMetricsListen}
@@ -150,9 +150,9 @@ func TestRelSoakSteady(t *testing.T) {
 		}
 	}
 
-	var samples []soakSample
+	var samples []relSoakSample
 	sample := func(at time.Duration) {
-		s := soakSample{at: at, usage: map[*harness.Node]harness.ProcUsage{}, runtime: map[*harness.Node]relRuntimeStats{}}
+		s := relSoakSample{at: at, usage: map[*harness.Node]harness.ProcUsage{}, runtime: map[*harness.Node]relRuntimeStats{}}
 		for _, n := range f.nodes {
 			pid := n.PID()
 			if pid == 0 {
@@ -174,7 +174,7 @@ func TestRelSoakSteady(t *testing.T) {
 
 	start := time.Now()
 	sample(0)
-	tick := time.NewTicker(soakSampleInterval)
+	tick := time.NewTicker(relSoakInterval)
 	defer tick.Stop()
 	for time.Since(start) < dur {
 		<-tick.C // the soak's clock, not a wait for a condition
@@ -194,12 +194,12 @@ func TestRelSoakSteady(t *testing.T) {
 		}
 	}
 	t.Logf("SOAK %d transient problems (retried successfully) in %d rounds", transient, len(samples)-1)
-	soakReport(t, f.nodes, samples)
+	relSoakReport(t, f.nodes, samples)
 }
 
-// soakReport prints every daemon's series and checks the last third
+// relSoakReport prints every daemon's series and checks the last third
 // against the first.
-func soakReport(t *testing.T, nodes []*harness.Node, samples []soakSample) {
+func relSoakReport(t *testing.T, nodes []*harness.Node, samples []relSoakSample) {
 	t.Helper()
 	third := len(samples) / 3
 	if third < 1 {
