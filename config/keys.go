@@ -14,7 +14,7 @@ var Keys = []keySpec{
 	{"name", "", "human name of this node; default: hostname (may repeat across nodes)"},
 	{"interface", DefaultInterface, "WireGuard interface name, unique per host"},
 	{"listen_port", DefaultListenPort, "WireGuard UDP port"},
-	{"mtu", "auto", "interface MTU: auto (underlay MTU minus 80) or a number 1280-65535"},
+	{"mtu", "auto", "interface MTU: auto (lowest underlay path MTU to the peers minus 80, followed at run time) or a number 1280-65535 (never changed)"},
 	{"private_key_file", DefaultKeyFile, "WireGuard private key, mode 0600"},
 	{"network", DefaultNetwork, "overlay IPv4 network"},
 	{"network6", DefaultNetwork6, "overlay IPv6 network (ULA)"},

@@ -20,6 +20,10 @@ type Mesh interface {
 	SetAddress4(netip.Prefix) error
 	Reconcile([]mesh.Peer) (mesh.ReconcileResult, error)
 	Stats() ([]mesh.PeerStats, error)
+	// PathMTU is the underlay MTU towards dst, overhead not subtracted.
+	PathMTU(dst netip.Addr) (int, error)
+	// SetMTU sets the interface MTU (mtu auto retunes it, see mtu.go).
+	SetMTU(mtu int) error
 	Close() error
 }
 

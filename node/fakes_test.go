@@ -35,6 +35,7 @@ type fakeMesh struct {
 	ev    *events
 	mu    sync.Mutex
 	peers []mesh.Peer
+	mtu   fakeMTU // mtu auto (mtu_test.go)
 }
 
 func (m *fakeMesh) Up() error                      { m.ev.add("mesh.up"); return nil }

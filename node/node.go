@@ -70,6 +70,7 @@ type Node struct {
 	byAddr   map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)
 	rates    rates                     // per-peer byte rates (guarded by mu)
 	removals map[string]bool           // operator removals already applied (guarded by mu)
+	mtu      autoMTU                   // mtu auto (mtu.go); touched only by the sync loop
 }
 
 // New builds the node: it loads the key, claims an address, creates the
@@ -239,12 +240,7 @@ func (n *Node) syncAndWait() {
 func (n *Node) meshConfig(advertise netip.Addr) mesh.Config {
 	mtu := n.cfg.MTU
 	if mtu == 0 {
-		auto, err := n.deps.AutoMTU(advertise) // underlay MTU minus WireGuard overhead
-		if err != nil {
-			n.log.Warn("mtu auto: cannot read the underlay MTU, using 1420", "err", err)
-			auto = 1500 - config.WireGuardOverhead
-		}
-		mtu = auto
+		mtu = n.startMTU(advertise) // mtu auto: follows the paths to the peers from then on (mtu.go)
 	}
 	return mesh.Config{
 		Interface: n.cfg.Interface, PrivateKey: n.key, ListenPort: n.cfg.ListenPort, MTU: mtu,

@@ -54,6 +54,7 @@ func (n *Node) sync() {
 		time.AfterFunc(initiatorDelay/2, n.kick) // the 1 s tick is too coarse for the handshake start
 	}
 	n.mu.Unlock()
+	n.tuneMTU(v) // lower before a peer on a smaller path is added
 	res, err := n.mesh.Reconcile(peers)
 	if err != nil {
 		n.log.Error("wireguard reconcile failed; will retry", "err", err)

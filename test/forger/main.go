@@ -1,9 +1,21 @@
 // Command segmesh-forger is an end-to-end test tool: a gossip member with
-// the cluster key and a genuine fresh WireGuard key that announces a forged
-// node record, claiming overlay addresses its key does not yield (e.g.
-// another node's IPv4 with the earliest possible claim time). Honest nodes
-// must reject the record: never configure it as a WireGuard peer and show it
-// as "untrusted" with a reason.
+// the cluster key that announces a node record for a WireGuard key it does
+// not run a segmesh daemon for. It has two uses:
+//
+//   - Forgery (default): a genuine fresh WireGuard key announcing a forged
+//     record, claiming overlay addresses its key does not yield (-address4,
+//     -address6, e.g. another node's IPv4 with the earliest possible claim
+//     time). Honest nodes must reject the record: never configure it as a
+//     WireGuard peer and show it as "untrusted" with a reason.
+//   - Announcing a foreign peer (-private-key-file): the key of a plain
+//     WireGuard implementation (e.g. Debian's wireguard-go configured with
+//     wg) is announced with a genuine record: the addresses its key yields
+//     by the normal rules (IPv4 candidate 0, the IPv6 hash) claimed now,
+//     unless -address4, -address6 or -claimed say otherwise. Segmesh nodes
+//     then configure that implementation as an ordinary peer. Run it in the
+//     peer's network namespace with -bind set to the peer's underlay
+//     address: nodes take the WireGuard endpoint from the gossip address and
+//     -listen-port.
 //
 // It writes its public key to -pubkey-file once gossip has started and runs
 // until SIGTERM or SIGINT.
@@ -21,6 +33,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
@@ -38,7 +51,9 @@ type options struct {
 	network6   string
 	listenPort int
 	claimed    int64
+	claimedSet bool // -claimed given on the command line
 	pubkeyFile string
+	keyFile    string
 	tags       string
 }
 
@@ -54,10 +69,16 @@ func main() {
 	flag.StringVar(&o.network, "network", "100.80.0.0/16", "overlay IPv4 network")
 	flag.StringVar(&o.network6, "network6", "fd5e:6d00::/48", "overlay IPv6 network")
 	flag.IntVar(&o.listenPort, "listen-port", 51820, "WireGuard port announced")
-	flag.Int64Var(&o.claimed, "claimed", 1, "claim time of the IPv4 address (unix ns)")
+	flag.Int64Var(&o.claimed, "claimed", 1, "claim time of the IPv4 address (unix ns; default 1, or now with -private-key-file)")
 	flag.StringVar(&o.pubkeyFile, "pubkey-file", "", "write the public key here once started")
+	flag.StringVar(&o.keyFile, "private-key-file", "", "announce this WireGuard private key's record (mode 0600) instead of a fresh key's")
 	flag.StringVar(&o.tags, "tags", "role=forger", "declared tags k=v,..")
 	flag.Parse()
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "claimed" {
+			o.claimedSet = true
+		}
+	})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if err := run(o, log); err != nil {
 		log.Error("forger failed", "err", err)
@@ -85,11 +106,14 @@ func run(o options, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("-network6: %w", err)
 	}
-	priv, err := mesh.GenerateKey()
+	priv, err := loadOrGenerateKey(o.keyFile)
 	if err != nil {
 		return err
 	}
 	pub := priv.PublicKey()
+	if o.keyFile != "" && !o.claimedSet {
+		o.claimed = time.Now().UnixNano()
+	}
 	rec := gossip.Record{
 		Format:     gossip.RecordFormat,
 		Name:       o.name,
@@ -146,6 +170,19 @@ func run(o options, log *slog.Logger) error {
 		return fmt.Errorf("gossip shutdown: %w", err)
 	}
 	return nil
+}
+
+// loadOrGenerateKey reads the private key file, or returns a fresh key when
+// path is empty.
+func loadOrGenerateKey(path string) (mesh.Key, error) {
+	if path == "" {
+		return mesh.GenerateKey()
+	}
+	k, err := mesh.LoadPrivateKey(path)
+	if err != nil {
+		return mesh.Key{}, fmt.Errorf("-private-key-file: %w", err)
+	}
+	return k, nil
 }
 
 // readClusterKeys decodes the base64 keys of a cluster.key file.
