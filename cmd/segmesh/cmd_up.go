@@ -24,6 +24,7 @@ func newUp(g *globals) *cobra.Command {
 				return err
 			}
 			log := newLogger(cfg)
+			log.Info("garbage collector", "settings", node.TuneMemory(os.LookupEnv).String())
 			n, err := node.New(cfg, log, node.RealDeps(), version)
 			if err != nil {
 				return err

@@ -1,0 +1,82 @@
+package node
+
+import (
+	"math"
+	"runtime/debug"
+	"testing"
+)
+
+// gcPercent reads the runtime's GOGC without changing it.
+func gcPercent() int {
+	v := debug.SetGCPercent(-1)
+	debug.SetGCPercent(v)
+	return v
+}
+
+// keepGC restores the process's collector settings after a test.
+func keepGC(t *testing.T) {
+	t.Helper()
+	gc, lim := gcPercent(), debug.SetMemoryLimit(-1)
+	t.Cleanup(func() {
+		debug.SetGCPercent(gc)
+		debug.SetMemoryLimit(lim)
+	})
+}
+
+func fakeEnv(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+func TestTuneMemoryDefault(t *testing.T) {
+	keepGC(t)
+	debug.SetGCPercent(100)
+	for _, vars := range []map[string]string{nil, {"GOGC": ""}, {"GOGC": "  "}} {
+		s := TuneMemory(fakeEnv(vars))
+		if got := gcPercent(); got != DefaultGCPercent {
+			t.Errorf("env %v: runtime GOGC %d, want %d", vars, got, DefaultGCPercent)
+		}
+		if s.GCPercent != DefaultGCPercent || s.Source != "default" || s.LimitEnv {
+			t.Errorf("env %v: settings %+v", vars, s)
+		}
+		debug.SetGCPercent(100)
+	}
+}
+
+func TestTuneMemoryRespectsGOGC(t *testing.T) {
+	keepGC(t)
+	for _, v := range []int{77, -1} { // the runtime parsed GOGC=77 / GOGC=off at start
+		debug.SetGCPercent(v)
+		s := TuneMemory(fakeEnv(map[string]string{"GOGC": "set"}))
+		if got := gcPercent(); got != v {
+			t.Errorf("GOGC set: runtime GOGC changed to %d, want %d kept", got, v)
+		}
+		if s.GCPercent != v || s.Source != "GOGC" {
+			t.Errorf("GOGC set: settings %+v, want GCPercent %d from GOGC", s, v)
+		}
+	}
+}
+
+func TestTuneMemoryLimitLeftToRuntime(t *testing.T) {
+	keepGC(t)
+	debug.SetMemoryLimit(64 << 20) // as the runtime would from GOMEMLIMIT=64MiB
+	s := TuneMemory(fakeEnv(map[string]string{"GOMEMLIMIT": "64MiB"}))
+	if got := debug.SetMemoryLimit(-1); got != 64<<20 {
+		t.Errorf("memory limit changed to %d", got)
+	}
+	if !s.LimitEnv || s.Limit != 64<<20 {
+		t.Errorf("settings %+v, want the 64 MiB limit from GOMEMLIMIT", s)
+	}
+	if got, want := s.String(), "GOGC=25 (default), GOMEMLIMIT=64MiB"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	s = TuneMemory(fakeEnv(nil))
+	if got, want := s.String(), "GOGC=25 (default), GOMEMLIMIT=none"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	debug.SetGCPercent(-1)
+	s = TuneMemory(fakeEnv(map[string]string{"GOGC": "off"}))
+	if got, want := s.String(), "GOGC=off (GOGC), GOMEMLIMIT=none"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
