@@ -64,9 +64,10 @@ func (c Config) validate() error {
 // graceful shutdown (not on a crash or a restart that should stay filtered),
 // Close.
 type Firewall struct {
-	cfg  Config
-	log  *slog.Logger
-	conn *nftables.Conn
+	cfg   Config
+	log   *slog.Logger
+	conn  *nftables.Conn // Install, dumps, Remove
+	bconn batchConn      // Apply's batches (see elemBatch)
 
 	mu        sync.Mutex
 	installed bool
@@ -78,7 +79,8 @@ type Firewall struct {
 	cur   *elementSet // what the kernel holds (when known)
 	spare *elementSet // buffers reused for the next desired state
 	build elemBuilder
-	memo  portMemo // the d.Ports behind cur (see portMemo); forgotten whenever known is false
+	batch elemBatch // reused by every Apply
+	memo  portMemo  // the d.Ports behind cur (see portMemo); forgotten whenever known is false
 	audit bool
 	last  batchStats // what the last successful Apply sent (tests, logs)
 	// lastFlush is how long the last Apply's batch took to send and
@@ -96,8 +98,9 @@ type batchStats struct {
 // Install.
 var ErrNotInstalled = errors.New("nftables table not installed")
 
-// NewFirewall validates cfg and opens a lasting netlink connection of the
-// nftables family. opts are passed to nftables.New (e.g.
+// NewFirewall validates cfg and opens two lasting netlink connections of
+// the nftables family: one for Install, Remove and reading, one for Apply's
+// batches (see elemBatch). opts are passed to nftables.New (e.g.
 // nftables.WithNetNSFd to work in another network namespace, or
 // nftables.WithTestDial in tests). It does not touch the ruleset.
 func NewFirewall(cfg Config, log *slog.Logger, opts ...nftables.ConnOption) (*Firewall, error) {
@@ -113,7 +116,13 @@ func NewFirewall(cfg Config, log *slog.Logger, opts ...nftables.ConnOption) (*Fi
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink connection: %w", err)
 	}
-	return &Firewall{cfg: cfg, log: log.With("component", "nftables"), conn: conn}, nil
+	f := &Firewall{cfg: cfg, log: log.With("component", "nftables"), conn: conn,
+		bconn: batchConn{netns: conn.NetNS, testDial: conn.TestDial}}
+	if err := f.bconn.dial(); err != nil {
+		_ = conn.CloseLasting()
+		return nil, fmt.Errorf("open nftables batch connection: %w", err)
+	}
+	return f, nil
 }
 
 // Counters returns the packets and bytes counted by the final rule of chain
@@ -202,12 +211,18 @@ func (f *Firewall) Remove() error {
 	return nil
 }
 
-// Close releases the netlink connection. The ruleset is left as it is.
+// Close releases the netlink connections. The ruleset is left as it is.
 func (f *Firewall) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var errs []error
 	if err := f.conn.CloseLasting(); err != nil {
-		return fmt.Errorf("close nftables netlink connection: %w", err)
+		errs = append(errs, fmt.Errorf("close nftables netlink connection: %w", err))
 	}
-	return nil
+	if err := f.bconn.close(); err != nil {
+		errs = append(errs, fmt.Errorf("close nftables batch connection: %w", err))
+	}
+	return errors.Join(errs...)
 }
 
 // tableExists reports whether table inet segmesh exists.

@@ -3,8 +3,6 @@ package acl
 import (
 	"fmt"
 	"time"
-
-	"github.com/google/nftables"
 )
 
 // Apply makes the kernel's set elements equal to d in ONE atomic netlink
@@ -18,15 +16,18 @@ import (
 // batch is not applied (it is atomic) and the next Apply reads the kernel and
 // retries the full diff.
 //
-// d is validated first (addresses, port-carrying protocols, port order); an
-// invalid d changes nothing. Overlapping port ranges of one source and
-// protocol are merged.
+// d is validated first (addresses, port-carrying protocols, port order, and
+// per family at most 131,072 single-port elements and 32,768 ICMP or "any"
+// sources: the capacities of the hash sets); an invalid d changes nothing. Overlapping port ranges of
+// one source and protocol are merged.
 //
 // Cost: d.Ports sorted by source, like the compiler's output, is compared
 // with the previous one and only the sources whose entries changed are
 // converted and diffed (a join among 10,000 peers does not touch the other
 // 180,000 port elements beyond that comparison); other input takes a full
-// build and diff. Buffers are reused from one Apply to the next.
+// build and diff. Buffers are reused from one Apply to the next. The batch
+// is encoded here and sent on the Firewall's second netlink connection (see
+// elemBatch).
 func (f *Firewall) Apply(d Desired) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -42,36 +43,50 @@ func (f *Firewall) Apply(d Desired) error {
 	if err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
+	for i := range numSets {
+		if c := setCapacity(i); c > 0 && len(want[i]) > c {
+			f.spare = want // the current state and its memo are intact
+			return fmt.Errorf("apply: %d elements for set %s exceed its capacity of %d", len(want[i]), setNames[i], c)
+		}
+	}
 	var st batchStats
-	// Deletions first: an interval element may not overlap one that is still
-	// in the set, even within a transaction.
-	for i, name := range setNames {
-		if !memo || !kinds[i].ports {
+	for i := range numSets {
+		switch {
+		case memo && kinds[i].ports: // diffed by buildWant
+		case len(f.cur[i]) == 0: // all of want: no copy (a first Apply)
+			adds[i], dels[i] = want[i], nil
+		default:
 			adds[i], dels[i] = diffElems(f.cur[i], want[i], nil, nil)
 		}
-		if len(dels[i]) > 0 {
-			_ = f.conn.SetDeleteElements(f.lay.sets[name], kinds[i].setElements(dels[i])) // a queueing error surfaces in Flush
-			st.Dels += len(dels[i])
-		}
 	}
-	for i, name := range setNames {
-		if a := adds[i]; len(a) > 0 {
-			_ = f.conn.SetAddElements(f.lay.sets[name], kinds[i].setElements(a))
-			st.Adds += len(a)
-		}
+	b := &f.batch
+	b.reset()
+	b.reserve(&adds, &dels)
+	// Deletions first: an interval element may not overlap one that is still
+	// in the set, even within a transaction.
+	for i := range numSets {
+		b.elements(true, i, dels[i])
+		st.Dels += len(dels[i])
+	}
+	for i := range numSets {
+		b.elements(false, i, adds[i])
+		st.Adds += len(adds[i])
 	}
 	if d.Audit != f.audit {
-		f.conn.ReplaceRule(&nftables.Rule{Table: f.lay.table, Chain: f.lay.meshIn, Handle: f.lay.finalHandle, Exprs: finalExprs(d.Audit)})
+		if err := b.replaceRule(chainMeshIn, f.lay.finalHandle, finalExprs(d.Audit)); err != nil {
+			return fmt.Errorf("apply: %w", err)
+		}
 		st.ModeSwitched = true
 	}
-	if st == (batchStats{}) {
+	if b.empty() {
 		f.spare = want
 		f.memo.remember(d.Ports, memo)
 		return nil
 	}
 	start := time.Now()
-	err = f.conn.Flush()
+	err = f.bconn.send(b.messages())
 	f.lastFlush = time.Since(start)
+	b.release()
 	if err != nil {
 		f.known = false
 		f.memo.forget()
@@ -79,6 +94,13 @@ func (f *Firewall) Apply(d Desired) error {
 		return fmt.Errorf("apply: nftables batch (+%d -%d elements, mode switch %v): %w", st.Adds, st.Dels, st.ModeSwitched, err)
 	}
 	f.cur, f.spare = want, f.cur
+	// The next Apply builds into spare: size it now, while this batch's
+	// cost dwarfs it, rather than in the next (often a one-peer change).
+	for i := range f.spare {
+		if n := len(f.cur[i]); cap(f.spare[i]) < n {
+			f.spare[i] = make([]elem, 0, n+n/8)
+		}
+	}
 	f.memo.remember(d.Ports, memo)
 	f.audit, f.last = d.Audit, st
 	f.log.Debug("nftables sets updated", "added", st.Adds, "deleted", st.Dels, "elements", want.len(), "audit", d.Audit,
@@ -140,18 +162,23 @@ func (f *Firewall) buildWant(d Desired, want *elementSet, adds, dels *[numSets][
 // the kernel.
 func (f *Firewall) refresh() error {
 	cur := new(elementSet)
-	for i, name := range setNames {
-		elems, err := f.conn.GetSetElements(f.lay.sets[name])
-		if err != nil {
-			return fmt.Errorf("list elements of set %s: %w", name, err)
-		}
-		l := make([]elem, 0, len(elems))
-		for _, se := range elems {
-			e, err := kinds[i].elemFromKernel(name, se)
+	for i := range numSets {
+		var l []elem
+		for shard, name := range kernelSetNames(i) {
+			elems, err := f.conn.GetSetElements(f.lay.sets[name])
 			if err != nil {
-				return err
+				return fmt.Errorf("list elements of set %s: %w", name, err)
 			}
-			l = append(l, e)
+			for _, se := range elems {
+				e, err := kinds[i].elemFromKernel(name, se)
+				if err != nil {
+					return err
+				}
+				if kinds[i].interval && shardOf(e) != shard {
+					return fmt.Errorf("set %s: element %s belongs to shard %d; Install again", name, describeElement(name, se), shardOf(e))
+				}
+				l = append(l, e)
+			}
 		}
 		sortCompact(&l)
 		cur[i] = l

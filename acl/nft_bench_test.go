@@ -99,19 +99,27 @@ func benchFirst(b *testing.B, d Desired) {
 
 // BenchmarkApplyOneJoin applies one peer joining among 10,000 (its 20
 // elements, port elements ranges); the following leave is not timed.
-func BenchmarkApplyOneJoin(b *testing.B) { benchJoin(b, 10000, 10) }
+func BenchmarkApplyOneJoin(b *testing.B) { benchJoin(b, 10000, 10, false) }
 
 // BenchmarkApplyOneJoinExact: the same with single ports.
-func BenchmarkApplyOneJoinExact(b *testing.B) { benchJoin(b, 10000, 0) }
+func BenchmarkApplyOneJoinExact(b *testing.B) { benchJoin(b, 10000, 0, false) }
 
 // BenchmarkApplyOneJoin5000: one peer joining among 5,000 (100,000
 // elements), ranges.
-func BenchmarkApplyOneJoin5000(b *testing.B) { benchJoin(b, 5000, 10) }
+func BenchmarkApplyOneJoin5000(b *testing.B) { benchJoin(b, 5000, 10, false) }
 
 // BenchmarkApplyOneJoin5000Exact: the same with single ports.
-func BenchmarkApplyOneJoin5000Exact(b *testing.B) { benchJoin(b, 5000, 0) }
+func BenchmarkApplyOneJoin5000Exact(b *testing.B) { benchJoin(b, 5000, 0, false) }
 
-func benchJoin(b *testing.B, n int, width uint16) {
+// BenchmarkApplyOneLeave applies one peer of 10,001 leaving (its 20
+// elements deleted, port elements ranges); the join before is not timed.
+func BenchmarkApplyOneLeave(b *testing.B) { benchJoin(b, 10000, 10, true) }
+
+// BenchmarkApplyOneLeaveExact: the same with single ports.
+func BenchmarkApplyOneLeaveExact(b *testing.B) { benchJoin(b, 10000, 0, true) }
+
+// benchJoin times the join of one peer to n (or, with leave, its leave).
+func benchJoin(b *testing.B, n int, width uint16, leave bool) {
 	base := benchDesiredWidth(n, width)
 	joined := benchDesiredWidth(n+1, width)
 	benchFirewalls(b, func(b *testing.B, newFW func() *Firewall) {
@@ -124,19 +132,27 @@ func benchJoin(b *testing.B, n int, width uint16) {
 		}
 		var m applyMeter
 		for b.Loop() {
-			m.start()
-			if err := f.Apply(joined); err != nil {
-				b.Fatal(err)
+			for _, step := range []struct {
+				d     Desired
+				timed bool
+				want  batchStats
+			}{{joined, !leave, batchStats{Adds: 20}}, {base, leave, batchStats{Dels: 20}}} {
+				if !step.timed {
+					b.StopTimer()
+				}
+				m.start()
+				if err := f.Apply(step.d); err != nil {
+					b.Fatal(err)
+				}
+				if step.timed {
+					m.stop(f)
+				}
+				b.StopTimer()
+				if f.last != step.want {
+					b.Fatalf("batch %+v, want %+v", f.last, step.want)
+				}
+				b.StartTimer()
 			}
-			m.stop(f)
-			b.StopTimer()
-			if f.last != (batchStats{Adds: 20}) {
-				b.Fatalf("join batch %+v", f.last)
-			}
-			if err := f.Apply(base); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
 		}
 		m.report(b)
 	})

@@ -54,7 +54,7 @@ type setKind struct {
 	interval bool // key end carried (the range sets)
 }
 
-// kinds gives the kind of every managed set, indexed like setNames.
+// kinds gives the kind of every logical managed set, indexed like setNames.
 var kinds = func() [numSets]setKind {
 	var k [numSets]setKind
 	for i := range numSets {
@@ -109,28 +109,6 @@ func (k setKind) putKey(b []byte, e elem, end bool) {
 	}
 	b[n] = e.proto
 	binary.BigEndian.PutUint16(b[n+4:], port)
-}
-
-// setElements encodes l for a set of kind k. The keys share one backing
-// array (a batch of 200,000 elements costs two allocations, not 400,000).
-func (k setKind) setElements(l []elem) []nftables.SetElement {
-	n := k.keyLen()
-	per := n
-	if k.interval {
-		per = 2 * n
-	}
-	buf := make([]byte, per*len(l))
-	out := make([]nftables.SetElement, len(l))
-	for i, e := range l {
-		b := buf[i*per : (i+1)*per : (i+1)*per]
-		k.putKey(b[:n], e, false)
-		out[i].Key = b[:n:n]
-		if k.interval {
-			k.putKey(b[n:], e, true)
-			out[i].KeyEnd = b[n:]
-		}
-	}
-	return out
 }
 
 // elemFromKernel decodes an element of a set of kind k read from the kernel.
@@ -253,12 +231,12 @@ func (b *elemBuilder) addrs(d Desired, out *elementSet) error {
 		{d.Any, sAny4, sAny6, "any source"},
 	} {
 		for _, a := range g.addrs {
-			a, err := normAddr(a)
-			if err != nil {
-				return fmt.Errorf("%s: %w", g.what, err)
+			if !a.IsValid() {
+				return fmt.Errorf("%s: invalid address", g.what)
 			}
+			// addrElem maps IPv4 as ::ffff:a.b.c.d and drops any zone.
 			set := g.s6
-			if a.Is4() {
+			if a.Is4() || a.Is4In6() {
 				set = g.s4
 			}
 			out[set] = append(out[set], addrElem(a))
@@ -321,10 +299,35 @@ func portError(p PortElement) error {
 
 // sortCompact sorts *l unless it is sorted and removes duplicates.
 func sortCompact(l *[]elem) {
-	if !slices.IsSortedFunc(*l, compareElem) {
-		slices.SortFunc(*l, compareElem)
+	if strictlySorted(*l) {
+		return
 	}
+	slices.SortFunc(*l, compareElem)
 	*l = slices.Compact(*l)
+}
+
+// strictlySorted reports whether l is sorted by compareElem without
+// duplicates (the usual input: a quick pass instead of a sort).
+func strictlySorted(l []elem) bool {
+	for i := 1; i < len(l); i++ {
+		a, b := &l[i-1], &l[i]
+		if a.hi != b.hi {
+			if a.hi > b.hi {
+				return false
+			}
+			continue
+		}
+		if a.lo != b.lo {
+			if a.lo > b.lo {
+				return false
+			}
+			continue
+		}
+		if compareElem(*a, *b) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // mergeInto merges the overlapping or adjacent ranges of the same source
@@ -365,19 +368,6 @@ func desiredElements(d Desired) (*elementSet, error) {
 	return out, nil
 }
 
-func normAddr(a netip.Addr) (netip.Addr, error) {
-	if !a.IsValid() {
-		return a, fmt.Errorf("invalid address")
-	}
-	if a.Is4In6() {
-		a = a.Unmap()
-	}
-	if a.Zone() != "" {
-		a = a.WithZone("")
-	}
-	return a, nil
-}
-
 // diffElems appends to adds the elements of want missing from cur and to
 // dels those of cur missing from want; both inputs are sorted and compacted.
 func diffElems(cur, want, adds, dels []elem) ([]elem, []elem) {
@@ -410,8 +400,8 @@ func describeElement(set string, e nftables.SetElement) string {
 		}
 		return a.String()
 	}
-	i := slices.Index(setNames, set)
-	if i < 0 || !kinds[i].ports {
+	i, ok := logicalSet[set]
+	if !ok || !kinds[i].ports {
 		return addr(e.Key)
 	}
 	n := len(e.Key) - 8

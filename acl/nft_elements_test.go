@@ -156,3 +156,19 @@ func TestElemFromKernel(t *testing.T) {
 		}
 	}
 }
+
+// setElements encodes l for a set of kind k as library elements (tests
+// compare and describe elements in this form).
+func (k setKind) setElements(l []elem) []nftables.SetElement {
+	n := k.keyLen()
+	out := make([]nftables.SetElement, len(l))
+	for i, e := range l {
+		out[i].Key = make([]byte, n)
+		k.putKey(out[i].Key, e, false)
+		if k.interval {
+			out[i].KeyEnd = make([]byte, n)
+			k.putKey(out[i].KeyEnd, e, true)
+		}
+	}
+	return out
+}

@@ -15,6 +15,7 @@ import (
 type portMemo struct {
 	in       []PortElement // the last applied d.Ports (copy); nil: no memo
 	old, new []PortElement // scratch of changed
+	lo       int           // changed(ps) found ps[:lo] equal to in[:lo]
 }
 
 // cleanSrc reports whether a is used as it is in a key (no IPv4-mapped
@@ -34,7 +35,11 @@ func (m *portMemo) remember(ps []PortElement, sorted bool) {
 			return
 		}
 	}
-	m.in = append(m.in[:0], ps...)
+	keep := 0
+	if sorted {
+		keep = min(m.lo, len(m.in), len(ps)) // ps[:m.lo] == m.in[:m.lo]
+	}
+	m.in = append(m.in[:keep], ps[keep:]...)
 	if m.in == nil {
 		m.in = []PortElement{}
 	}
@@ -46,31 +51,53 @@ func (m *portMemo) forget() { m.in = nil }
 // the remembered input and ps: old holds those of the remembered input,
 // new those of ps (both sorted by source; the builder converts each into
 // elements, and their difference is the difference of the whole inputs).
-// The walk compares the two inputs source by source; ok is false when the
-// memo cannot be used (nothing remembered, or ps not sorted by clean
-// source). The returned slices are reused by the next call.
+// ok is false when the memo cannot be used (nothing remembered, or ps not
+// sorted by clean source). The returned slices are reused by the next call.
+//
+// The walk goes source by source, skipping runs of identical entries (and
+// the sources they hold whole) with one comparison per entry: such entries
+// are sorted by clean source as the remembered input was.
 func (m *portMemo) changed(ps []PortElement) (old, new []PortElement, ok bool) {
 	if m.in == nil {
 		return nil, nil, false
 	}
 	prev := m.in
 	old, new = m.old[:0], m.new[:0]
+	m.lo = -1
 	defer func() { m.old, m.new = old, new }()
+	// boundary reports whether a source's entries end before x[p].
+	boundary := func(x []PortElement, p int) bool { return p == len(x) || x[p-1].Src != x[p].Src }
 	i, j := 0, 0
 	for i < len(prev) || j < len(ps) {
-		gi := i
-		for gi < len(prev) && prev[gi].Src == prev[i].Src {
-			gi++
-		}
-		gj := j
 		if j < len(ps) {
 			src := ps[j].Src
 			if !cleanSrc(src) || (j > 0 && ps[j-1].Src.Compare(src) >= 0) {
 				return nil, nil, false // not sorted by source, or not a key as it is
 			}
-			for gj < len(ps) && ps[gj].Src == src {
-				gj++
+		}
+		if i < len(prev) && j < len(ps) && prev[i] == ps[j] {
+			k := 1
+			for i+k < len(prev) && j+k < len(ps) && prev[i+k] == ps[j+k] {
+				k++
 			}
+			for k > 0 && !(boundary(prev, i+k) && boundary(ps, j+k)) {
+				k-- // back to the end of the last source held whole
+			}
+			if k > 0 {
+				i, j = i+k, j+k
+				continue
+			}
+		}
+		if m.lo < 0 {
+			m.lo = j // ps[:j] == prev[:j]
+		}
+		gi := i
+		for gi < len(prev) && prev[gi].Src == prev[i].Src {
+			gi++
+		}
+		gj := j
+		for gj < len(ps) && ps[gj].Src == ps[j].Src {
+			gj++
 		}
 		c := 0
 		switch {
@@ -94,6 +121,9 @@ func (m *portMemo) changed(ps []PortElement) (old, new []PortElement, ok bool) {
 			new = append(new, ps[j:gj]...)
 			j = gj
 		}
+	}
+	if m.lo < 0 {
+		m.lo = len(ps)
 	}
 	return old, new, true
 }

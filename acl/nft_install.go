@@ -2,12 +2,15 @@ package acl
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -114,9 +117,18 @@ func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why str
 	if o, ok := objs[0].(*nftables.NamedObj); !ok || o.Name != counterFinal || o.Type != nftables.ObjTypeCounter {
 		return 0, false, "stateful object is not counter " + counterFinal, nil
 	}
+	for _, m := range []string{mapRanges4, mapRanges6} {
+		elems, err := f.conn.GetSetElements(lay.sets[m])
+		if err != nil {
+			return 0, false, "", fmt.Errorf("list elements of map %s: %w", m, err)
+		}
+		if why := compareShardMap(m, elems); why != "" {
+			return 0, false, why, nil
+		}
+	}
 	want := lay.rules(f.cfg, false)
 	var got []*nftables.Rule
-	for _, c := range []*nftables.Chain{lay.prerouting, lay.meshIn} {
+	for _, c := range lay.chains() {
 		rules, err := f.conn.GetRules(lay.table, c)
 		if err != nil {
 			return 0, false, "", fmt.Errorf("list rules of chain %s: %w", c.Name, err)
@@ -150,27 +162,30 @@ func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why str
 }
 
 func compareChains(got []*nftables.Chain, lay *layout) string {
-	if len(got) != 2 {
-		return fmt.Sprintf("%d chains, want 2", len(got))
+	want := lay.chains()
+	if len(got) != len(want) {
+		return fmt.Sprintf("%d chains, want %d", len(got), len(want))
 	}
+	byName := make(map[string]*nftables.Chain, len(got))
 	for _, c := range got {
-		switch c.Name {
-		case chainPrerouting:
-			w := lay.prerouting
-			if c.Type != w.Type || c.Hooknum == nil || *c.Hooknum != *w.Hooknum ||
-				c.Priority == nil || *c.Priority != *w.Priority || c.Policy == nil || *c.Policy != *w.Policy {
-				return "chain prerouting has another type, hook, priority or policy"
-			}
-		case chainMeshIn:
-			if c.Hooknum != nil {
-				return "chain mesh_in is a base chain"
-			}
-		default:
-			return "unknown chain " + c.Name
+		if byName[c.Name] != nil {
+			return "duplicate chain " + c.Name
 		}
+		byName[c.Name] = c
 	}
-	if got[0].Name == got[1].Name {
-		return "duplicate chain " + got[0].Name
+	for _, w := range want {
+		c := byName[w.Name]
+		switch {
+		case c == nil:
+			return "no chain " + w.Name
+		case w.Hooknum == nil:
+			if c.Hooknum != nil {
+				return "chain " + c.Name + " is a base chain"
+			}
+		case c.Type != w.Type || c.Hooknum == nil || *c.Hooknum != *w.Hooknum ||
+			c.Priority == nil || *c.Priority != *w.Priority || c.Policy == nil || *c.Policy != *w.Policy:
+			return "chain " + c.Name + " has another type, hook, priority or policy"
+		}
 	}
 	return ""
 }
@@ -184,13 +199,56 @@ func compareSets(got []*nftables.Set, lay *layout) string {
 		if !ok {
 			return "unknown set " + s.Name
 		}
+		size := w.Size
+		if w.Constant {
+			size = rangeShards // the element count, sent as the size
+		}
 		// The library does not decode a set's own expressions (the seen
 		// sets' counter); the update rules that use them are compared.
 		if s.KeyType.Name != w.KeyType.Name || s.KeyType.Bytes != w.KeyType.Bytes ||
 			s.Interval != w.Interval || s.Concatenation != w.Concatenation ||
-			s.Constant || s.Anonymous || s.IsMap || s.HasTimeout != w.HasTimeout || s.Dynamic != w.Dynamic ||
-			s.Timeout != w.Timeout || s.Size != w.Size {
+			s.Constant != w.Constant || s.Anonymous || s.IsMap != w.IsMap || s.DataType.Name != w.DataType.Name ||
+			s.HasTimeout != w.HasTimeout || s.Dynamic != w.Dynamic || s.Timeout != w.Timeout || s.Size != size {
 			return "set " + s.Name + " has another type, flags, timeout or size"
+		}
+	}
+	return ""
+}
+
+// compareShardMap compares the elements of map ranges4 or ranges6 with
+// shardMapElements.
+func compareShardMap(name string, got []nftables.SetElement) string {
+	want := shardMapElements(name == mapRanges6)
+	if len(got) != len(want) {
+		return fmt.Sprintf("map %s has %d elements, want %d", name, len(got), len(want))
+	}
+	verdicts := make(map[string]string, len(got))
+	for _, e := range got {
+		// The library returns a verdict's attributes undecoded.
+		var code int32
+		chain := ""
+		as, err := netlink.UnmarshalAttributes(e.Val)
+		if err != nil {
+			return fmt.Sprintf("map %s: element %x: %v", name, e.Key, err)
+		}
+		for _, a := range as {
+			switch a.Type &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER) {
+			case unix.NFTA_VERDICT_CODE:
+				if len(a.Data) == 4 {
+					code = int32(binary.BigEndian.Uint32(a.Data))
+				}
+			case unix.NFTA_VERDICT_CHAIN:
+				chain = strings.TrimRight(string(a.Data), "\x00")
+			}
+		}
+		if code != int32(expr.VerdictJump) {
+			return fmt.Sprintf("map %s: element %x is not a jump", name, e.Key)
+		}
+		verdicts[string(e.Key)] = chain
+	}
+	for _, w := range want {
+		if verdicts[string(w.Key)] != w.VerdictData.Chain {
+			return fmt.Sprintf("map %s: element %x does not jump to %s", name, w.Key, w.VerdictData.Chain)
 		}
 	}
 	return ""

@@ -61,45 +61,102 @@ func checkGolden(t *testing.T, name, got string) {
 }
 
 // installWant is the content of the Install batch for testConfig.
-var installWant = []string{
-	"add table inet segmesh",
-	"add chain segmesh prerouting { type filter hook 0 priority -150; policy 1; }",
-	"add chain segmesh mesh_in",
-	"add object segmesh final type 1",
-	"add set segmesh local4 { keytype 0x7 keylen 4 flags 0x0 }",
-	"add set segmesh local6 { keytype 0x8 keylen 16 flags 0x0 }",
-	"add set segmesh allow4 { keytype 0x730d keylen 12 flags 0x80 }",
-	"add set segmesh allow6 { keytype 0x830d keylen 24 flags 0x80 }",
-	"add set segmesh allow4r { keytype 0x730d keylen 12 flags 0x84 }",
-	"add set segmesh allow6r { keytype 0x830d keylen 24 flags 0x84 }",
-	"add set segmesh icmp4 { keytype 0x7 keylen 4 flags 0x0 }",
-	"add set segmesh icmp6 { keytype 0x8 keylen 16 flags 0x0 }",
-	"add set segmesh any4 { keytype 0x7 keylen 4 flags 0x0 }",
-	"add set segmesh any6 { keytype 0x8 keylen 16 flags 0x0 }",
-	"add set segmesh seen4 { keytype 0x7 keylen 4 flags 0x30 timeout 600000ms size 65535 expr counter }",
-	"add set segmesh seen6 { keytype 0x8 keylen 16 flags 0x30 timeout 600000ms size 65535 expr counter }",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp eq reg 1 736d6573683000000000000000000000; ct load direction => reg 1; cmp eq reg 1 01; accept",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp eq reg 1 736d6573683000000000000000000000; ct load state => reg 1; bitwise reg 1 = (reg 1 & 04000000) ^ 00000000; cmp neq reg 1 00000000; accept",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp eq reg 1 736d6573683000000000000000000000; jump mesh_in",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; ct load direction => reg 1; cmp eq reg 1 01; ct load status => reg 1; bitwise reg 1 = (reg 1 & 20000000) ^ 00000000; cmp neq reg 1 00000000; accept",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; bitwise reg 1 = (reg 1 & ffff0000) ^ 00000000; cmp eq reg 1 64500000; drop",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 16 => reg 1; bitwise reg 1 = (reg 1 & ffff0000) ^ 00000000; cmp eq reg 1 64500000; drop",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; bitwise reg 1 = (reg 1 & ffffffffffff00000000000000000000) ^ 00000000000000000000000000000000; cmp eq reg 1 fd5e6d00000000000000000000000000; drop",
-	"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 24 => reg 1; bitwise reg 1 = (reg 1 & ffffffffffff00000000000000000000) ^ 00000000000000000000000000000000; cmp eq reg 1 fd5e6d00000000000000000000000000; drop",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 16 => reg 1; lookup reg 1 set local4 invert; counter; drop",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; meta load l4proto => reg 9; payload load 2b @ transport header + 2 => reg 10; lookup reg 1 set allow4; accept",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; meta load l4proto => reg 9; payload load 2b @ transport header + 2 => reg 10; lookup reg 1 set allow4r; accept",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; lookup reg 1 set icmp4; meta load l4proto => reg 1; cmp eq reg 1 01; payload load 1b @ transport header + 0 => reg 1; cmp eq reg 1 08; accept",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; lookup reg 1 set any4; accept",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 24 => reg 1; lookup reg 1 set local6 invert; counter; drop",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; meta load l4proto => reg 2; payload load 2b @ transport header + 2 => reg 13; lookup reg 1 set allow6; accept",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; meta load l4proto => reg 2; payload load 2b @ transport header + 2 => reg 13; lookup reg 1 set allow6r; accept",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; lookup reg 1 set icmp6; meta load l4proto => reg 1; cmp eq reg 1 3a; payload load 1b @ transport header + 0 => reg 1; cmp eq reg 1 80; accept",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; lookup reg 1 set any6; accept",
-	"add rule segmesh mesh_in: limit rate 100/1s burst 100 type 0; log group 8476 snaplen 128",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; dynset op 1 reg 1 set seen4 timeout 0s exprs [counter]",
-	"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; dynset op 1 reg 1 set seen6 timeout 0s exprs [counter]",
-	"add rule segmesh mesh_in: objref type 1 name final; drop",
+var installWant = func() []string {
+	shards := func(format string) []string {
+		var out []string
+		for f, fam := range []string{"4", "6"} {
+			for i := range rangeShards {
+				key := fmt.Sprintf("0.0.0.%d", i)
+				if f == 1 {
+					key = netip.AddrFrom16([16]byte{15: byte(i)}).String()
+				}
+				out = append(out, strings.NewReplacer("FAM", fam, "NN", fmt.Sprintf("%03d", i), "KEY", key).Replace(format))
+			}
+		}
+		return out
+	}
+	allowRule := func(fam string) string {
+		if fam == "4" {
+			return "add rule segmesh CHAIN: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; meta load l4proto => reg 9; payload load 2b @ transport header + 2 => reg 10; lookup reg 1 set SET; accept"
+		}
+		return "add rule segmesh CHAIN: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; meta load l4proto => reg 2; payload load 2b @ transport header + 2 => reg 13; lookup reg 1 set SET; accept"
+	}
+	var out []string
+	out = append(out,
+		"add table inet segmesh",
+		"add chain segmesh prerouting { type filter hook 0 priority -150; policy 1; }",
+		"add chain segmesh mesh_in")
+	out = append(out, shards("add chain segmesh rangesFAM_NN")...)
+	out = append(out,
+		"add object segmesh final type 1",
+		"add set segmesh local4 { keytype 0x7 keylen 4 flags 0x0 }",
+		"add set segmesh local6 { keytype 0x8 keylen 16 flags 0x0 }",
+		"add set segmesh allow4 { keytype 0x730d keylen 12 flags 0x80 size 131072 }",
+		"add set segmesh allow6 { keytype 0x830d keylen 24 flags 0x80 size 131072 }")
+	for _, l := range shards("add set segmesh allowFAMr_NN { keytype 0xFAM30d keylen LEN flags 0x84 }") {
+		out = append(out, strings.NewReplacer("0x430d keylen LEN", "0x730d keylen 12", "0x630d keylen LEN", "0x830d keylen 24").Replace(l))
+	}
+	out = append(out,
+		"add set segmesh icmp4 { keytype 0x7 keylen 4 flags 0x0 size 32768 }",
+		"add set segmesh icmp6 { keytype 0x8 keylen 16 flags 0x0 size 32768 }",
+		"add set segmesh any4 { keytype 0x7 keylen 4 flags 0x0 size 32768 }",
+		"add set segmesh any6 { keytype 0x8 keylen 16 flags 0x0 size 32768 }",
+		"add set segmesh seen4 { keytype 0x7 keylen 4 flags 0x30 timeout 600000ms size 65535 expr counter }",
+		"add set segmesh seen6 { keytype 0x8 keylen 16 flags 0x30 timeout 600000ms size 65535 expr counter }")
+	maps := shards("add element rangesFAM { KEY : jump rangesFAM_NN }")
+	out = append(out, "add set segmesh ranges4 { keytype 0x7 keylen 4 flags 0xa size 128 datatype 0xffffff00 }")
+	out = append(out, maps[:rangeShards]...)
+	out = append(out, "add set segmesh ranges6 { keytype 0x8 keylen 16 flags 0xa size 128 datatype 0xffffff00 }")
+	out = append(out, maps[rangeShards:]...)
+	out = append(out,
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp eq reg 1 736d6573683000000000000000000000; ct load direction => reg 1; cmp eq reg 1 01; accept",
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp eq reg 1 736d6573683000000000000000000000; ct load state => reg 1; bitwise reg 1 = (reg 1 & 04000000) ^ 00000000; cmp neq reg 1 00000000; accept",
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp eq reg 1 736d6573683000000000000000000000; jump mesh_in",
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; ct load direction => reg 1; cmp eq reg 1 01; ct load status => reg 1; bitwise reg 1 = (reg 1 & 20000000) ^ 00000000; cmp neq reg 1 00000000; accept",
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; bitwise reg 1 = (reg 1 & ffff0000) ^ 00000000; cmp eq reg 1 64500000; drop",
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 16 => reg 1; bitwise reg 1 = (reg 1 & ffff0000) ^ 00000000; cmp eq reg 1 64500000; drop",
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; bitwise reg 1 = (reg 1 & ffffffffffff00000000000000000000) ^ 00000000000000000000000000000000; cmp eq reg 1 fd5e6d00000000000000000000000000; drop",
+		"add rule segmesh prerouting: meta load iifname => reg 1; cmp neq reg 1 6c6f0000000000000000000000000000; meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 24 => reg 1; bitwise reg 1 = (reg 1 & ffffffffffff00000000000000000000) ^ 00000000000000000000000000000000; cmp eq reg 1 fd5e6d00000000000000000000000000; drop",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 16 => reg 1; lookup reg 1 set local4 invert; counter; drop",
+		strings.NewReplacer("CHAIN", "mesh_in", "SET", "allow4").Replace(allowRule("4")),
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; bitwise reg 1 = (reg 1 & 0000007f) ^ 00000000; lookup reg 1 set ranges4 dreg 0",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; lookup reg 1 set icmp4; meta load l4proto => reg 1; cmp eq reg 1 01; payload load 1b @ transport header + 0 => reg 1; cmp eq reg 1 08; accept",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; lookup reg 1 set any4; accept",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 24 => reg 1; lookup reg 1 set local6 invert; counter; drop",
+		strings.NewReplacer("CHAIN", "mesh_in", "SET", "allow6").Replace(allowRule("6")),
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; bitwise reg 1 = (reg 1 & 0000000000000000000000000000007f) ^ 00000000000000000000000000000000; lookup reg 1 set ranges6 dreg 0",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; lookup reg 1 set icmp6; meta load l4proto => reg 1; cmp eq reg 1 3a; payload load 1b @ transport header + 0 => reg 1; cmp eq reg 1 80; accept",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; lookup reg 1 set any6; accept",
+		"add rule segmesh mesh_in: limit rate 100/1s burst 100 type 0; log group 8476 snaplen 128",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 02; payload load 4b @ network header + 12 => reg 1; dynset op 1 reg 1 set seen4 timeout 0s exprs [counter]",
+		"add rule segmesh mesh_in: meta load nfproto => reg 1; cmp eq reg 1 0a; payload load 16b @ network header + 8 => reg 1; dynset op 1 reg 1 set seen6 timeout 0s exprs [counter]",
+		"add rule segmesh mesh_in: objref type 1 name final; drop")
+	for f, fam := range []string{"4", "6"} {
+		for i := range rangeShards {
+			out = append(out, strings.NewReplacer("CHAIN", shardChains[f][i], "SET", shardNames[f][i]).Replace(allowRule(fam)))
+		}
+	}
+	return out
+}()
+
+// goldenInstall keeps the messages of the Install batch that the golden
+// file holds: all but those of the shards between the first and the last
+// (made by the same code as those two, which it keeps).
+func goldenInstall(msgs []netlink.Message) []netlink.Message {
+	var out []netlink.Message
+	for _, m := range msgs {
+		d := describeMsg(m)[0]
+		skip := false
+		for i := 1; i < rangeShards-1; i++ {
+			for _, name := range []string{shardNames[0][i], shardNames[1][i], shardChains[0][i], shardChains[1][i]} {
+				skip = skip || strings.Contains(d, " "+name+" ") || strings.HasSuffix(d, " "+name) || strings.Contains(d, " "+name+":")
+			}
+		}
+		if !skip {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func TestInstallBatch(t *testing.T) {
@@ -113,10 +170,18 @@ func TestInstallBatch(t *testing.T) {
 	}
 	b := k.batch(0)
 	wantLines(t, "Install batch", describeBatch(b), installWant)
-	checkGolden(t, "install.golden", golden(b))
-	// The last rule of the batch is the final rule; its echoed handle is kept.
-	if f.lay.finalHandle == 0 || f.lay.finalHandle != k.handle {
-		t.Errorf("final rule handle %d, kernel's last handle %d", f.lay.finalHandle, k.handle)
+	checkGolden(t, "install.golden", golden(goldenInstall(b)))
+	// The final rule is the last of mesh_in, followed by the one rule of
+	// each shard chain; its echoed handle is kept.
+	tb := k.table(unix.NFPROTO_INET, TableName)
+	var meshIn []uint64
+	for _, r := range tb.rules {
+		if r.chain == chainMeshIn {
+			meshIn = append(meshIn, r.handle)
+		}
+	}
+	if f.lay.finalHandle == 0 || len(meshIn) != 14 || f.lay.finalHandle != meshIn[13] {
+		t.Errorf("final rule handle %d, mesh_in's rules %v", f.lay.finalHandle, meshIn)
 	}
 }
 
@@ -131,7 +196,7 @@ func TestInstallBatchStructure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(chains) != 2 {
+	if len(chains) != 2+2*rangeShards {
 		t.Fatalf("%d chains", len(chains))
 	}
 	pre := chains[0]
@@ -139,8 +204,14 @@ func TestInstallBatchStructure(t *testing.T) {
 		*pre.Priority != -150 || *pre.Policy != nftables.ChainPolicyAccept {
 		t.Errorf("prerouting chain %+v", pre)
 	}
-	if chains[1].Name != "mesh_in" || chains[1].Hooknum != nil {
-		t.Errorf("mesh_in chain %+v", chains[1])
+	for i, c := range chains[1:] {
+		want := chainMeshIn
+		if i > 0 {
+			want = shardChains[(i-1)/rangeShards][(i-1)%rangeShards]
+		}
+		if c.Name != want || c.Hooknum != nil {
+			t.Errorf("chain %d: %+v, want regular chain %s", i+1, c, want)
+		}
 	}
 	sets, err := c.GetSets(table)
 	if err != nil {
@@ -152,17 +223,26 @@ func TestInstallBatchStructure(t *testing.T) {
 		if s.Dynamic || s.HasTimeout || s.Size != 0 {
 			got[s.Name] += fmt.Sprintf(" dynamic=%v timeout=%v size=%d", s.Dynamic, s.Timeout, s.Size)
 		}
+		if s.IsMap || s.Constant {
+			got[s.Name] += fmt.Sprintf(" map=%v constant=%v data=%s", s.IsMap, s.Constant, s.DataType.Name)
+		}
 	}
 	want := map[string]string{
 		"local4": "ipv4_addr/4 interval=false concat=false", "local6": "ipv6_addr/16 interval=false concat=false",
-		"icmp4": "ipv4_addr/4 interval=false concat=false", "icmp6": "ipv6_addr/16 interval=false concat=false",
-		"any4": "ipv4_addr/4 interval=false concat=false", "any6": "ipv6_addr/16 interval=false concat=false",
-		"allow4":  "ipv4_addr . inet_proto . inet_service/12 interval=false concat=true",
-		"allow6":  "ipv6_addr . inet_proto . inet_service/24 interval=false concat=true",
-		"allow4r": "ipv4_addr . inet_proto . inet_service/12 interval=true concat=true",
-		"allow6r": "ipv6_addr . inet_proto . inet_service/24 interval=true concat=true",
+		"icmp4":   "ipv4_addr/4 interval=false concat=false dynamic=false timeout=0s size=32768",
+		"icmp6":   "ipv6_addr/16 interval=false concat=false dynamic=false timeout=0s size=32768",
+		"any4":    "ipv4_addr/4 interval=false concat=false dynamic=false timeout=0s size=32768",
+		"any6":    "ipv6_addr/16 interval=false concat=false dynamic=false timeout=0s size=32768",
+		"allow4":  "ipv4_addr . inet_proto . inet_service/12 interval=false concat=true dynamic=false timeout=0s size=131072",
+		"allow6":  "ipv6_addr . inet_proto . inet_service/24 interval=false concat=true dynamic=false timeout=0s size=131072",
 		"seen4":   "ipv4_addr/4 interval=false concat=false dynamic=true timeout=10m0s size=65535",
 		"seen6":   "ipv6_addr/16 interval=false concat=false dynamic=true timeout=10m0s size=65535",
+		"ranges4": "ipv4_addr/4 interval=false concat=false dynamic=false timeout=0s size=128 map=true constant=true data=verdict",
+		"ranges6": "ipv6_addr/16 interval=false concat=false dynamic=false timeout=0s size=128 map=true constant=true data=verdict",
+	}
+	for i := range rangeShards {
+		want[shardNames[0][i]] = "ipv4_addr . inet_proto . inet_service/12 interval=true concat=true"
+		want[shardNames[1][i]] = "ipv6_addr . inet_proto . inet_service/24 interval=true concat=true"
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("sets:\n got %v\nwant %v", got, want)
@@ -172,8 +252,22 @@ func TestInstallBatchStructure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := map[string]int{"prerouting": 8, "mesh_in": 14}[chain.Name]; len(rules) != n {
+		n := map[string]int{"prerouting": 8, "mesh_in": 14}[chain.Name]
+		if n == 0 {
+			n = 1 // a shard chain
+		}
+		if len(rules) != n {
 			t.Errorf("chain %s: %d rules, want %d", chain.Name, len(rules), n)
+		}
+	}
+	// The shard maps jump to the shard chains.
+	for _, name := range []string{mapRanges4, mapRanges6} {
+		elems, err := c.GetSetElements(&nftables.Set{Table: table, Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if why := compareShardMap(name, elems); why != "" || len(elems) != rangeShards {
+			t.Errorf("map %s: %d elements: %s", name, len(elems), why)
 		}
 	}
 }

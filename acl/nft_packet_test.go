@@ -248,6 +248,23 @@ func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
 	if p.fw.cur[sAllow4R] == nil || p.fw.cur[sAllow4] == nil || p.fw.cur[sAllow6R] == nil {
 		t.Fatalf("test premise: exact and range sets used: %v", p.fw.cur)
 	}
+	// Range shards: the ranges of other sources, in the client's shard
+	// (100.80.0.129 and fd5e:6d00::81 are 1 modulo 128, like the client's
+	// addresses) or in another one, do not open their ports to the client;
+	// its own range in the same shard set does.
+	sameShard4, sameShard6 := netip.MustParseAddr("100.80.0.129"), netip.MustParseAddr("fd5e:6d00::81")
+	otherShard4, otherShard6 := netip.MustParseAddr("100.80.0.5"), netip.MustParseAddr("fd5e:6d00::5")
+	if shardOf(addrElem(sameShard4)) != shardOf(addrElem(cli4)) || shardOf(addrElem(sameShard6)) != shardOf(addrElem(cli6)) ||
+		shardOf(addrElem(otherShard4)) == shardOf(addrElem(cli4)) {
+		t.Fatal("test premise: shards")
+	}
+	p.apply(Desired{Local: base.Local, Ports: []PortElement{
+		{cli4, ProtoTCP, 8000, 8100}, {otherShard4, ProtoTCP, 9000, 9100}, {sameShard4, ProtoTCP, 9000, 9100},
+		{cli6, ProtoTCP, 8000, 8100}, {otherShard6, ProtoTCP, 9000, 9100}, {sameShard6, ProtoTCP, 9000, 9100}}})
+	p.mustConnect(srv4, 8080)
+	p.mustConnect(srv6, 8080)
+	p.mustTimeOut(srv4, 9090)
+	p.mustTimeOut(srv6, 9090)
 
 	// "any" and ICMP sets.
 	p.apply(Desired{Local: base.Local, Any: []netip.Addr{cli6}})

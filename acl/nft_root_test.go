@@ -2,111 +2,18 @@ package acl
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // These tests run the Firewall against the real kernel, in throwaway network
 // namespaces (root only; see requireRoot).
-
-// wantTable is `nft list table inet segmesh` right after Install for
-// testConfig: the contract layout, as nft itself decodes our bytecode.
-const wantTable = `table inet segmesh {
-	counter final {
-		packets 0 bytes 0
-	}
-
-	set local4 {
-		type ipv4_addr
-	}
-
-	set local6 {
-		type ipv6_addr
-	}
-
-	set allow4 {
-		type ipv4_addr . inet_proto . inet_service
-	}
-
-	set allow6 {
-		type ipv6_addr . inet_proto . inet_service
-	}
-
-	set allow4r {
-		type ipv4_addr . inet_proto . inet_service
-		flags interval
-	}
-
-	set allow6r {
-		type ipv6_addr . inet_proto . inet_service
-		flags interval
-	}
-
-	set icmp4 {
-		type ipv4_addr
-	}
-
-	set icmp6 {
-		type ipv6_addr
-	}
-
-	set any4 {
-		type ipv4_addr
-	}
-
-	set any6 {
-		type ipv6_addr
-	}
-
-	set seen4 {
-		type ipv4_addr
-		size 65535
-		flags dynamic,timeout
-		counter
-		timeout 10m
-	}
-
-	set seen6 {
-		type ipv6_addr
-		size 65535
-		flags dynamic,timeout
-		counter
-		timeout 10m
-	}
-
-	chain prerouting {
-		type filter hook prerouting priority mangle; policy accept;
-		iifname "smesh0" ct direction reply accept
-		iifname "smesh0" ct state related accept
-		iifname "smesh0" jump mesh_in
-		iifname != "lo" ct direction reply ct status dnat accept
-		iifname != "lo" ip saddr 100.80.0.0/16 drop
-		iifname != "lo" ip daddr 100.80.0.0/16 drop
-		iifname != "lo" ip6 saddr fd5e:6d00::/48 drop
-		iifname != "lo" ip6 daddr fd5e:6d00::/48 drop
-	}
-
-	chain mesh_in {
-		ip daddr != @local4 counter packets 0 bytes 0 drop
-		ip saddr . meta l4proto . th dport @allow4 accept
-		ip saddr . meta l4proto . th dport @allow4r accept
-		ip saddr @icmp4 icmp type echo-request accept
-		ip saddr @any4 accept
-		ip6 daddr != @local6 counter packets 0 bytes 0 drop
-		ip6 saddr . meta l4proto . th dport @allow6 accept
-		ip6 saddr . meta l4proto . th dport @allow6r accept
-		ip6 saddr @icmp6 icmpv6 type echo-request accept
-		ip6 saddr @any6 accept
-		limit rate 100/second burst 100 packets log group 8476 snaplen 128
-		update @seen4 { ip saddr }
-		update @seen6 { ip6 saddr }
-		counter name "final" drop
-	}
-}
-`
 
 // nftJSON is the part of `nft -j list ...` the tests read.
 type nftJSON struct {
@@ -118,6 +25,16 @@ type nftObjects struct {
 	prerouting                  map[string]any
 	setTypes                    map[string]string // set -> type/flags
 	elems                       map[string]int    // set -> element count
+}
+
+// count returns the number of elements of a logical set: for allow4r and
+// allow6r, of all their shards.
+func (o nftObjects) count(set string) int {
+	n := 0
+	for _, name := range kernelSetNames(logicalSet[set]) {
+		n += o.elems[name]
+	}
+	return n
 }
 
 func listJSON(t *testing.T, ns *testNS, args ...string) nftObjects {
@@ -178,11 +95,12 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if d := ns.gen() - g; d != 1 {
 		t.Errorf("Install committed %d transactions, want 1", d)
 	}
-	if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != wantTable {
+	if got := normTable(ns.run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
 		t.Errorf("nft list table inet segmesh:\n%s\nwant:\n%s", got, wantTable)
 	}
 	o := listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 22 || o.sets["inet segmesh"] != 12 {
+	// 2 + 256 shard chains, 22 + 256 rules, 10 + 256 sets (and 2 maps).
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 258 || o.rules["inet segmesh"] != 278 || o.sets["inet segmesh"] != 266 {
 		t.Errorf("layout counts: tables %v chains %v rules %v sets %v", o.tables, o.chains, o.rules, o.sets)
 	}
 	if p := o.prerouting; p["type"] != "filter" || p["hook"] != "prerouting" || p["prio"] != float64(-150) || p["policy"] != "accept" {
@@ -191,7 +109,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	for set, want := range map[string]string{
 		"local4": "ipv4_addr <nil>", "local6": "ipv6_addr <nil>", "icmp4": "ipv4_addr <nil>", "any6": "ipv6_addr <nil>",
 		"allow4": "[ipv4_addr inet_proto inet_service] <nil>", "allow6": "[ipv6_addr inet_proto inet_service] <nil>",
-		"allow4r": "[ipv4_addr inet_proto inet_service] [interval]", "allow6r": "[ipv6_addr inet_proto inet_service] [interval]",
+		"allow4r_003": "[ipv4_addr inet_proto inet_service] [interval]", "allow6r_127": "[ipv6_addr inet_proto inet_service] [interval]",
 	} {
 		if got := o.setTypes[set]; got != want {
 			t.Errorf("set %s: %s, want %s", set, got, want)
@@ -205,7 +123,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if err := f.Apply(d); err != nil {
 		t.Fatal(err)
 	}
-	for set, want := range map[string]string{"allow4": "100.80.0.3 . udp . 53", "allow4r": "100.80.0.3 . tcp . 80-90"} {
+	for set, want := range map[string]string{"allow4": "100.80.0.3 . udp . 53", "allow4r_003": "100.80.0.3 . tcp . 80-90"} {
 		if got := ns.run("nft", "list", "set", "inet", "segmesh", set); !strings.Contains(got, want) {
 			t.Errorf("%s lacks %q:\n%s", set, want, got)
 		}
@@ -222,7 +140,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("kept table's rules were recreated:\n%s\nbefore:\n%s", got, handles)
 	}
 	o = listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.rules["inet segmesh"] != 22 || o.elems["allow4"] != 1 || o.elems["allow4r"] != 1 || o.elems["icmp6"] != 1 {
+	if o.tables["inet segmesh"] != 1 || o.rules["inet segmesh"] != 278 || o.elems["allow4"] != 1 || o.elems["allow4r_003"] != 1 || o.elems["icmp6"] != 1 {
 		t.Errorf("after Install over our table: tables %v rules %v elements %v", o.tables, o.rules, o.elems)
 	}
 	if chain := ns.run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {
@@ -247,7 +165,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if d := ns.gen() - g; d != 1 {
 		t.Errorf("recreating Install committed %d transactions, want 1", d)
 	}
-	if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != wantTable {
+	if got := normTable(ns.run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
 		t.Errorf("after recreation:\n%s", got)
 	}
 	if err := f3.Apply(baseDesired()); err != nil {
@@ -291,7 +209,7 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 	if got := ns.gen() - g; got != 1 || f.last != (batchStats{Adds: 20002}) {
 		t.Fatalf("%d transactions, %+v; want 1 transaction of 20002 additions", got, f.last)
 	}
-	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.elems["allow4r"] != 10000 || o.elems["allow6r"] != 10000 {
+	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.count(setAllow4R) != 10000 || o.count(setAllow6R) != 10000 {
 		t.Fatalf("kernel holds %v", o.elems)
 	}
 	// One peer more: a one-element batch.
@@ -326,4 +244,39 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 func peer4(i int) netip.Addr { return netip.AddrFrom4([4]byte{100, 80, 100 + byte(i>>8), byte(i)}) }
 func peer6(i int) netip.Addr {
 	return netip.AddrFrom16([16]byte{0xfd, 0x5e, 0x6d, 0, 13: 1, 14: byte(i >> 8), 15: byte(i)})
+}
+
+// TestRootApplyFailureIsReportedAndRecovered: a batch the kernel refuses
+// (the table was deleted behind the Firewall's back) fails as a whole with
+// the kernel's error; after Install the next Apply succeeds on the same
+// connection (no stale reply left to misread).
+func TestRootApplyFailureIsReportedAndRecovered(t *testing.T) {
+	requireRoot(t)
+	ns := newTestNS(t)
+	f := ns.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(baseDesired()); err != nil {
+		t.Fatal(err)
+	}
+	ns.run("nft", "delete", "table", "inet", TableName)
+	// Many messages, all refused.
+	big := benchDesired(2000)
+	g := ns.gen()
+	if err := f.Apply(big); !errors.Is(err, unix.ENOENT) {
+		t.Fatalf("Apply on a deleted table: %v, want ENOENT", err)
+	}
+	if d := ns.gen() - g; d != 0 {
+		t.Errorf("the refused batch committed %d transactions", d)
+	}
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(big); err != nil {
+		t.Fatalf("Apply after Install: %v", err)
+	}
+	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.count(setAllow4R) != 2000*9 || o.count(setICMP6) != 2000 {
+		t.Errorf("kernel holds %v", o.elems)
+	}
 }

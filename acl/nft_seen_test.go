@@ -73,56 +73,87 @@ func TestDeniedBySourceReadsSeenSets(t *testing.T) {
 	}
 }
 
-// previousLayout queues on c the layout of an earlier version: with
-// seen=false the one before the seen sets; both earlier versions had no
-// range sets (allow4/allow6 were the interval sets holding every port
-// element).
-func previousLayout(t *testing.T, c *nftables.Conn, seen bool) *layout {
+// previousLayout queues on c the layout of an earlier version and returns
+// its sets by name:
+//
+//	1: no seen sets; allow4/allow6 are interval sets holding every port element
+//	2: 1 with the seen sets
+//	3: 2 with single ports in the hash sets allow4/allow6 and ranges in one
+//	   interval set per family, allow4r/allow6r (no shards)
+func previousLayout(t *testing.T, c *nftables.Conn, version int) map[string]*nftables.Set {
 	t.Helper()
 	l := newLayout()
-	l.sets[setAllow4].Interval = true
-	l.sets[setAllow6].Interval = true
 	c.AddTable(l.table)
 	c.AddChain(l.prerouting)
 	c.AddChain(l.meshIn)
 	c.AddObj(l.counter)
-	names := slices.DeleteFunc(slices.Clone(setNames), func(n string) bool { return n == setAllow4R || n == setAllow6R })
-	if seen {
-		names = append(names, seenSetNames...)
-	}
-	for _, name := range names {
-		if err := c.AddSet(l.sets[name], nil); err != nil {
+	sets := map[string]*nftables.Set{}
+	add := func(s nftables.Set) {
+		if err := c.AddSet(&s, nil); err != nil {
 			t.Fatal(err)
 		}
+		sets[s.Name], l.sets[s.Name] = &s, &s
+	}
+	add(*l.sets[setLocal4])
+	add(*l.sets[setLocal6])
+	add(nftables.Set{Table: l.table, Name: setAllow4, KeyType: allowKey4, Concatenation: true, Interval: version < 3})
+	add(nftables.Set{Table: l.table, Name: setAllow6, KeyType: allowKey6, Concatenation: true, Interval: version < 3})
+	if version >= 3 {
+		add(nftables.Set{Table: l.table, Name: setAllow4R, KeyType: allowKey4, Concatenation: true, Interval: true})
+		add(nftables.Set{Table: l.table, Name: setAllow6R, KeyType: allowKey6, Concatenation: true, Interval: true})
+	}
+	for _, name := range []string{setICMP4, setICMP6, setAny4, setAny6} {
+		add(*l.sets[name])
+	}
+	if version >= 2 {
+		add(*l.sets[setSeen4])
+		add(*l.sets[setSeen6])
 	}
 	for _, r := range l.rules(testConfig(), false) {
-		skip := false
+		if r.chain != l.prerouting && r.chain != l.meshIn {
+			continue // a shard chain
+		}
+		exprs := r.exprs
 		for _, e := range r.exprs {
 			switch e := e.(type) {
 			case *expr.Dynset:
-				skip = skip || !seen
+				if version < 2 {
+					exprs = nil
+				}
 			case *expr.Lookup:
-				skip = skip || e.SetName == setAllow4R || e.SetName == setAllow6R
+				switch {
+				case e.SetName != mapRanges4 && e.SetName != mapRanges6:
+				case version < 3:
+					exprs = nil
+				default: // the range set's lookup
+					exprs = l.portMatch(e.SetName == mapRanges4, map[string]string{mapRanges4: setAllow4R, mapRanges6: setAllow6R}[e.SetName])
+				}
 			}
 		}
-		if !skip {
-			c.AddRule(&nftables.Rule{Table: l.table, Chain: r.chain, Exprs: r.exprs})
+		if exprs != nil {
+			c.AddRule(&nftables.Rule{Table: l.table, Chain: r.chain, Exprs: exprs})
 		}
 	}
-	return l
+	return sets
 }
 
 func TestInstallRecreatesPreviousLayout(t *testing.T) {
-	for _, seen := range []bool{false, true} {
-		t.Run(fmt.Sprintf("seen=%v", seen), func(t *testing.T) {
+	for version := 1; version <= 3; version++ {
+		t.Run(fmt.Sprintf("version=%d", version), func(t *testing.T) {
 			k := newFakeKernel(t)
 			c := k.conn()
-			l := previousLayout(t, c, seen)
-			// A range and a single port, both in the interval set allow4.
-			if err := c.SetAddElements(l.sets[setAllow4], []nftables.SetElement{
-				{Key: []byte{100, 80, 0, 3, 6, 0, 0, 0, 0, 80, 0, 0}, KeyEnd: []byte{100, 80, 0, 3, 6, 0, 0, 0, 0, 90, 0, 0}},
-				{Key: []byte{100, 80, 0, 3, 17, 0, 0, 0, 0, 53, 0, 0}, KeyEnd: []byte{100, 80, 0, 3, 17, 0, 0, 0, 0, 53, 0, 0}},
-			}); err != nil {
+			sets := previousLayout(t, c, version)
+			rng := nftables.SetElement{Key: []byte{100, 80, 0, 3, 6, 0, 0, 0, 0, 80, 0, 0}, KeyEnd: []byte{100, 80, 0, 3, 6, 0, 0, 0, 0, 90, 0, 0}}
+			one := nftables.SetElement{Key: []byte{100, 80, 0, 3, 17, 0, 0, 0, 0, 53, 0, 0}}
+			var err error
+			if version < 3 { // a range and a single port, both in the interval set allow4
+				one.KeyEnd = one.Key
+				err = c.SetAddElements(sets[setAllow4], []nftables.SetElement{rng, one})
+			} else {
+				err = errors.Join(c.SetAddElements(sets[setAllow4], []nftables.SetElement{one}),
+					c.SetAddElements(sets[setAllow4R], []nftables.SetElement{rng}))
+			}
+			if err != nil {
 				t.Fatal(err)
 			}
 			if err := c.Flush(); err != nil {
@@ -146,10 +177,15 @@ func TestInstallRecreatesSeenSetWithoutCounter(t *testing.T) {
 	// rule with the rule's counter: the layout differs.
 	k := newFakeKernel(t)
 	f := installed(t, k)
+	var update4 []expr.Any // update @seen4 { ip saddr counter }: two rules before the final one
 	rules := f.lay.rules(testConfig(), false)
-	update4 := rules[len(rules)-3].exprs // update @seen4 { ip saddr counter }
-	if _, ok := update4[len(update4)-1].(*expr.Dynset); !ok {
-		t.Fatalf("rule before last but one is not the seen4 update: %v", update4)
+	for i, r := range rules {
+		if r.final {
+			update4 = rules[i-2].exprs
+		}
+	}
+	if d, ok := update4[len(update4)-1].(*expr.Dynset); !ok || d.SetName != setSeen4 {
+		t.Fatalf("rule before last but one of mesh_in is not the seen4 update: %v", update4)
 	}
 	var list []netlink.Attribute
 	for _, e := range update4 {
@@ -263,48 +299,14 @@ func TestRootDeniedBySource(t *testing.T) {
 	})
 }
 
-// previousTable is wantTable as an earlier version wrote it: with
-// seen=false the one before the seen sets; both had no range sets
-// (allow4/allow6 were interval sets holding every port element).
-func previousTable(t *testing.T, seen bool) string {
-	t.Helper()
-	cuts := []string{
-		"\tset allow4r {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t\tflags interval\n\t}\n\n",
-		"\tset allow6r {\n\t\ttype ipv6_addr . inet_proto . inet_service\n\t\tflags interval\n\t}\n\n",
-		"\t\tip saddr . meta l4proto . th dport @allow4r accept\n",
-		"\t\tip6 saddr . meta l4proto . th dport @allow6r accept\n",
-	}
-	if !seen {
-		cuts = append(cuts,
-			"\tset seen4 {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\tcounter\n\t\ttimeout 10m\n\t}\n\n",
-			"\tset seen6 {\n\t\ttype ipv6_addr\n\t\tsize 65535\n\t\tflags dynamic,timeout\n\t\tcounter\n\t\ttimeout 10m\n\t}\n\n",
-			"\t\tupdate @seen4 { ip saddr }\n", "\t\tupdate @seen6 { ip6 saddr }\n")
-	}
-	old := wantTable
-	for _, cut := range cuts {
-		if !strings.Contains(old, cut) {
-			t.Fatalf("wantTable lacks %q", cut)
-		}
-		old = strings.Replace(old, cut, "", 1)
-	}
-	for _, fam := range []string{"ipv4", "ipv6"} {
-		set := "\t\ttype " + fam + "_addr . inet_proto . inet_service\n\t}\n"
-		if !strings.Contains(old, set) {
-			t.Fatalf("wantTable lacks %q", set)
-		}
-		old = strings.Replace(old, set, "\t\ttype "+fam+"_addr . inet_proto . inet_service\n\t\tflags interval\n\t}\n", 1)
-	}
-	return old
-}
-
 // TestRootInstallOverPreviousLayout: a table written by an earlier version
 // is replaced by the current layout in one transaction.
 func TestRootInstallOverPreviousLayout(t *testing.T) {
 	requireRoot(t)
-	for _, seen := range []bool{false, true} {
-		t.Run(fmt.Sprintf("seen=%v", seen), func(t *testing.T) {
+	for version := 1; version <= 3; version++ {
+		t.Run(fmt.Sprintf("version=%d", version), func(t *testing.T) {
 			ns := newTestNS(t)
-			old := previousTable(t, seen)
+			old := previousTable(t, version)
 			file := filepath.Join(t.TempDir(), "old.nft")
 			if err := os.WriteFile(file, []byte(old), 0o600); err != nil {
 				t.Fatal(err)
@@ -313,7 +315,12 @@ func TestRootInstallOverPreviousLayout(t *testing.T) {
 			if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != old {
 				t.Fatalf("previous layout not loaded as written:\n%s", got)
 			}
-			ns.run("nft", "add element inet segmesh allow4 { 100.80.0.3 . tcp . 80-90, 100.80.0.3 . udp . 53 }")
+			if version < 3 {
+				ns.run("nft", "add element inet segmesh allow4 { 100.80.0.3 . tcp . 80-90, 100.80.0.3 . udp . 53 }")
+			} else {
+				ns.run("nft", "add element inet segmesh allow4 { 100.80.0.3 . udp . 53 }")
+				ns.run("nft", "add element inet segmesh allow4r { 100.80.0.3 . tcp . 80-90 }")
+			}
 			g := ns.gen()
 			f := ns.firewall(testConfig())
 			if err := f.Install(); err != nil {
@@ -322,7 +329,7 @@ func TestRootInstallOverPreviousLayout(t *testing.T) {
 			if d := ns.gen() - g; d != 1 {
 				t.Errorf("Install over the previous layout committed %d transactions, want 1", d)
 			}
-			if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != wantTable {
+			if got := normTable(ns.run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
 				t.Errorf("after Install over the previous layout:\n%s", got)
 			}
 			if err := f.Apply(baseDesired()); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -84,8 +85,8 @@ func TestApplyFromScratchAddsOnlyElements(t *testing.T) {
 		"add element local6 { fd5e:6d00::2 }",
 		"add element allow4 { 100.80.0.3 . 17 . 53 }",
 		"add element allow6 { fd5e:6d00::3 . 17 . 53 }",
-		"add element allow4r { 100.80.0.3 . 6 . 80-90 }",
-		"add element allow6r { fd5e:6d00::3 . 6 . 80-90 }",
+		"add element allow4r_003 { 100.80.0.3 . 6 . 80-90 }",
+		"add element allow6r_003 { fd5e:6d00::3 . 6 . 80-90 }",
 		"add element icmp4 { 100.80.0.3 }",
 		"add element icmp6 { fd5e:6d00::3 }",
 	})
@@ -93,7 +94,7 @@ func TestApplyFromScratchAddsOnlyElements(t *testing.T) {
 	// and of a range element (key and key end).
 	var elems []netlink.Message
 	for _, m := range k.batch(1) {
-		if d := describeMsg(m)[0]; strings.Contains(d, "allow4 ") || strings.Contains(d, "allow4r ") {
+		if d := describeMsg(m)[0]; strings.Contains(d, "allow4 ") || strings.Contains(d, "allow4r_003 ") {
 			elems = append(elems, m)
 		}
 	}
@@ -144,20 +145,20 @@ func TestApplyRangeChangeDeletesBeforeAdding(t *testing.T) {
 	d.Ports[0].PortHi = 100 // 80-90 -> 80-100 overlaps the old element
 	got := newBatch(t, k, func() error { return f.Apply(d) })
 	wantLines(t, "range change", got, []string{
-		"delete element allow4r { 100.80.0.3 . 6 . 80-90 }",
-		"add element allow4r { 100.80.0.3 . 6 . 80-100 }",
+		"delete element allow4r_003 { 100.80.0.3 . 6 . 80-90 }",
+		"add element allow4r_003 { 100.80.0.3 . 6 . 80-100 }",
 	})
 	// A range narrowed to one port moves to the exact-port set, and back.
 	d.Ports[0].PortHi = 80
 	got = newBatch(t, k, func() error { return f.Apply(d) })
 	wantLines(t, "range to single port", got, []string{
-		"delete element allow4r { 100.80.0.3 . 6 . 80-100 }",
+		"delete element allow4r_003 { 100.80.0.3 . 6 . 80-100 }",
 		"add element allow4 { 100.80.0.3 . 6 . 80 }",
 	})
 	got = newBatch(t, k, func() error { return f.Apply(baseDesired()) })
 	wantLines(t, "single port to range", got, []string{
 		"delete element allow4 { 100.80.0.3 . 6 . 80 }",
-		"add element allow4r { 100.80.0.3 . 6 . 80-90 }",
+		"add element allow4r_003 { 100.80.0.3 . 6 . 80-90 }",
 	})
 	wantLines(t, "kernel allow4", k.elements("allow4"), []string{"100.80.0.3 . 17 . 53"})
 	wantLines(t, "kernel allow4r", k.elements("allow4r"), []string{"100.80.0.3 . 6 . 80-90"})
@@ -219,7 +220,7 @@ func TestApplyFailureIsAtomicAndRetried(t *testing.T) {
 	// The retry sends the whole diff again (after reading the kernel).
 	got := newBatch(t, k, func() error { return f.Apply(next) })
 	wantLines(t, "retry", got, []string{
-		"delete element allow4r { 100.80.0.3 . 6 . 80-90 }",
+		"delete element allow4r_003 { 100.80.0.3 . 6 . 80-90 }",
 		"add element allow4 { 100.80.0.4 . 6 . 5432 }",
 		"add element allow6 { fd5e:6d00::4 . 6 . 5432 }",
 		"add element any4 { 100.80.0.4 }",
@@ -257,5 +258,72 @@ func TestApplyBeforeInstall(t *testing.T) {
 	}
 	if _, _, err := f.Counters(); !errors.Is(err, ErrNotInstalled) {
 		t.Fatalf("Counters before Install: %v", err)
+	}
+}
+
+func TestApplyRefusesMoreElementsThanTheSetsHold(t *testing.T) {
+	// exactSetSize+1 single ports of IPv4 sources (odd ports: no two merge
+	// into a range).
+	ports := baseDesired()
+	ports.Ports = nil
+	for src := 0; len(ports.Ports) <= exactSetSize; src++ {
+		for _, proto := range []uint8{ProtoTCP, ProtoUDP} {
+			for port := 1; port < 65536 && len(ports.Ports) <= exactSetSize; port += 2 {
+				ports.Ports = append(ports.Ports, PortElement{peer4(src), proto, uint16(port), uint16(port)})
+			}
+		}
+	}
+	// sourceSetSize+1 IPv6 sources allowed ICMP.
+	icmp := baseDesired()
+	for i := range sourceSetSize + 1 {
+		icmp.ICMP = append(icmp.ICMP, netip.AddrFrom16([16]byte{0xfd, 0x5e, 0x6d, 0, 12: 1, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}))
+	}
+	for name, d := range map[string]Desired{"single ports": ports, "icmp sources": icmp} {
+		t.Run(name, func(t *testing.T) {
+			k := newFakeKernel(t)
+			f := installed(t, k)
+			if err := f.Apply(baseDesired()); err != nil {
+				t.Fatal(err)
+			}
+			got := newBatch(t, k, func() error {
+				if err := f.Apply(d); err == nil || !strings.Contains(err.Error(), "capacity") {
+					return fmt.Errorf("Apply over the capacity: %v, want a capacity error", err)
+				}
+				return nil
+			})
+			if got != nil {
+				t.Errorf("refused Apply sent %d messages", len(got))
+			}
+			// The state is intact: the next Apply sends only its difference.
+			got = newBatch(t, k, func() error { return f.Apply(withPeerB(baseDesired())) })
+			wantLines(t, "join after the refused Apply", got, []string{
+				"add element allow4 { 100.80.0.4 . 6 . 5432 }",
+				"add element allow6 { fd5e:6d00::4 . 6 . 5432 }",
+				"add element any4 { 100.80.0.4 }",
+				"add element any6 { fd5e:6d00::4 }",
+			})
+		})
+	}
+}
+
+func TestApplyRefusesRangeInTheWrongShard(t *testing.T) {
+	k := newFakeKernel(t)
+	installed(t, k)
+	// Someone put 100.80.0.3's range into shard 4.
+	c := k.conn()
+	if err := c.SetAddElements(&nftables.Set{Table: &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}, Name: shardNames[0][4]},
+		kinds[sAllow4R].setElements([]elem{{lo: v4mapped | 0x64500003, proto: ProtoTCP, portLo: 80, portHi: 90}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	f := k.firewall(testConfig())
+	if got := newBatch(t, k, f.Install); got != nil {
+		t.Fatalf("Install did not keep the table: %v", got)
+	}
+	err := f.Apply(baseDesired())
+	if err == nil || !strings.Contains(err.Error(), "shard") {
+		t.Fatalf("Apply over a misplaced element: %v, want an error naming the shard", err)
 	}
 }

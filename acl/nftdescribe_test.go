@@ -40,6 +40,9 @@ func describeMsg(m netlink.Message) []string {
 				extra += fmt.Sprintf(" size %d", binary.BigEndian.Uint32(size))
 			}
 		}
+		if dt := attr(as, unix.NFTA_SET_DATA_TYPE); dt != nil {
+			extra += fmt.Sprintf(" datatype %#x", binary.BigEndian.Uint32(dt))
+		}
 		if e := attr(as, nftaSetExpr); e != nil {
 			extra += " expr " + attrStr(parseAttrs(e), unix.NFTA_EXPR_NAME)
 		}
@@ -70,12 +73,27 @@ func describeMsg(m netlink.Message) []string {
 		var out []string
 		for _, a := range parseAttrs(list) {
 			e := nftables.SetElement{Key: elemKey(a.Data, unix.NFTA_SET_ELEM_KEY), KeyEnd: elemKey(a.Data, nftables.NFTA_SET_ELEM_KEY_END)}
-			out = append(out, fmt.Sprintf("%s %s { %s }", op, set, describeElement(set, e)))
+			out = append(out, fmt.Sprintf("%s %s { %s%s }", op, set, describeElement(set, e), describeElemData(a.Data)))
 		}
 		return out
 	default:
 		return []string{fmt.Sprintf("message type %d", typ)}
 	}
+}
+
+// describeElemData renders a map element's verdict (" : jump chain"), or
+// nothing for a set element.
+func describeElemData(raw []byte) string {
+	data := attr(parseAttrs(raw), unix.NFTA_SET_ELEM_DATA)
+	if data == nil {
+		return ""
+	}
+	v := parseAttrs(attr(parseAttrs(data), unix.NFTA_DATA_VERDICT))
+	code := int32(binary.BigEndian.Uint32(attr(v, unix.NFTA_VERDICT_CODE)))
+	if code == int32(expr.VerdictJump) {
+		return " : jump " + attrStr(v, unix.NFTA_VERDICT_CHAIN)
+	}
+	return fmt.Sprintf(" : verdict %d", code)
 }
 
 func describeBatch(msgs []netlink.Message) []string {
@@ -158,6 +176,9 @@ func describeExpr(e expr.Any) string {
 		inv := ""
 		if v.Invert {
 			inv = " invert"
+		}
+		if v.IsDestRegSet {
+			inv += fmt.Sprintf(" dreg %d", v.DestRegister)
 		}
 		return fmt.Sprintf("lookup reg %d set %s%s", v.SourceRegister, v.SetName, inv)
 	case *expr.Verdict:

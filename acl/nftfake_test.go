@@ -109,7 +109,8 @@ func (k *fakeKernel) table(family byte, name string) *fakeTable {
 	return nil
 }
 
-// elements returns the described elements of a set of table inet segmesh.
+// elements returns the described elements of a set of table inet segmesh;
+// for allow4r and allow6r, those of all their shards.
 func (k *fakeKernel) elements(set string) []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -117,9 +118,13 @@ func (k *fakeKernel) elements(set string) []string {
 	if t == nil {
 		return nil
 	}
+	names := []string{set}
+	if i, ok := logicalSet[set]; ok {
+		names = kernelSetNames(i)
+	}
 	var out []string
 	for _, s := range t.sets {
-		if s.name == set {
+		if slices.Contains(names, s.name) {
 			for _, e := range s.elems {
 				out = append(out, describeElement(set, nftables.SetElement{Key: e.key, KeyEnd: e.end}))
 			}
@@ -214,7 +219,12 @@ func (k *fakeKernel) doBatch(msgs []netlink.Message) ([]netlink.Message, error) 
 		}
 		return replies, nil
 	}
-	k.batches = append(k.batches, slices.Clone(msgs))
+	// Keep copies: the sender may reuse its buffers.
+	kept := make([]netlink.Message, len(msgs))
+	for i, m := range msgs {
+		kept[i] = netlink.Message{Header: m.Header, Data: slices.Clone(m.Data)}
+	}
+	k.batches = append(k.batches, kept)
 	saved, savedHandle := k.clone(), k.handle
 	var replies []netlink.Message
 	for _, m := range msgs {

@@ -62,8 +62,15 @@ func segmeshSets(ns string) (nftSets, error) {
 			}
 			elems = append(elems, str)
 		}
+		// The range sets are sharded by source (allow4r_000..allow4r_127):
+		// the model knows them as one set per family.
+		name := s.Name
+		if i := strings.Index(name, "r_"); i > 0 && strings.HasPrefix(name, "allow") {
+			name = name[:i+1]
+		}
+		elems = append(sets[name], elems...)
 		sort.Strings(elems)
-		sets[s.Name] = elems
+		sets[name] = elems
 	}
 	return sets, nil
 }
