@@ -42,13 +42,14 @@ demo-down:
 	$(ROOT) $(GO) run ./test/cmd/demo down
 
 ## bench: the benchmark suite (data plane vs upstream wireguard-go and raw veth,
-## crypto ceiling, mesh formation/propagation, gossip at scale, control-plane
-## cost, footprint) in network namespaces (as root): prints one table and
-## writes BENCHMARKS.md. Under 15 minutes. Not part of `make test`.
+## crypto ceiling, mesh formation/propagation/revocation, gossip at scale,
+## control-plane cost, footprint, Go benchmarks) in network namespaces (as
+## root): prints one table and writes BENCHMARKS.md. Under 15 minutes on a
+## quiet 2-core machine. Not part of `make test`.
 bench:
 	$(ROOT) $(GO) run ./test/bench/cmd/bench -out BENCHMARKS.md
 
-## bench-quick: the same suite reduced (fewer/shorter runs, 100 gossip nodes), under 3 minutes
+## bench-quick: the same suite reduced (fewer/shorter runs, 50 gossip nodes), under 3 minutes
 bench-quick:
 	$(ROOT) $(GO) run ./test/bench/cmd/bench -quick -out BENCHMARKS.md
 

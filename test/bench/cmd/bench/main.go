@@ -25,23 +25,35 @@ import (
 // Params sizes the suite.
 type Params struct {
 	Mode          string
-	Runs          int           // throughput runs per configuration (alternated)
-	Secs          int           // seconds per iperf3 run
-	LatRounds     int           // alternated latency rounds
-	PingsPerRound int           // echo requests per round and tunnel
-	RRPerRound    int           // TCP round trips per round and tunnel
-	MeshNodes     int           // nodes of the propagation cluster
-	PropRounds    int           // tag/policy changes measured
-	GossipNodes   int           // simulated in-process gossip nodes
-	GossipIdle    time.Duration // idle bandwidth window
-	CPUWindow     time.Duration // idle CPU window
-	JoinWait      time.Duration // bound on waiting for simulated members to converge
-	BenchTime     string        // -benchtime of the acl benchmarks
+	Runs          int // throughput runs per configuration (alternated)
+	Secs          int // seconds per iperf3 run
+	LatRounds     int // alternated latency rounds
+	PingsPerRound int // echo requests per round and tunnel
+	RRPerRound    int // TCP round trips per round and tunnel
+	MeshNodes     int // nodes of the propagation cluster
+	PropRounds    int // tag/policy changes measured
+	RevRounds     int // revocations measured (the last by public key)
+
+	GossipNodes int // simulated in-process gossip nodes
+	GossipBatch int // simulated nodes started at once
+	GossipSweep int // idle cost measured at every multiple of this size on the way up
+	// GossipProbe and GossipProbeTimeout relax the simulated nodes' failure
+	// detector (0: production, 1 s / 500 ms).
+	GossipProbe        time.Duration
+	GossipProbeTimeout time.Duration
+	GossipDrain        time.Duration // wait at most this for the join broadcasts to run out
+	GossipIdle         time.Duration // idle bandwidth window
+	GossipIdleProfile  string        // CPU profile of row 6's idle window ("" none)
+	JoinWait           time.Duration // bound on starting the simulated nodes
+
+	CPUWindow   time.Duration // idle CPU window
+	BenchTime   string        // -benchtime of the acl benchmarks
+	GoBenchTime string        // -benchtime of the Go benchmarks section
 }
 
 var (
-	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, GossipNodes: 300, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 90 * time.Second, BenchTime: "5x"}
-	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, GossipNodes: 50, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 20 * time.Second, BenchTime: "1x"}
+	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, RevRounds: 4, GossipNodes: 700, GossipBatch: 50, GossipSweep: 100000, GossipProbe: 5 * time.Second, GossipProbeTimeout: 3 * time.Second, GossipDrain: 150 * time.Second, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 6 * time.Minute, BenchTime: "5x", GoBenchTime: "1s"}
+	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, RevRounds: 2, GossipNodes: 50, GossipBatch: 50, GossipSweep: 1000, GossipDrain: 30 * time.Second, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 30 * time.Second, BenchTime: "1x", GoBenchTime: "100ms"}
 )
 
 func main() {
@@ -54,11 +66,37 @@ func main() {
 	}
 	quickFlag := flag.Bool("quick", false, "reduced suite (under 3 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "markdown report to write (\"\" = none)")
-	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,gossip,acl,footprint); empty = all")
+	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,revocation,gossip,acl,footprint,gobench); empty = all")
+	gossipNodes := flag.Int("gossip-nodes", 0, "simulated gossip nodes of row 6 (0: the mode's default)")
+	gossipProbe := flag.Duration("gossip-probe", -1, "row 6: probe interval of the simulated nodes (0: production 1s; default: the mode's)")
+	gossipProbeTimeout := flag.Duration("gossip-probe-timeout", -1, "row 6: probe timeout of the simulated nodes (0: production 500ms; default: the mode's)")
+	gossipIdleProfile := flag.String("gossip-idle-profile", "", "row 6: write a CPU profile of the idle window to this file")
+	gossipSweep := flag.Int("gossip-sweep", 0, "row 6: measure the idle cost at every multiple of this many nodes on the way up (0: the mode's default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer stop()
+	}
 	p := full
 	if *quickFlag {
 		p = quick
+	}
+	if *gossipNodes > 0 {
+		p.GossipNodes = *gossipNodes
+	}
+	if *gossipProbe >= 0 {
+		p.GossipProbe = *gossipProbe
+	}
+	if *gossipProbeTimeout >= 0 {
+		p.GossipProbeTimeout = *gossipProbeTimeout
+	}
+	p.GossipIdleProfile = *gossipIdleProfile
+	if *gossipSweep > 0 {
+		p.GossipSweep = *gossipSweep
 	}
 	if os.Geteuid() != 0 {
 		log.Fatal("bench needs root (network namespaces, nftables)")
@@ -105,13 +143,25 @@ func main() {
 	})
 	timed("crypto", func() []Row { return benchCrypto(p, dp) })
 	timed("mesh", func() []Row { return benchMesh(env, p) })
+	timed("revocation", func() []Row { return benchRevocation(env, p) })
 	timed("gossip", func() []Row { return benchGossip(p) })
 	timed("acl", func() []Row { return benchACL(env, p) })
 	timed("footprint", func() []Row { return benchFootprint(env, p) })
+	var sections []string
+	if run("gobench") {
+		t0 := time.Now()
+		logf("== gobench")
+		benches, errs := runGoBenches(env, p.GoBenchTime)
+		logf("== gobench took %s", time.Since(t0).Round(time.Second))
+		sections = append(sections, goBenchMarkdown(benches, errs, p.GoBenchTime))
+	}
 
 	elapsed := time.Since(start)
 	fmt.Println()
 	printTable(os.Stdout, rows)
+	for _, sec := range sections {
+		fmt.Printf("\n%s", sec)
+	}
 	fmt.Printf("\n%s suite took %s\n", p.Mode, elapsed.Round(time.Second))
 	m := machine()
 	m.Load = "start " + loadStart + ", end " + loadavg()
@@ -121,7 +171,7 @@ func main() {
 		fmt.Println("WARNING: the machine was busy with other work (load above the CPU count): figures are distorted")
 	}
 	if *out != "" {
-		if err := writeMarkdown(*out, m, p.Mode, elapsed, rows, methodText(p)); err != nil {
+		if err := writeMarkdown(*out, m, p.Mode, elapsed, rows, sections, methodText(p)); err != nil {
 			log.Fatal(err)
 		}
 		fmt.Printf("wrote %s\n", *out)

@@ -21,13 +21,38 @@ func methodText(p Params) string {
   `+"`wg show`"+` having a handshake with every peer. Propagation is measured on the data plane: a prober in the
   changing node's namespace dials a TCP port on every other node every 20 ms and logs when each starts/stops
   answering; the delay runs from the command (reload / policy apply) to that moment, for grants and removals.
-- **Gossip at scale (row 6).** Up to %d gossip.New nodes in this process on loopback addresses, production LAN
-  timings, genuine records. Bandwidth from memberlist's own byte counters (go-metrics), per node on average.
+  Revocation (5d) uses a second %d-node cluster in CA mode (`+"`ca init`"+`, `+"`cert issue`"+` per node, signed policy):
+  `+"`cert revoke`"+` through n0's socket, timed until every server refuses the revoked node's probe; after a
+  revocation by serial the node gets a new certificate and reloads, the last round revokes its key.
+- **Gossip at scale (row 6).** %d gossip.New nodes in this process on loopback addresses 127.1.x.y (real UDP/TCP
+  sockets, memberlist's own transport), genuine records, encrypted and labelled, started in batches of %d seeded
+  from earlier batches. Dissemination uses production LAN timings (gossip every 200 ms to 3 nodes, retransmit
+  mult 4, push/pull every 30 s scaled by cluster size); %s.
+  The Go garbage collector is held off (memory limit 8 GiB) while the simulation runs: the simulated nodes share
+  one heap, whereas separate daemons each collect their own small one. Spread times come from each node's own
+  Changes signal (tag) or document handler (document); bandwidth from memberlist's own byte counters
+  (go-metrics), per node on average; CPU from getrusage of this process.
+- **Go benchmarks.** `+"`go test -bench ... -benchmem -benchtime %s`"+` of the compiler, the nft diff (acl) and the
+  node record codec (gossip), run by this program in the same run; see their section.
 - **Control plane (row 7).** The acl package's Go benchmarks (`+"`go test -run '^$' -bench ... -benchtime %s ./acl/`"+`),
   ns/op of the kernel variants for the applies.
 - **Footprint (row 8).** One real daemon and simulated gossip members announcing genuine records in a second
   namespace on its underlay; RSS from /proc/PID/status, CPU from /proc/PID/stat over %s.
 
 Ratios: measured / reference for comparisons, measured / target for absolute targets.`,
-		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.GossipNodes, p.BenchTime, p.CPUWindow)
+		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipFD(p),
+		p.GoBenchTime, p.BenchTime, p.CPUWindow)
+}
+
+// gossipFD describes the simulated nodes' failure detector.
+func gossipFD(p Params) string {
+	if p.GossipProbe <= 0 {
+		return "the failure detector has production timings too (probe every 1 s, 500 ms timeout)"
+	}
+	return fmt.Sprintf("the failure detector is relaxed to a probe every %s with a %s timeout (production: 1 s, 500 ms): "+
+		"with production probes, one process of a few hundred simulated nodes on this 2-core machine misses ack deadlines "+
+		"during join bursts, raises false suspicions, and each one costs a broadcast to every node (a spiral that "+
+		"took the simulation down from about 425 nodes); probes carry piggybacked broadcasts, so fewer probes can only "+
+		"slow the measured spread, and the idle UDP (probe) traffic is scaled back to one probe a second in row 6c",
+		p.GossipProbe, p.GossipProbeTimeout)
 }

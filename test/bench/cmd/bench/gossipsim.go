@@ -1,0 +1,427 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	metrics "github.com/hashicorp/go-metrics"
+
+	"github.com/segmesh/segmesh/gossip"
+	"github.com/segmesh/segmesh/mesh"
+)
+
+// byteSink counts the bytes memberlist reports sending (its own
+// memberlist.udp.sent and memberlist.tcp.sent counters, after encryption,
+// without UDP/IP headers), summed over every node of the process.
+type byteSink struct {
+	metrics.BlackholeSink
+	udp, tcp atomic.Int64
+}
+
+func (s *byteSink) IncrCounterWithLabels(key []string, val float32, _ []metrics.Label) {
+	k := strings.Join(key, ".")
+	switch {
+	case strings.HasSuffix(k, "memberlist.udp.sent"):
+		s.udp.Add(int64(val))
+	case strings.HasSuffix(k, "memberlist.tcp.sent"):
+		s.tcp.Add(int64(val))
+	}
+}
+
+func (s *byteSink) IncrCounter(key []string, val float32) { s.IncrCounterWithLabels(key, val, nil) }
+
+func (s *byteSink) total() int64 { return s.udp.Load() + s.tcp.Load() }
+
+var installSink = sync.OnceValue(func() *byteSink {
+	s := &byteSink{}
+	cfg := metrics.DefaultConfig("bench")
+	cfg.EnableRuntimeMetrics = false
+	cfg.EnableHostname = false
+	_, _ = metrics.NewGlobal(cfg, s)
+	return s
+})
+
+// genuineRecord is a real node record: a fresh WireGuard key, the overlay
+// addresses it yields, the given tags.
+func genuineRecord(name string, port int, tags map[string]string) (gossip.Record, error) {
+	k, err := mesh.GenerateKey()
+	if err != nil {
+		return gossip.Record{}, err
+	}
+	pub := k.PublicKey()
+	return gossip.Record{
+		Format: gossip.RecordFormat, Name: name, PublicKey: pub.String(), ListenPort: port,
+		Address4: mesh.Candidate4(netip.MustParsePrefix("100.80.0.0/16"), pub, 0), Claimed: time.Now().UnixNano(),
+		Address6: mesh.Address6(netip.MustParsePrefix("fd5e:6d00::/48"), pub), Tags: tags,
+	}, nil
+}
+
+// docStore is a minimal DocumentHandler: it keeps the newest "bench"
+// document (version = its content) and notes when it arrived.
+type docStore struct {
+	mu      sync.Mutex
+	data    []byte
+	arrived time.Time
+}
+
+func (d *docStore) MergeDocument(kind string, data []byte) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if kind != "bench" || bytes.Compare(data, d.data) <= 0 {
+		return false
+	}
+	d.data, d.arrived = data, time.Now()
+	return true
+}
+
+func (d *docStore) Documents() map[string][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.data == nil {
+		return nil
+	}
+	return map[string][]byte{"bench": d.data}
+}
+
+func (d *docStore) arrival(want []byte) (time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.arrived, bytes.Equal(d.data, want)
+}
+
+type simNode struct {
+	g    *gossip.Gossip
+	rec  gossip.Record
+	docs *docStore
+}
+
+// simCluster is a set of gossip.New nodes in this process on loopback
+// addresses 127.1.x.y, production (LAN) timings, one cluster key and label.
+type simCluster struct {
+	key   []byte
+	log   *slog.Logger
+	warns *logCounter
+	nodes []*simNode
+	// probe timing of the failure detector (zero: memberlist's LAN
+	// defaults, 1 s and 500 ms); dissemination timings stay the defaults.
+	probeInterval, probeTimeout time.Duration
+	// the last batch of stagedStart: nodes running before it, nodes it
+	// added, CPU seconds the process spent until it settled.
+	lastFrom, lastAdded int
+	lastCPU             float64
+}
+
+func newSimCluster(key []byte, probeInterval, probeTimeout time.Duration) *simCluster {
+	w := newLogCounter()
+	return &simCluster{key: key, log: slog.New(w), warns: w, probeInterval: probeInterval, probeTimeout: probeTimeout}
+}
+
+// add starts one node seeded with up to seeds random nodes among the first
+// from (nodes that have joined: a seed that is itself still joining would
+// form an island with it).
+func (c *simCluster) add(seeds, from int) error {
+	i := len(c.nodes)
+	rec, err := genuineRecord(fmt.Sprintf("sim-%d", i), 51820, map[string]string{"role": "sim"})
+	if err != nil {
+		return err
+	}
+	var s []string
+	from = min(from, len(c.nodes))
+	for _, j := range rand.Perm(from)[:min(seeds, from)] {
+		s = append(s, c.nodes[j].g.Addr().String())
+	}
+	docs := &docStore{}
+	g, err := gossip.New(gossip.Config{
+		NodeName: rec.PublicKey, BindAddr: fmt.Sprintf("127.1.%d.%d", i/200, i%200+1), Keys: [][]byte{c.key},
+		Label: "segmesh-bench", Seeds: s, Documents: docs, Logger: c.log,
+		ProbeInterval: c.probeInterval, ProbeTimeout: c.probeTimeout,
+	}, rec)
+	if err != nil {
+		return fmt.Errorf("gossip node %d: %w", i, err)
+	}
+	g.Start()
+	c.nodes = append(c.nodes, &simNode{g: g, rec: rec, docs: docs})
+	return nil
+}
+
+// minMembers is the fewest alive members (self included) any node sees.
+func (c *simCluster) minMembers() int {
+	m := len(c.nodes)
+	for _, s := range c.nodes {
+		m = min(m, s.g.NumMembers())
+	}
+	return m
+}
+
+func (c *simCluster) shutdown() {
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = n.g.Shutdown() }()
+	}
+	wg.Wait()
+}
+
+// cpuSeconds is this process's user+system CPU time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// cpuRate samples this process's CPU use (cores) over window.
+func cpuRate(window time.Duration) float64 {
+	c0, t0 := cpuSeconds(), time.Now()
+	time.Sleep(window)
+	return (cpuSeconds() - c0) / time.Since(t0).Seconds()
+}
+
+// stagedStart starts up to n nodes in batches of batch, each node seeded
+// with 3 random nodes of earlier batches (the first batch with the first
+// node). After each batch it waits, at most perBatch, until every running
+// node sees all running nodes alive but a straggler or two (a missed alive
+// broadcast waits for the next push/pull) and the process uses less than
+// calm cores (the batch's broadcasts have died down). It stops adding nodes
+// early, and says why, when the simulation no longer keeps up: a batch did
+// not settle within perBatch, the failure detector raised maxAlarms false
+// alarms during a batch, or deadline passed.
+func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Duration, maxAlarms int, deadline time.Time, progress func(string), afterBatch func()) (stop string, err error) {
+	for len(c.nodes) < n {
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("the time for the start ran out at %d nodes", len(c.nodes)), nil
+		}
+		from := max(len(c.nodes), 1)
+		t0, cpu0, drops0, alarms0 := time.Now(), cpuSeconds(), udpRcvbufErrors(), c.warns.falseAlarms()
+		for k := 0; k < batch && len(c.nodes) < n; k++ {
+			if err := c.add(3, from); err != nil {
+				return "", err
+			}
+		}
+		var seen int
+		var rate float64
+		var tSeen time.Duration
+		settled := false
+		for time.Since(t0) < perBatch && !settled {
+			rate = cpuRate(500 * time.Millisecond)
+			seen = c.minMembers()
+			if seen >= len(c.nodes)-max(1, len(c.nodes)/500) {
+				if tSeen == 0 {
+					tSeen = time.Since(t0)
+				}
+				settled = rate < calm
+			}
+		}
+		alarms := c.warns.falseAlarms() - alarms0
+		c.lastFrom, c.lastAdded, c.lastCPU = from, len(c.nodes)-from, cpuSeconds()-cpu0
+		progress(fmt.Sprintf("%d nodes running: seen by all (but a straggler) after %.1f s (fewest now %d), calm (%.2f cores) after %.1f s, %.1f s CPU for the batch, %d false alarms, %d UDP receive-buffer drops, heap %s, goroutines %d; warnings so far: %s",
+			len(c.nodes), tSeen.Seconds(), seen, rate, time.Since(t0).Seconds(), cpuSeconds()-cpu0, alarms, udpRcvbufErrors()-drops0, heapText(), runtime.NumGoroutine(), c.warns.snapshot()))
+		switch {
+		case !settled && len(c.nodes) < n:
+			return fmt.Sprintf("the batch to %d nodes did not settle within %s (fewest members seen %d, %.2f cores busy)", len(c.nodes), perBatch, seen, rate), nil
+		case alarms >= maxAlarms && len(c.nodes) < n:
+			return fmt.Sprintf("the failure detector raised %d false alarms during the batch to %d nodes (all nodes stay up)", alarms, len(c.nodes)), nil
+		}
+		if afterBatch != nil && len(c.nodes) < n {
+			afterBatch()
+		}
+	}
+	return "", nil
+}
+
+// udpRcvbufErrors is the kernel's count of UDP datagrams dropped for a full
+// receive buffer (Udp RcvbufErrors in /proc/net/snmp, this namespace).
+func udpRcvbufErrors() int64 {
+	b, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		return 0
+	}
+	var names []string
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				v, _ := strconv.ParseInt(f[i], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}
+
+// heapText is the live heap (as of the last GC) and the heap in use now.
+func heapText() string {
+	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(s)
+	mib := func(v rtmetrics.Value) float64 {
+		if v.Kind() != rtmetrics.KindUint64 {
+			return 0
+		}
+		return float64(v.Uint64()) / (1 << 20)
+	}
+	return fmt.Sprintf("live %.0f MiB (in use %.0f)", mib(s[0].Value), mib(s[1].Value))
+}
+
+// spread runs trigger and returns, for every node of watch that got there
+// within timeout, the delay (s) from just before trigger until the signal
+// of gossip.Changes after which reached(node) first held. Every node has its
+// own watcher goroutine, so a check never waits for another node's.
+func spread(watch []*simNode, timeout time.Duration, reached func(*simNode) bool, trigger func() error) ([]float64, error) {
+	var (
+		mu    sync.Mutex
+		out   []float64
+		ready sync.WaitGroup
+		wg    sync.WaitGroup
+		t0    time.Time
+	)
+	done := make(chan struct{})
+	start := make(chan struct{})
+	for _, s := range watch {
+		ready.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select { // a stale signal from before the change
+			case <-s.g.Changes():
+			default:
+			}
+			ready.Done()
+			<-start
+			for {
+				select {
+				case <-done:
+					return
+				case <-s.g.Changes():
+				}
+				at := time.Now()
+				if reached(s) {
+					mu.Lock()
+					out = append(out, at.Sub(t0).Seconds())
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	ready.Wait()
+	t0 = time.Now()
+	close(start)
+	errc := make(chan error, 1)
+	go func() { errc <- trigger() }()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(out)
+		mu.Unlock()
+		if n == len(watch) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(done)
+	wg.Wait()
+	return out, <-errc
+}
+
+// logCounter is a slog.Handler that counts the simulated nodes' warnings
+// and errors by kind (memberlist's failed probes, nodes marked failed,
+// refutations, ...) instead of printing them.
+type logCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+	alarms int
+}
+
+func newLogCounter() *logCounter { return &logCounter{counts: map[string]int{}} }
+
+func (l *logCounter) Enabled(_ context.Context, level slog.Level) bool {
+	return level >= slog.LevelInfo
+}
+
+// Handle counts warnings and errors, and memberlist's failure detector
+// lines (logged at info).
+func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
+	k, alarm := logKind(r.Message)
+	if r.Level < slog.LevelWarn && !alarm {
+		return nil
+	}
+	l.mu.Lock()
+	l.counts[k]++
+	if alarm {
+		l.alarms++
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// falseAlarms counts failed probes and nodes declared failed so far: every
+// simulated node stays up, so each is a false alarm of the failure detector.
+func (l *logCounter) falseAlarms() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.alarms
+}
+
+func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logCounter) WithGroup(string) slog.Handler      { return l }
+
+// logKind names a memberlist message by its leading words, without the
+// node names and addresses it carries; alarm marks the failure detector's
+// verdicts (a probe failed, a node declared failed).
+func logKind(msg string) (kind string, alarm bool) {
+	switch {
+	case strings.HasPrefix(msg, "Suspect ") && strings.Contains(msg, "has failed"):
+		return "probe failed (Suspect … has failed)", true
+	case strings.HasPrefix(msg, "Marking ") && strings.Contains(msg, "as failed"):
+		return "node marked failed (suspicion timed out)", true
+	case strings.HasPrefix(msg, "Refuting"):
+		return "refuted a suspicion/death of itself", false
+	}
+	f := strings.Fields(msg)
+	return strings.Join(f[:min(4, len(f))], " "), false
+}
+
+// snapshot returns the counts so far, most frequent first, as text.
+func (l *logCounter) snapshot() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	type kv struct {
+		k string
+		n int
+	}
+	var all []kv
+	for k, n := range l.counts {
+		all = append(all, kv{k, n})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n })
+	var parts []string
+	for _, x := range all[:min(5, len(all))] {
+		parts = append(parts, fmt.Sprintf("%d× %s", x.n, x.k))
+	}
+	if len(parts) == 0 {
+		return "no warnings"
+	}
+	return strings.Join(parts, "; ")
+}
