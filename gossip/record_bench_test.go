@@ -77,7 +77,9 @@ func BenchmarkRecordEncode(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(len(lr.meta)), "meta-bytes")
-			b.ReportMetric(float64(len(lr.full)), "full-bytes")
+			if lr.full != nil {
+				b.ReportMetric(float64(len(lr.full)), "full-bytes")
+			}
 		})
 	}
 }

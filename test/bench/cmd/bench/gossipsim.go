@@ -1,21 +1,19 @@
 package main
 
+// The simulated gossip cluster of row 6 (and the footprint rows' simulated
+// members): real gossip.New nodes in this process on loopback addresses.
+
 import (
 	"bytes"
-	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"runtime"
-	rtmetrics "runtime/metrics"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	metrics "github.com/hashicorp/go-metrics"
@@ -103,14 +101,61 @@ func (d *docStore) arrival(want []byte) (time.Time, bool) {
 	return d.arrived, bytes.Equal(d.data, want)
 }
 
+// simNode is one simulated gossip member and what it announces.
 type simNode struct {
 	g    *gossip.Gossip
 	rec  gossip.Record
 	docs *docStore
 }
 
+// startSimNodes starts n gossip nodes on bind addresses from addr(i), port
+// from port(i) (0: free), production (LAN) timings, seeded with seeds plus
+// the first node, in batches.
+func startSimNodes(n int, key []byte, label string, addr func(i int) string, port func(i int) int, listenPort func(i int) int, seeds []string, tags map[string]string) ([]*simNode, error) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var nodes []*simNode
+	for i := 0; i < n; i++ {
+		rec, err := genuineRecord(fmt.Sprintf("sim-%d", i), listenPort(i), tags)
+		if err != nil {
+			return nodes, err
+		}
+		s := append([]string(nil), seeds...)
+		if len(nodes) > 0 {
+			s = append(s, nodes[0].g.Addr().String())
+			if len(nodes) > 1 {
+				s = append(s, nodes[len(nodes)/2].g.Addr().String())
+			}
+		}
+		docs := &docStore{}
+		g, err := gossip.New(gossip.Config{
+			NodeName: rec.PublicKey, BindAddr: addr(i), BindPort: port(i), Keys: [][]byte{key}, Label: label,
+			Seeds: s, Documents: docs, Logger: log,
+		}, rec)
+		if err != nil {
+			return nodes, fmt.Errorf("gossip node %d: %w", i, err)
+		}
+		g.Start()
+		nodes = append(nodes, &simNode{g: g, rec: rec, docs: docs})
+		if i%50 == 49 {
+			time.Sleep(200 * time.Millisecond) // let joins land in batches
+		}
+	}
+	return nodes, nil
+}
+
+// shutdownSim shuts every node down (at once) and waits.
+func shutdownSim(nodes []*simNode) {
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = n.g.Shutdown() }()
+	}
+	wg.Wait()
+}
+
 // simCluster is a set of gossip.New nodes in this process on loopback
-// addresses 127.1.x.y, production (LAN) timings, one cluster key and label.
+// addresses 127.1.x.y: one cluster key and label, memberlist's LAN timings
+// but for the probe timing it is given.
 type simCluster struct {
 	key   []byte
 	log   *slog.Logger
@@ -119,10 +164,6 @@ type simCluster struct {
 	// probe timing of the failure detector (zero: memberlist's LAN
 	// defaults, 1 s and 500 ms); dissemination timings stay the defaults.
 	probeInterval, probeTimeout time.Duration
-	// the last batch of stagedStart: nodes running before it, nodes it
-	// added, CPU seconds the process spent until it settled.
-	lastFrom, lastAdded int
-	lastCPU             float64
 }
 
 func newSimCluster(key []byte, probeInterval, probeTimeout time.Duration) *simCluster {
@@ -176,22 +217,6 @@ func (c *simCluster) shutdown() {
 	wg.Wait()
 }
 
-// cpuSeconds is this process's user+system CPU time so far.
-func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-}
-
-// cpuRate samples this process's CPU use (cores) over window.
-func cpuRate(window time.Duration) float64 {
-	c0, t0 := cpuSeconds(), time.Now()
-	time.Sleep(window)
-	return (cpuSeconds() - c0) / time.Since(t0).Seconds()
-}
-
 // stagedStart starts up to n nodes in batches of batch, each node seeded
 // with 3 random nodes of earlier batches (the first batch with the first
 // node). After each batch it waits, at most perBatch, until every running
@@ -228,7 +253,6 @@ func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Durat
 			}
 		}
 		alarms := c.warns.falseAlarms() - alarms0
-		c.lastFrom, c.lastAdded, c.lastCPU = from, len(c.nodes)-from, cpuSeconds()-cpu0
 		progress(fmt.Sprintf("%d nodes running: seen by all (but a straggler) after %.1f s (fewest now %d), calm (%.2f cores) after %.1f s, %.1f s CPU for the batch, %d false alarms, %d UDP receive-buffer drops, heap %s, goroutines %d; warnings so far: %s",
 			len(c.nodes), tSeen.Seconds(), seen, rate, time.Since(t0).Seconds(), cpuSeconds()-cpu0, alarms, udpRcvbufErrors()-drops0, heapText(), runtime.NumGoroutine(), c.warns.snapshot()))
 		switch {
@@ -242,46 +266,6 @@ func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Durat
 		}
 	}
 	return "", nil
-}
-
-// udpRcvbufErrors is the kernel's count of UDP datagrams dropped for a full
-// receive buffer (Udp RcvbufErrors in /proc/net/snmp, this namespace).
-func udpRcvbufErrors() int64 {
-	b, err := os.ReadFile("/proc/net/snmp")
-	if err != nil {
-		return 0
-	}
-	var names []string
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) == 0 || f[0] != "Udp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, name := range names {
-			if name == "RcvbufErrors" && i < len(f) {
-				v, _ := strconv.ParseInt(f[i], 10, 64)
-				return v
-			}
-		}
-	}
-	return 0
-}
-
-// heapText is the live heap (as of the last GC) and the heap in use now.
-func heapText() string {
-	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
-	rtmetrics.Read(s)
-	mib := func(v rtmetrics.Value) float64 {
-		if v.Kind() != rtmetrics.KindUint64 {
-			return 0
-		}
-		return float64(v.Uint64()) / (1 << 20)
-	}
-	return fmt.Sprintf("live %.0f MiB (in use %.0f)", mib(s[0].Value), mib(s[1].Value))
 }
 
 // spread runs trigger and returns, for every node of watch that got there
@@ -345,83 +329,26 @@ func spread(watch []*simNode, timeout time.Duration, reached func(*simNode) bool
 	return out, <-errc
 }
 
-// logCounter is a slog.Handler that counts the simulated nodes' warnings
-// and errors by kind (memberlist's failed probes, nodes marked failed,
-// refutations, ...) instead of printing them.
-type logCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
-	alarms int
-}
-
-func newLogCounter() *logCounter { return &logCounter{counts: map[string]int{}} }
-
-func (l *logCounter) Enabled(_ context.Context, level slog.Level) bool {
-	return level >= slog.LevelInfo
-}
-
-// Handle counts warnings and errors, and memberlist's failure detector
-// lines (logged at info).
-func (l *logCounter) Handle(_ context.Context, r slog.Record) error {
-	k, alarm := logKind(r.Message)
-	if r.Level < slog.LevelWarn && !alarm {
-		return nil
+func waitAllArrival(nodes []*simNode, timeout time.Duration, doc []byte, t0 time.Time) []float64 {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		all := true
+		for _, s := range nodes {
+			if _, ok := s.docs.arrival(doc); !ok {
+				all = false
+				break
+			}
+		}
+		if all {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	l.mu.Lock()
-	l.counts[k]++
-	if alarm {
-		l.alarms++
+	var out []float64
+	for _, s := range nodes {
+		if at, ok := s.docs.arrival(doc); ok {
+			out = append(out, at.Sub(t0).Seconds())
+		}
 	}
-	l.mu.Unlock()
-	return nil
-}
-
-// falseAlarms counts failed probes and nodes declared failed so far: every
-// simulated node stays up, so each is a false alarm of the failure detector.
-func (l *logCounter) falseAlarms() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.alarms
-}
-
-func (l *logCounter) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logCounter) WithGroup(string) slog.Handler      { return l }
-
-// logKind names a memberlist message by its leading words, without the
-// node names and addresses it carries; alarm marks the failure detector's
-// verdicts (a probe failed, a node declared failed).
-func logKind(msg string) (kind string, alarm bool) {
-	switch {
-	case strings.HasPrefix(msg, "Suspect ") && strings.Contains(msg, "has failed"):
-		return "probe failed (Suspect … has failed)", true
-	case strings.HasPrefix(msg, "Marking ") && strings.Contains(msg, "as failed"):
-		return "node marked failed (suspicion timed out)", true
-	case strings.HasPrefix(msg, "Refuting"):
-		return "refuted a suspicion/death of itself", false
-	}
-	f := strings.Fields(msg)
-	return strings.Join(f[:min(4, len(f))], " "), false
-}
-
-// snapshot returns the counts so far, most frequent first, as text.
-func (l *logCounter) snapshot() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	type kv struct {
-		k string
-		n int
-	}
-	var all []kv
-	for k, n := range l.counts {
-		all = append(all, kv{k, n})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n })
-	var parts []string
-	for _, x := range all[:min(5, len(all))] {
-		parts = append(parts, fmt.Sprintf("%d× %s", x.n, x.k))
-	}
-	if len(parts) == 0 {
-		return "no warnings"
-	}
-	return strings.Join(parts, "; ")
+	return out
 }

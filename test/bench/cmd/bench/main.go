@@ -52,7 +52,7 @@ type Params struct {
 }
 
 var (
-	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, RevRounds: 4, GossipNodes: 700, GossipBatch: 50, GossipSweep: 100000, GossipProbe: 5 * time.Second, GossipProbeTimeout: 3 * time.Second, GossipDrain: 150 * time.Second, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 6 * time.Minute, BenchTime: "5x", GoBenchTime: "1s"}
+	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, RevRounds: 4, GossipNodes: 600, GossipBatch: 50, GossipSweep: 100000, GossipProbe: 5 * time.Second, GossipProbeTimeout: 3 * time.Second, GossipDrain: 75 * time.Second, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 4 * time.Minute, BenchTime: "5x", GoBenchTime: "1s"}
 	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, RevRounds: 2, GossipNodes: 50, GossipBatch: 50, GossipSweep: 1000, GossipDrain: 30 * time.Second, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 30 * time.Second, BenchTime: "1x", GoBenchTime: "100ms"}
 )
 
