@@ -80,13 +80,7 @@ func startSimWGNodes(n int, key []byte, label string, addr string, port, listenP
 			return nodes, wgs, err
 		}
 		wgs = append(wgs, w)
-		s := append([]string(nil), seeds...)
-		if len(nodes) > 0 {
-			s = append(s, nodes[0].g.Addr().String())
-			if len(nodes) > 1 {
-				s = append(s, nodes[len(nodes)/2].g.Addr().String())
-			}
-		}
+		s := simSeeds(seeds, nodes)
 		docs := &docStore{}
 		g, err := gossip.New(gossip.Config{
 			NodeName: rec.PublicKey, BindAddr: addr, BindPort: port(i), Keys: [][]byte{key}, Label: label,

@@ -119,13 +119,7 @@ func startSimNodes(n int, key []byte, label string, addr func(i int) string, por
 		if err != nil {
 			return nodes, err
 		}
-		s := append([]string(nil), seeds...)
-		if len(nodes) > 0 {
-			s = append(s, nodes[0].g.Addr().String())
-			if len(nodes) > 1 {
-				s = append(s, nodes[len(nodes)/2].g.Addr().String())
-			}
-		}
+		s := simSeeds(seeds, nodes)
 		docs := &docStore{}
 		g, err := gossip.New(gossip.Config{
 			NodeName: rec.PublicKey, BindAddr: addr(i), BindPort: port(i), Keys: [][]byte{key}, Label: label,
@@ -351,4 +345,17 @@ func waitAllArrival(nodes []*simNode, timeout time.Duration, doc []byte, t0 time
 		}
 	}
 	return out
+}
+
+// simSeeds is the seed list of the next simulated node: the given seeds plus
+// the first and the middle of the nodes already started (spread the joins).
+func simSeeds(seeds []string, nodes []*simNode) []string {
+	s := append([]string(nil), seeds...)
+	if len(nodes) > 0 {
+		s = append(s, nodes[0].g.Addr().String())
+		if len(nodes) > 1 {
+			s = append(s, nodes[len(nodes)/2].g.Addr().String())
+		}
+	}
+	return s
 }
