@@ -49,7 +49,7 @@ func benchFirewalls(b *testing.B, fn func(b *testing.B, newFW func() *Firewall))
 		requireRoot(b)
 		ns := newTestNS(b)
 		fn(b, func() *Firewall {
-			f, err := NewFirewall(testConfig(), nil, nftables.WithNetNSFd(int(ns.h)))
+			f, err := NewFirewall(testConfig(), nil, nftables.WithNetNSFd(int(ns.Handle)))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -36,16 +36,16 @@ func newMeshPair(t *testing.T) *meshPair {
 	requireRoot(t)
 	p := &meshPair{t: t, client: newTestNS(t), server: newTestNS(t)}
 	c, s := p.client, p.server
-	c.run("ip", "link", "add", "vA", "address", "02:00:00:00:00:01", "type", "veth",
-		"peer", "name", "smesh0", "address", "02:00:00:00:00:02", "netns", s.name)
-	c.run("ip", "link", "add", "ulA", "type", "veth", "peer", "name", "ulB", "netns", s.name)
-	c.run("ip", "addr", "add", "100.80.0.1/16", "dev", "vA")
-	c.run("ip", "addr", "add", "fd5e:6d00::1/48", "dev", "vA", "nodad")
-	c.run("ip", "addr", "add", "192.0.2.1/24", "dev", "ulA")
-	s.run("ip", "addr", "add", "100.80.0.2/16", "dev", "smesh0")
-	s.run("ip", "addr", "add", "fd5e:6d00::2/48", "dev", "smesh0", "nodad")
-	s.run("ip", "addr", "add", "192.0.2.2/24", "dev", "ulB")
-	s.run("ip", "addr", "add", "10.99.0.1/32", "dev", "lo")
+	c.Run("ip", "link", "add", "vA", "address", "02:00:00:00:00:01", "type", "veth",
+		"peer", "name", "smesh0", "address", "02:00:00:00:00:02", "netns", s.Name)
+	c.Run("ip", "link", "add", "ulA", "type", "veth", "peer", "name", "ulB", "netns", s.Name)
+	c.Run("ip", "addr", "add", "100.80.0.1/16", "dev", "vA")
+	c.Run("ip", "addr", "add", "fd5e:6d00::1/48", "dev", "vA", "nodad")
+	c.Run("ip", "addr", "add", "192.0.2.1/24", "dev", "ulA")
+	s.Run("ip", "addr", "add", "100.80.0.2/16", "dev", "smesh0")
+	s.Run("ip", "addr", "add", "fd5e:6d00::2/48", "dev", "smesh0", "nodad")
+	s.Run("ip", "addr", "add", "192.0.2.2/24", "dev", "ulB")
+	s.Run("ip", "addr", "add", "10.99.0.1/32", "dev", "lo")
 
 	// Filtered from the first packet: the table goes in before the links
 	// come up.
@@ -57,14 +57,14 @@ func newMeshPair(t *testing.T) *meshPair {
 		ns  *testNS
 		dev string
 	}{{c, "vA"}, {c, "ulA"}, {s, "smesh0"}, {s, "ulB"}} {
-		l.ns.run("ip", "link", "set", l.dev, "up")
+		l.ns.Run("ip", "link", "set", l.dev, "up")
 	}
-	c.run("ip", "route", "add", "10.99.0.1/32", "via", "100.80.0.2")
+	c.Run("ip", "route", "add", "10.99.0.1/32", "via", "100.80.0.2")
 	// The mesh interface is a TUN (layer 3, no neighbour discovery); on this
 	// veth stand-in, static neighbours replace the ICMPv6 neighbour
 	// discovery that the firewall rightly drops (not addressed to us).
-	c.run("ip", "-6", "neigh", "replace", "fd5e:6d00::2", "lladdr", "02:00:00:00:00:02", "dev", "vA", "nud", "permanent")
-	s.run("ip", "-6", "neigh", "replace", "fd5e:6d00::1", "lladdr", "02:00:00:00:00:01", "dev", "smesh0", "nud", "permanent")
+	c.Run("ip", "-6", "neigh", "replace", "fd5e:6d00::2", "lladdr", "02:00:00:00:00:02", "dev", "vA", "nud", "permanent")
+	s.Run("ip", "-6", "neigh", "replace", "fd5e:6d00::1", "lladdr", "02:00:00:00:00:01", "dev", "smesh0", "nud", "permanent")
 	p.echoServers(p.server, 8080, 9090)
 	p.echoServers(p.client, 7070)
 	return p
@@ -79,7 +79,7 @@ func (p *meshPair) echoServers(ns *testNS, ports ...int) {
 	for _, port := range ports {
 		var ln net.Listener
 		var err error
-		ns.do(func() { ln, err = net.ListenTCP("tcp", &net.TCPAddr{Port: port}) })
+		ns.Do(func() error { ln, err = net.ListenTCP("tcp", &net.TCPAddr{Port: port}); return nil })
 		if err != nil {
 			p.t.Fatal(err)
 		}
@@ -121,8 +121,9 @@ func (p *meshPair) dial(addr netip.Addr, port uint16, timeout time.Duration) (ne
 func dialFrom(t *testing.T, ns *testNS, addr netip.Addr, port uint16, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
 	var err error
-	ns.do(func() {
+	ns.Do(func() error {
 		c, err = net.DialTimeout("tcp", netip.AddrPortFrom(addr, port).String(), timeout)
+		return nil
 	})
 	if err == nil {
 		t.Cleanup(func() { _ = c.Close() })
@@ -220,14 +221,14 @@ func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
 	// Underlay guard: the overlay address routed over another interface
 	// (the underlay itself works: 192.0.2.2 answers).
 	p.mustConnect(netip.MustParseAddr("192.0.2.2"), 8080)
-	p.client.run("ip", "route", "add", "100.80.0.2/32", "via", "192.0.2.2", "dev", "ulA")
+	p.client.Run("ip", "route", "add", "100.80.0.2/32", "via", "192.0.2.2", "dev", "ulA")
 	p.mustTimeOut(srv4, 8080)
 	if err := p.fw.Remove(); err != nil { // control: without the table it passes
 		t.Fatal(err)
 	}
 	p.mustConnect(srv4, 8080)
 	p.mustConnect(other, 8080)
-	p.client.run("ip", "route", "del", "100.80.0.2/32")
+	p.client.Run("ip", "route", "del", "100.80.0.2/32")
 	if err := p.fw.Install(); err != nil {
 		t.Fatal(err)
 	}
@@ -270,12 +271,12 @@ func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
 	p.apply(Desired{Local: base.Local, Any: []netip.Addr{cli6}})
 	p.mustConnect(srv6, 9090)
 	p.mustTimeOut(srv4, 9090)
-	if _, err := p.client.try("ping", "-c", "1", "-W", "1", "100.80.0.2"); err == nil {
+	if _, err := p.client.Try("ping", "-c", "1", "-W", "1", "100.80.0.2"); err == nil {
 		t.Error("ping passed without an icmp element")
 	}
 	p.apply(Desired{Local: base.Local, ICMP: []netip.Addr{cli4, cli6}})
-	p.client.run("ping", "-c", "1", "-W", "2", "100.80.0.2")
-	p.client.run("ping", "-6", "-c", "1", "-W", "2", "fd5e:6d00::2")
+	p.client.Run("ping", "-c", "1", "-W", "2", "100.80.0.2")
+	p.client.Run("ping", "-6", "-c", "1", "-W", "2", "fd5e:6d00::2")
 }
 
 func TestRootPacketsRevocationAuditAndConntrack(t *testing.T) {
@@ -318,7 +319,7 @@ func TestRootPacketsRevocationAuditAndConntrack(t *testing.T) {
 	p.mustTimeOut(srv4, 9090)
 
 	// DeleteConntrack removes the entries of one address, and only those.
-	h, err := netlink.NewHandleAt(p.server.h)
+	h, err := netlink.NewHandleAt(p.server.Handle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +344,7 @@ func TestRootPacketsRevocationAuditAndConntrack(t *testing.T) {
 		t.Fatalf("no conntrack entries to delete: %d %d", count(cli4), count(cli6))
 	}
 	var n int
-	p.server.do(func() { n, err = DeleteConntrack([]netip.Addr{cli4}) })
+	p.server.Do(func() error { n, err = DeleteConntrack([]netip.Addr{cli4}); return nil })
 	if err != nil || n == 0 {
 		t.Fatalf("DeleteConntrack = %d, %v", n, err)
 	}

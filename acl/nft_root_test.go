@@ -39,7 +39,7 @@ func (o nftObjects) count(set string) int {
 
 func listJSON(t *testing.T, ns *testNS, args ...string) nftObjects {
 	t.Helper()
-	out := ns.run(append([]string{"nft", "-j", "list"}, args...)...)
+	out := ns.Run(append([]string{"nft", "-j", "list"}, args...)...)
 	var doc nftJSON
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("nft -j: %v: %s", err, out)
@@ -81,11 +81,11 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	requireRoot(t)
 	ns := newTestNS(t)
 	// The host's own firewall, which must stay untouched.
-	ns.run("nft", "add table inet hostfw")
-	ns.run("nft", "add chain inet hostfw input { type filter hook input priority 0; policy accept; }")
-	ns.run("nft", "add rule inet hostfw input tcp dport 22 counter accept")
-	ns.run("nft", "add set inet hostfw blocked { type ipv4_addr; elements = { 192.0.2.9 } }")
-	hostfw := ns.run("nft", "-a", "-j", "list", "table", "inet", "hostfw")
+	ns.Run("nft", "add table inet hostfw")
+	ns.Run("nft", "add chain inet hostfw input { type filter hook input priority 0; policy accept; }")
+	ns.Run("nft", "add rule inet hostfw input tcp dport 22 counter accept")
+	ns.Run("nft", "add set inet hostfw blocked { type ipv4_addr; elements = { 192.0.2.9 } }")
+	hostfw := ns.Run("nft", "-a", "-j", "list", "table", "inet", "hostfw")
 
 	f := ns.firewall(testConfig())
 	g := ns.gen()
@@ -95,7 +95,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if d := ns.gen() - g; d != 1 {
 		t.Errorf("Install committed %d transactions, want 1", d)
 	}
-	if got := normTable(ns.run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
+	if got := normTable(ns.Run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
 		t.Errorf("nft list table inet segmesh:\n%s\nwant:\n%s", got, wantTable)
 	}
 	o := listJSON(t, ns, "ruleset")
@@ -124,26 +124,26 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	for set, want := range map[string]string{"allow4": "100.80.0.3 . udp . 53", "allow4r_003": "100.80.0.3 . tcp . 80-90"} {
-		if got := ns.run("nft", "list", "set", "inet", "segmesh", set); !strings.Contains(got, want) {
+		if got := ns.Run("nft", "list", "set", "inet", "segmesh", set); !strings.Contains(got, want) {
 			t.Errorf("%s lacks %q:\n%s", set, want, got)
 		}
 	}
-	if chain := ns.run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" accept`) {
+	if chain := ns.Run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" accept`) {
 		t.Errorf("audit mode final rule:\n%s", chain)
 	}
-	handles := ns.run("nft", "-a", "list", "chain", "inet", "segmesh", "prerouting")
+	handles := ns.Run("nft", "-a", "list", "chain", "inet", "segmesh", "prerouting")
 	f2 := ns.firewall(testConfig())
 	if err := f2.Install(); err != nil {
 		t.Fatal(err)
 	}
-	if got := ns.run("nft", "-a", "list", "chain", "inet", "segmesh", "prerouting"); got != handles {
+	if got := ns.Run("nft", "-a", "list", "chain", "inet", "segmesh", "prerouting"); got != handles {
 		t.Errorf("kept table's rules were recreated:\n%s\nbefore:\n%s", got, handles)
 	}
 	o = listJSON(t, ns, "ruleset")
 	if o.tables["inet segmesh"] != 1 || o.rules["inet segmesh"] != 278 || o.elems["allow4"] != 1 || o.elems["allow4r_003"] != 1 || o.elems["icmp6"] != 1 {
 		t.Errorf("after Install over our table: tables %v rules %v elements %v", o.tables, o.rules, o.elems)
 	}
-	if chain := ns.run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {
+	if chain := ns.Run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {
 		t.Errorf("Install did not return to enforce mode:\n%s", chain)
 	}
 	// The first Apply of the new Firewall diffs against the kernel.
@@ -155,8 +155,8 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	}
 
 	// A table that is not exactly ours is replaced in one transaction.
-	ns.run("nft", "add rule inet segmesh prerouting counter")
-	ns.run("nft", "add chain inet segmesh stray")
+	ns.Run("nft", "add rule inet segmesh prerouting counter")
+	ns.Run("nft", "add chain inet segmesh stray")
 	g = ns.gen()
 	f3 := ns.firewall(testConfig())
 	if err := f3.Install(); err != nil {
@@ -165,7 +165,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if d := ns.gen() - g; d != 1 {
 		t.Errorf("recreating Install committed %d transactions, want 1", d)
 	}
-	if got := normTable(ns.run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
+	if got := normTable(ns.Run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
 		t.Errorf("after recreation:\n%s", got)
 	}
 	if err := f3.Apply(baseDesired()); err != nil {
@@ -181,7 +181,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if o := listJSON(t, ns, "ruleset"); o.tables["inet segmesh"] != 0 {
 		t.Errorf("table still there after Remove: %v", o.tables)
 	}
-	if got := ns.run("nft", "-a", "-j", "list", "table", "inet", "hostfw"); got != hostfw {
+	if got := ns.Run("nft", "-a", "-j", "list", "table", "inet", "hostfw"); got != hostfw {
 		t.Errorf("table inet hostfw changed:\n%s\nbefore:\n%s", got, hostfw)
 	}
 }
@@ -223,7 +223,7 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 	if got := ns.gen() - g; got != 1 || f.last != (batchStats{Adds: 1}) {
 		t.Fatalf("%d transactions, %+v; want 1 transaction of 1 addition", got, f.last)
 	}
-	if allow4 := ns.run("nft", "list", "set", "inet", "segmesh", "allow4"); !strings.Contains(allow4, peer4(10000).String()+" . udp . 53") {
+	if allow4 := ns.Run("nft", "list", "set", "inet", "segmesh", "allow4"); !strings.Contains(allow4, peer4(10000).String()+" . udp . 53") {
 		t.Errorf("new element missing")
 	}
 	// A restarted daemon reads the 20,003 elements back and finds nothing
@@ -260,7 +260,7 @@ func TestRootApplyFailureIsReportedAndRecovered(t *testing.T) {
 	if err := f.Apply(baseDesired()); err != nil {
 		t.Fatal(err)
 	}
-	ns.run("nft", "delete", "table", "inet", TableName)
+	ns.Run("nft", "delete", "table", "inet", TableName)
 	// Many messages, all refused.
 	big := benchDesired(2000)
 	g := ns.gen()

@@ -221,8 +221,8 @@ func TestInstallRecreatesSeenSetWithoutCounter(t *testing.T) {
 func TestRootDeniedBySource(t *testing.T) {
 	p := newMeshPair(t)
 	src2v4, src2v6 := netip.MustParseAddr("100.80.0.5"), netip.MustParseAddr("fd5e:6d00::5")
-	p.client.run("ip", "addr", "add", "100.80.0.5/16", "dev", "vA")
-	p.client.run("ip", "addr", "add", "fd5e:6d00::5/48", "dev", "vA", "nodad")
+	p.client.Run("ip", "addr", "add", "100.80.0.5/16", "dev", "vA")
+	p.client.Run("ip", "addr", "add", "fd5e:6d00::5/48", "dev", "vA", "nodad")
 	p.apply(Desired{Local: []netip.Addr{srv4, srv6},
 		Ports: []PortElement{{cli4, ProtoTCP, 8080, 8080}, {cli6, ProtoTCP, 8080, 8080}}})
 	before := p.denied()
@@ -237,9 +237,10 @@ func TestRootDeniedBySource(t *testing.T) {
 		if src.Is6() {
 			dst = srv6
 		}
-		p.client.do(func() {
+		p.client.Do(func() error {
 			conn, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
 				net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9999)))
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -265,7 +266,7 @@ func TestRootDeniedBySource(t *testing.T) {
 	if after := p.denied(); after-before != 14 {
 		t.Errorf("final counter grew by %d, want 14 (the sum of the sources)", after-before)
 	}
-	seen4 := p.server.run("nft", "list", "set", "inet", "segmesh", "seen4")
+	seen4 := p.server.Run("nft", "list", "set", "inet", "segmesh", "seen4")
 	if !strings.Contains(seen4, "100.80.0.5 counter packets 5 bytes 190 expires") {
 		t.Errorf("nft list set inet segmesh seen4:\n%s", seen4)
 	}
@@ -275,16 +276,14 @@ func TestRootDeniedBySource(t *testing.T) {
 	p.mustConnect(srv4, 8080)
 	p.mustTimeOut(netip.MustParseAddr("10.99.0.1"), 8080)
 	p.apply(Desired{Local: []netip.Addr{srv4, srv6}, Audit: true})
-	p.client.do(func() {
+	p.client.Do(func() error {
 		conn, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src2v4, 0)),
 			net.UDPAddrFromAddrPort(netip.AddrPortFrom(srv4, 9999)))
 		if err == nil {
 			_, err = conn.Write([]byte("0123456789"))
 			_ = conn.Close()
 		}
-		if err != nil {
-			t.Error(err)
-		}
+		return err
 	})
 	want[src2v4] = Count{6, 6 * 38}
 	waitFor(t, "audited packet counted", 5*time.Second, func() error {
@@ -311,15 +310,15 @@ func TestRootInstallOverPreviousLayout(t *testing.T) {
 			if err := os.WriteFile(file, []byte(old), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			ns.run("nft", "-f", file)
-			if got := ns.run("nft", "list", "table", "inet", "segmesh"); got != old {
+			ns.Run("nft", "-f", file)
+			if got := ns.Run("nft", "list", "table", "inet", "segmesh"); got != old {
 				t.Fatalf("previous layout not loaded as written:\n%s", got)
 			}
 			if version < 3 {
-				ns.run("nft", "add element inet segmesh allow4 { 100.80.0.3 . tcp . 80-90, 100.80.0.3 . udp . 53 }")
+				ns.Run("nft", "add element inet segmesh allow4 { 100.80.0.3 . tcp . 80-90, 100.80.0.3 . udp . 53 }")
 			} else {
-				ns.run("nft", "add element inet segmesh allow4 { 100.80.0.3 . udp . 53 }")
-				ns.run("nft", "add element inet segmesh allow4r { 100.80.0.3 . tcp . 80-90 }")
+				ns.Run("nft", "add element inet segmesh allow4 { 100.80.0.3 . udp . 53 }")
+				ns.Run("nft", "add element inet segmesh allow4r { 100.80.0.3 . tcp . 80-90 }")
 			}
 			g := ns.gen()
 			f := ns.firewall(testConfig())
@@ -329,7 +328,7 @@ func TestRootInstallOverPreviousLayout(t *testing.T) {
 			if d := ns.gen() - g; d != 1 {
 				t.Errorf("Install over the previous layout committed %d transactions, want 1", d)
 			}
-			if got := normTable(ns.run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
+			if got := normTable(ns.Run("nft", "list", "table", "inet", "segmesh")); got != wantTable {
 				t.Errorf("after Install over the previous layout:\n%s", got)
 			}
 			if err := f.Apply(baseDesired()); err != nil {

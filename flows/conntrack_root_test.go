@@ -36,7 +36,7 @@ func TestInboundFlowsLive(t *testing.T) {
 		mu.Unlock()
 	})
 	listen := func(ns *testNS, addr string) {
-		ns.do(func() error {
+		ns.Do(func() error {
 			l, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
@@ -58,7 +58,7 @@ func TestInboundFlowsLive(t *testing.T) {
 	listen(p.b, net.JoinHostPort(bAddr6, "7000"))
 	listen(p.a, net.JoinHostPort(aAddr4, "7001"))
 	dial := func(ns *testNS, addr string) {
-		ns.do(func() error {
+		ns.Do(func() error {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
 				return err
@@ -78,7 +78,7 @@ func TestInboundFlowsLive(t *testing.T) {
 	}
 	var got []Packet
 	var err error
-	p.b.do(func() error { got, err = InboundFlows([]netip.Addr{mustAddr(bAddr4), mustAddr(bAddr6)}); return nil })
+	p.b.Do(func() error { got, err = InboundFlows([]netip.Addr{mustAddr(bAddr4), mustAddr(bAddr6)}); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +86,12 @@ func TestInboundFlowsLive(t *testing.T) {
 		t.Fatalf("InboundFlows =\n%+v\nwant\n%+v", got, want)
 	}
 	// Only the IPv4 address: only the IPv4 flow.
-	p.b.do(func() error { got, err = InboundFlows([]netip.Addr{mustAddr(bAddr4)}); return nil })
+	p.b.Do(func() error { got, err = InboundFlows([]netip.Addr{mustAddr(bAddr4)}); return nil })
 	if err != nil || !slices.Equal(got, want[:1]) {
 		t.Fatalf("InboundFlows(v4 only) = %+v, %v; want %+v", got, err, want[:1])
 	}
 	// b's outbound connection is in the table: the filter left it out.
-	p.b.do(func() error { got, err = InboundFlows([]netip.Addr{mustAddr(aAddr4)}); return nil })
+	p.b.Do(func() error { got, err = InboundFlows([]netip.Addr{mustAddr(aAddr4)}); return nil })
 	outbound := []Packet{{Src: mustAddr(bAddr4), Dst: mustAddr(aAddr4), Proto: ProtoTCP, Port: 7001}}
 	if err != nil || !slices.Equal(got, outbound) {
 		t.Fatalf("InboundFlows(a's address) in b = %+v, %v; want %+v", got, err, outbound)
@@ -103,7 +103,7 @@ func TestInboundFlowsLive(t *testing.T) {
 func TestOpenNFLOGKeepsFamilyLogger(t *testing.T) {
 	p := newNSPair(t)
 	var before, after []byte
-	p.b.do(func() error {
+	p.b.Do(func() error {
 		var err error
 		if before, err = os.ReadFile("/proc/thread-self/net/netfilter/nf_log"); err != nil {
 			return err

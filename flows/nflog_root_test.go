@@ -70,7 +70,7 @@ func (c *collector) count(match func(Packet) bool) int {
 func nflogInstance(t *testing.T, ns *testNS, group uint16) []string {
 	t.Helper()
 	var b []byte
-	ns.do(func() (err error) {
+	ns.Do(func() (err error) {
 		b, err = os.ReadFile("/proc/thread-self/net/netfilter/nfnetlink_log")
 		return err
 	})
@@ -106,7 +106,7 @@ func openIn(t *testing.T, ns *testNS, group uint16) (*NFLOG, error) {
 	t.Helper()
 	var r *NFLOG
 	var err error
-	ns.do(func() error { r, err = OpenNFLOG(group, discardLogger()); return nil })
+	ns.Do(func() error { r, err = OpenNFLOG(group, discardLogger()); return nil })
 	return r, err
 }
 
@@ -195,7 +195,7 @@ func TestNFLOGReceivesRealPackets(t *testing.T) {
 	start := time.Now()
 	done := startRun(t.Context(), r, &c)
 
-	p.a.do(func() error {
+	p.a.Do(func() error {
 		return errors.Join(
 			sendUDP(bAddr4, 5353),
 			sendTCPSyn(bAddr4, 8080),
@@ -262,7 +262,7 @@ func TestNFLOGRunStopsOnContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := startRun(ctx, r, &c)
 	sent := time.Now()
-	p.a.do(func() error { return sendUDP(bAddr4, 1001) })
+	p.a.Do(func() error { return sendUDP(bAddr4, 1001) })
 	waitFor(t, "first packet", 5*time.Second, func() bool { return c.count(func(Packet) bool { return true }) == 1 })
 	// Queue threshold 1: no batching (the kernel default holds a lone
 	// packet for its 1 s flush timeout).
@@ -274,9 +274,9 @@ func TestNFLOGRunStopsOnContext(t *testing.T) {
 		t.Fatalf("Run after cancel: %v, want context.Canceled", err)
 	}
 	// Logged while no Run is active: queued in the socket.
-	p.a.do(func() error { return sendUDP(bAddr4, 1002) })
+	p.a.Do(func() error { return sendUDP(bAddr4, 1002) })
 	done = startRun(t.Context(), r, &c)
-	p.a.do(func() error { return sendUDP(bAddr4, 1003) })
+	p.a.Do(func() error { return sendUDP(bAddr4, 1003) })
 	for _, port := range []uint16{1002, 1003} {
 		waitFor(t, fmt.Sprintf("packet to port %d", port), 5*time.Second, func() bool {
 			return c.has(Packet{Src: mustAddr(aAddr4), Dst: mustAddr(bAddr4), Proto: ProtoUDP, Port: port})
@@ -328,7 +328,7 @@ func TestNFLOGGroupExclusive(t *testing.T) {
 	defer r3.Close()
 	var c collector
 	done := startRun(t.Context(), r3, &c)
-	p.a.do(func() error { return sendUDP(bAddr4, 2000) })
+	p.a.Do(func() error { return sendUDP(bAddr4, 2000) })
 	waitFor(t, "packet after rebinding", 5*time.Second, func() bool {
 		return c.has(Packet{Src: mustAddr(aAddr4), Dst: mustAddr(bAddr4), Proto: ProtoUDP, Port: 2000})
 	})
@@ -352,7 +352,7 @@ func TestNFLOGCountsOverruns(t *testing.T) {
 		t.Fatal(err)
 	}
 	const flood = 300
-	p.a.do(func() error {
+	p.a.Do(func() error {
 		// Unconnected: port unreachable errors do not fail later sends.
 		c, err := net.ListenPacket("udp4", aAddr4+":0")
 		if err != nil {
@@ -378,7 +378,7 @@ func TestNFLOGCountsOverruns(t *testing.T) {
 		if markers == 50 {
 			t.Fatalf("no marker arrived: delivered %d, dropped %d, overruns %d", len(c.all()), r.Dropped(), r.overruns.Load())
 		}
-		p.a.do(func() error { return sendUDP(bAddr4, 3001) })
+		p.a.Do(func() error { return sendUDP(bAddr4, 3001) })
 		markers++
 		time.Sleep(20 * time.Millisecond)
 	}
