@@ -39,8 +39,9 @@ func (g *Gossip) runJoiner() {
 // tryJoin contacts candidates one at a time. The first join stops at the
 // first success (one push/pull teaches memberlist the whole mesh); a rejoin
 // round tries every candidate still not alive. It reports whether the node
-// is now joined: a contact succeeded, another node already joined us, or
-// there is nobody to contact (this is the first node).
+// is now joined: a contact succeeded, one of its contacts is already a
+// member (it joined us), or there is nobody to contact (this is the first
+// node).
 func (g *Gossip) tryJoin(initial bool) bool {
 	cands := g.joinCandidates(initial)
 	if len(cands) == 0 {
@@ -51,8 +52,17 @@ func (g *Gossip) tryJoin(initial bool) bool {
 		return true
 	}
 	if initial && g.ml.NumMembers() > 1 {
+		// Another node joined us first: we are in a mesh, but maybe only
+		// with nodes that know nobody else (two fresh nodes, one seeding
+		// the other). The first join is over once a contact of ours is a
+		// member; until then keep trying them (with backoff), not merely
+		// every RejoinInterval.
 		g.markJoined()
-		return true
+		for _, c := range cands {
+			if g.candidateAlive(c) {
+				return true
+			}
+		}
 	}
 	joined := false
 	for _, c := range cands {
@@ -77,7 +87,11 @@ func (g *Gossip) tryJoin(initial bool) bool {
 		}
 	}
 	if initial && !joined {
-		g.log.Warn("cannot join the mesh yet; retrying", "tried", len(cands))
+		if g.ml.NumMembers() > 1 {
+			g.log.Info("joined by others, but no seed or cached peer answers yet; retrying", "tried", len(cands), "members", g.ml.NumMembers())
+		} else {
+			g.log.Warn("cannot join the mesh yet; retrying", "tried", len(cands))
+		}
 	}
 	return joined
 }

@@ -200,6 +200,33 @@ func TestJoinRetriesUntilSeedAppears(t *testing.T) {
 	waitState(t, a, "b", StateAlive)
 }
 
+// A node that another node joins before its own seed is up keeps trying
+// the seed with its join backoff, not only every RejoinInterval: two fresh
+// nodes must not stay an island apart from the seed.
+func TestJoinedByOtherStillJoinsSeed(t *testing.T) {
+	probe, err := New(testConfig(t, "probe"), testRecord("probe", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedAddr := probe.Addr()
+	_ = probe.Shutdown()
+
+	cfgA := testConfig(t, "a", seedAddr)
+	cfgA.RejoinInterval = time.Minute // only the first join can heal it in time
+	a := startNode(t, cfgA, testRecord("a", nil))
+	b := startNode(t, testConfig(t, "b", a.Addr()), testRecord("b", nil))
+	waitState(t, a, "b", StateAlive)
+	waitFor(t, 5*time.Second, "a join attempt to the seed after b joined", func() bool {
+		return a.joinFailures.Load() >= 2
+	})
+	cfgC := testConfig(t, "c")
+	cfgC.BindPort = int(seedAddr.Port())
+	c := startNode(t, cfgC, testRecord("c", nil))
+	waitState(t, a, "c", StateAlive)
+	waitState(t, b, "c", StateAlive)
+	waitState(t, c, "b", StateAlive)
+}
+
 func TestRejoinRetriesDeadPeers(t *testing.T) {
 	// a and b never met; b only remembers a as a dead member. The rejoin
 	// loop must contact it.
