@@ -56,8 +56,12 @@ type WGDevice struct {
 }
 
 // WireGuard runs `wg show <Interface> dump` inside the node's namespace.
-func (n *Node) WireGuard() (*WGDevice, error) {
-	out, err := n.Exec("wg", "show", n.Interface, "dump")
+func (n *Node) WireGuard() (*WGDevice, error) { return n.WireGuardDevice(n.Interface) }
+
+// WireGuardDevice runs `wg show <ifname> dump` inside the node's namespace
+// (a WireGuard device the test started there beside the daemon's).
+func (n *Node) WireGuardDevice(ifname string) (*WGDevice, error) {
+	out, err := n.Exec("wg", "show", ifname, "dump")
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,10 @@ func (p *Proc) String() string {
 	return fmt.Sprintf("%q in %s (pid %d)", strings.Join(p.argv, " "), p.Namespace, p.cmd.Process.Pid)
 }
 
+// PID is the process's pid (the command's own: `ip netns exec` and `env`
+// exec into it).
+func (p *Proc) PID() int { return p.cmd.Process.Pid }
+
 // Running reports whether the process has not exited.
 func (p *Proc) Running() bool {
 	select {

@@ -316,9 +316,20 @@ func measureFootprint(env *Env, prm Params, c *harness.Cluster, procs *[]*harnes
 	if dev != nil {
 		wgPeers = len(dev.Peers)
 	}
+	// The same 199 peers on standalone upstream wireguard-go (the daemon
+	// stopped): the userspace device's own share of 8a.
+	floor, fhs, ferr := wireguardFloor(env, prm, d, c.Prefix()+"fw", procs)
+	floorRow := Row{ID: "8c", What: "standalone upstream wireguard-go RSS with the same 199 peers", Verdict: Info}
+	if ferr != nil {
+		floorRow.Measured, floorRow.Note = "n/a", ferr.Error()
+	} else {
+		floorRow.Measured = fmt.Sprintf("%.1f MB (%d/%d handshakes); segmesh above it: %.1f MB", float64(floor.RSS)/1024, fhs, wgPeers, mb-float64(floor.RSS)/1024)
+		floorRow.Note = fmt.Sprintf("after 8a the daemon is stopped and the wireguard-go of rows 1–3 (%s, its default GOGC 100) runs in its namespace with the daemon's `wg showconf` (its key, port and peers); VmRSS once the simulated peers have handshaken with it again: %s, against the daemon's %s. The difference is what segmesh itself adds (gossip, policy, nftables, API, metrics, and its larger executable).", WireGuardGoVersion, floor, mem)
+	}
 	rows = append([]Row{{ID: "8a", What: "daemon RSS with 200 peers (1 real + 199 simulated)", Measured: fmt.Sprintf("%.1f MB with %d peers up (with %d: %.1f MB)", mb, seen200+1, seen50+1, float64(mem50.RSS)/1024),
 		Target: "≤ 40 MB", Ratio: fmt.Sprintf("%.2f of target", mb/40), Verdict: verdict(mb <= 40 && seen200 == 199),
 		Note: fmt.Sprintf("VmRSS of the daemon once its status lists 199 peers up, or after %s with fewer (then FAIL: not the asked size); %d WireGuard peers configured, %d with a completed handshake (the simulated members answer WireGuard, see 8b). With 200: %s; with 50: %s. %s.",
 			prm.JoinWait, wgPeers, hs200, mem, mem50, gcNote())}}, rows...)
+	rows = append(rows, floorRow)
 	return rows, nil
 }
