@@ -55,7 +55,8 @@ func TestUnitHardening(t *testing.T) {
 		set[k] = append(set[k], v)
 	}
 	want := map[string]string{
-		"Type":                     "simple",
+		"Type":                     "notify",
+		"NotifyAccess":             "main",
 		"Restart":                  "on-failure",
 		"RestartPreventExitStatus": "2",
 		"ExecReload":               "/bin/kill -HUP $MAINPID",

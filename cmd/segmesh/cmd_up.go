@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/segmesh/segmesh/config"
+	"github.com/segmesh/segmesh/internal/sdnotify"
 	"github.com/segmesh/segmesh/node"
 )
 
@@ -34,18 +35,45 @@ func newUp(g *globals) *cobra.Command {
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP)
 			defer signal.Stop(hup)
+			sd := serviceManager{sdnotify.New(os.Getenv), log}
 			go func() {
+				ready := make(chan error, 1)
+				go func() { ready <- n.WaitReady(ctx) }() // ends with ctx at the latest
+				enforcing := false
 				for {
 					select {
+					case err := <-ready:
+						if err == nil {
+							enforcing = true
+							sd.notify("READY=1", "STATUS=enforcing")
+						}
 					case <-hup:
+						sd.notify("RELOADING=1", sdnotify.MonotonicUsec())
 						_ = n.Reload() // logged by Reload; the running state is kept on error
+						if enforcing {
+							sd.notify("READY=1")
+						}
 					case <-ctx.Done():
+						sd.notify("STOPPING=1")
 						return
 					}
 				}
 			}()
 			return n.Run(ctx)
 		},
+	}
+}
+
+// serviceManager tells systemd (Type=notify) when the daemon enforces,
+// reloads and stops; outside systemd it does nothing.
+type serviceManager struct {
+	n   sdnotify.Notifier
+	log *slog.Logger
+}
+
+func (s serviceManager) notify(assignments ...string) {
+	if err := s.n.Notify(assignments...); err != nil {
+		s.log.Warn("cannot notify the service manager", "err", err)
 	}
 }
 
