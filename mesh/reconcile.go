@@ -27,31 +27,69 @@ const Keepalive = 25 * time.Second
 // an allowed IP claimed by two peers are errors and change nothing. Safe for
 // concurrent use with Stats.
 func (m *Mesh) Reconcile(peers []Peer) (ReconcileResult, error) {
+	res, _, err := m.reconcile(peers, false)
+	return res, err
+}
+
+// ReconcileStats is Reconcile that also returns the per-peer statistics of
+// the device dump it reconciled against, so a caller needs one device read
+// per round instead of Reconcile plus Stats. The statistics are those of
+// the desired peers, ordered by public key as Stats orders them: counters,
+// handshake and endpoint as read before the changes were applied, and a
+// zero entry (no handshake, no bytes, the endpoint just set) for a peer this
+// call added. Peers this call removed are left out. On error nothing is
+// returned but the error.
+func (m *Mesh) ReconcileStats(peers []Peer) (ReconcileResult, []PeerStats, error) {
+	return m.reconcile(peers, true)
+}
+
+func (m *Mesh) reconcile(peers []Peer, withStats bool) (ReconcileResult, []PeerStats, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return ReconcileResult{}, ErrClosed
+		return ReconcileResult{}, nil, ErrClosed
 	}
 	dev, err := m.wg.Device(m.name)
 	if err != nil {
-		return ReconcileResult{}, fmt.Errorf("read wireguard device %s: %w", m.name, err)
+		return ReconcileResult{}, nil, fmt.Errorf("read wireguard device %s: %w", m.name, err)
 	}
 	plan, err := planPeers(dev, peers, m.endpoints)
 	if err != nil {
-		return ReconcileResult{}, fmt.Errorf("reconcile %s: %w", m.name, err)
+		return ReconcileResult{}, nil, fmt.Errorf("reconcile %s: %w", m.name, err)
 	}
 	if plan.selfSkipped {
 		m.log.Warn("ignoring a desired peer that has this node's own public key")
 	}
 	if len(plan.changes) > 0 {
 		if err := m.wg.ConfigureDevice(m.name, wgtypes.Config{Peers: plan.changes}); err != nil {
-			return ReconcileResult{}, fmt.Errorf("configure peers on %s: %w", m.name, err)
+			return ReconcileResult{}, nil, fmt.Errorf("configure peers on %s: %w", m.name, err)
 		}
 		m.log.Debug("wireguard peers reconciled", "added", plan.result.Added,
 			"removed", plan.result.Removed, "updated", plan.result.Updated)
 	}
 	m.endpoints = plan.endpoints
-	return plan.result, nil
+	if !withStats {
+		return plan.result, nil, nil
+	}
+	return plan.result, plan.stats(dev), nil
+}
+
+// stats is the statistics of the desired peers after the plan (see
+// ReconcileStats): dev's for the peers it keeps, zero ones for additions.
+func (p *peerPlan) stats(dev *wgtypes.Device) []PeerStats {
+	out := make([]PeerStats, 0, len(p.endpoints))
+	for i := range dev.Peers {
+		if _, keep := p.endpoints[dev.Peers[i].PublicKey]; keep {
+			out = append(out, statsOf(&dev.Peers[i]))
+		}
+	}
+	for i := range p.changes {
+		if c := &p.changes[i]; !c.Remove && !c.UpdateOnly {
+			out = append(out, PeerStats{PublicKey: c.PublicKey, Endpoint: addrPortOf(c.Endpoint)})
+		}
+	}
+	sortStats(out)
+	return out
 }
 
 // peerPlan is the diff between WireGuard's peers and the desired ones.

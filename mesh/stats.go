@@ -27,19 +27,27 @@ func (m *Mesh) Stats() ([]PeerStats, error) {
 
 func peerStats(peers []wgtypes.Peer) []PeerStats {
 	out := make([]PeerStats, 0, len(peers))
-	for _, p := range peers {
-		hs := p.LastHandshakeTime
-		if hs.Equal(time.Unix(0, 0)) { // the kernel reports 0 for "never"
-			hs = time.Time{}
-		}
-		out = append(out, PeerStats{
-			PublicKey:     p.PublicKey,
-			Endpoint:      addrPortOf(p.Endpoint),
-			LastHandshake: hs,
-			RxBytes:       p.ReceiveBytes,
-			TxBytes:       p.TransmitBytes,
-		})
+	for i := range peers {
+		out = append(out, statsOf(&peers[i]))
 	}
-	slices.SortFunc(out, func(a, b PeerStats) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
+	sortStats(out)
 	return out
+}
+
+func statsOf(p *wgtypes.Peer) PeerStats {
+	hs := p.LastHandshakeTime
+	if hs.Equal(time.Unix(0, 0)) { // the kernel reports 0 for "never"
+		hs = time.Time{}
+	}
+	return PeerStats{
+		PublicKey:     p.PublicKey,
+		Endpoint:      addrPortOf(p.Endpoint),
+		LastHandshake: hs,
+		RxBytes:       p.ReceiveBytes,
+		TxBytes:       p.TransmitBytes,
+	}
+}
+
+func sortStats(s []PeerStats) {
+	slices.SortFunc(s, func(a, b PeerStats) int { return bytes.Compare(a.PublicKey[:], b.PublicKey[:]) })
 }

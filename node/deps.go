@@ -18,7 +18,11 @@ type Mesh interface {
 	Backend() string
 	Name() string
 	SetAddress4(netip.Prefix) error
-	Reconcile([]mesh.Peer) (mesh.ReconcileResult, error)
+	// ReconcileStats brings WireGuard's peers to the list by diff and
+	// returns the peers' statistics from the same device read (see
+	// mesh.Mesh.ReconcileStats).
+	ReconcileStats([]mesh.Peer) (mesh.ReconcileResult, []mesh.PeerStats, error)
+	// Stats reads the device for status and metrics.
 	Stats() ([]mesh.PeerStats, error)
 	// PathMTU is the underlay MTU towards dst, overhead not subtracted.
 	PathMTU(dst netip.Addr) (int, error)

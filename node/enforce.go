@@ -1,7 +1,9 @@
 package node
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 
 	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/mesh"
@@ -17,8 +19,15 @@ func (n *Node) selfMember() acl.Member {
 // are WireGuard peers (alive, suspect, or dead within grace). Untrusted and
 // departed nodes match nothing, not even "*".
 func (v view) admitted() []acl.Member {
-	var out []acl.Member
-	for _, p := range v.peers {
+	count := 0
+	for i := range v.peers {
+		if v.peers[i].configured {
+			count++
+		}
+	}
+	out := make([]acl.Member, 0, count)
+	for i := range v.peers {
+		p := &v.peers[i]
 		if !p.configured {
 			continue
 		}
@@ -38,20 +47,57 @@ func (n *Node) desired(peers []acl.Member) acl.Desired {
 	return acl.Compile(n.policy.pol, n.selfMember(), peers)
 }
 
+// compileInputs is everything the enforced sets and the peer index are
+// computed from: the active policy, this node and the admitted peers.
+type compileInputs struct {
+	pol   *acl.Policy // replaced, never changed in place, on each accepted policy
+	self  acl.Member
+	peers []acl.Member
+	valid bool
+}
+
+// compileInputs captures the inputs of a compilation for the admitted
+// peers under the active policy. Callers hold mu.
+func (n *Node) compileInputs(admitted []acl.Member) compileInputs {
+	return compileInputs{pol: n.policy.pol, self: n.selfMember(), peers: admitted, valid: true}
+}
+
+// same reports whether a and b compile to the same sets and index.
+func (a compileInputs) same(b compileInputs) bool {
+	return a.valid && b.valid && a.pol == b.pol && sameMember(a.self, b.self) &&
+		slices.EqualFunc(a.peers, b.peers, sameMember)
+}
+
+func sameMember(a, b acl.Member) bool {
+	return a.Key == b.Key && a.Name == b.Name && a.Addr4 == b.Addr4 && a.Addr6 == b.Addr6 && maps.Equal(a.Tags, b.Tags)
+}
+
 // enforce writes the compiled sets and deletes the conntrack entries of
 // peer addresses that left or arrived (security invariant 3), so a later
-// holder of an address cannot ride entries of its previous holder.
-func (n *Node) enforce(v view) error {
+// holder of an address cannot ride entries of its previous holder. When
+// the inputs are those of the last successful apply, the sets and the peer
+// addresses are already in force and nothing is done; a failed apply is
+// retried by the next call.
+// The sync loop owns n.applied and n.peerIPs.
+func (n *Node) enforce(admitted []acl.Member) error {
 	n.mu.Lock()
-	d := n.desired(v.admitted())
+	in := n.compileInputs(admitted)
+	if in.same(n.applied) {
+		n.mu.Unlock()
+		return nil
+	}
+	d := acl.Compile(in.pol, in.self, in.peers)
 	n.mu.Unlock()
 	if err := n.fw.Apply(d); err != nil {
 		return err
 	}
-	now := map[netip.Addr]bool{}
-	for _, p := range v.wgPeers() {
-		for _, a := range p.AllowedIPs {
-			now[a.Addr()] = true
+	n.applied = in
+	now := make(map[netip.Addr]bool, 2*len(in.peers))
+	for _, m := range in.peers {
+		for _, a := range []netip.Addr{m.Addr4, m.Addr6} {
+			if a.IsValid() {
+				now[a] = true
+			}
 		}
 	}
 	// Addresses that left and addresses that arrive both lose their

@@ -36,6 +36,9 @@ type fakeMesh struct {
 	mu    sync.Mutex
 	peers []mesh.Peer
 	mtu   fakeMTU // mtu auto (mtu_test.go)
+	// counters maps peers to their rx bytes, reported by every device read
+	counters map[mesh.Key]int64
+	reads    int // device reads (ReconcileStats and Stats)
 }
 
 func (m *fakeMesh) Up() error                      { m.ev.add("mesh.up"); return nil }
@@ -43,14 +46,28 @@ func (m *fakeMesh) Backend() string                { return "fake" }
 func (m *fakeMesh) Name() string                   { return "fake0" }
 func (m *fakeMesh) SetAddress4(netip.Prefix) error { return nil }
 func (m *fakeMesh) Stats() ([]mesh.PeerStats, error) {
-	return nil, nil
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reads++
+	return m.statsLocked(), nil
+}
+
+func (m *fakeMesh) statsLocked() []mesh.PeerStats {
+	var out []mesh.PeerStats
+	for _, p := range m.peers {
+		if rx, ok := m.counters[p.PublicKey]; ok {
+			out = append(out, mesh.PeerStats{PublicKey: p.PublicKey, RxBytes: rx})
+		}
+	}
+	return out
 }
 func (m *fakeMesh) Close() error { m.ev.add("mesh.close"); return nil }
-func (m *fakeMesh) Reconcile(p []mesh.Peer) (mesh.ReconcileResult, error) {
+func (m *fakeMesh) ReconcileStats(p []mesh.Peer) (mesh.ReconcileResult, []mesh.PeerStats, error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reads++
 	m.peers = p
-	m.mu.Unlock()
-	return mesh.ReconcileResult{}, nil
+	return mesh.ReconcileResult{}, m.statsLocked(), nil
 }
 
 type fakeGossip struct {
@@ -96,13 +113,17 @@ type fakeFirewall struct {
 	ev   *events
 	mu   sync.Mutex
 	last acl.Desired
-	n    int
+	n    int   // applies that succeeded
+	fail error // when set, Apply fails with it
 }
 
 func (f *fakeFirewall) Install() error { f.ev.add("fw.install"); return nil }
 func (f *fakeFirewall) Apply(d acl.Desired) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
 	if f.n == 0 {
 		f.ev.add("fw.apply")
 	}

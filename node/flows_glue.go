@@ -115,10 +115,17 @@ func (n *Node) verdict() string {
 	return api.VerdictDenied
 }
 
-// indexPeers rebuilds the address → peer index. Callers hold mu.
-func (n *Node) indexPeers() {
-	idx := map[netip.Addr]flows.Peer{}
-	for _, m := range n.view.admitted() {
+// indexPeers rebuilds the address → peer index from the admitted peers of
+// the current view, unless they and the policy are those it was last built
+// from. Callers hold mu.
+func (n *Node) indexPeers(admitted []acl.Member) {
+	in := n.compileInputs(admitted)
+	if in.same(n.indexed) {
+		return
+	}
+	n.indexed = in
+	idx := make(map[netip.Addr]flows.Peer, 2*len(admitted))
+	for _, m := range admitted {
 		p := flows.Peer{Name: m.Name, Key: m.Key, Segments: n.segmentsOf(m.Tags)}
 		for _, a := range []netip.Addr{m.Addr4, m.Addr6} {
 			if a.IsValid() {

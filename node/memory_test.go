@@ -2,8 +2,10 @@ package node
 
 import (
 	"math"
+	"runtime"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 // gcPercent reads the runtime's GOGC without changing it.
@@ -78,5 +80,47 @@ func TestTuneMemoryLimitLeftToRuntime(t *testing.T) {
 	s = TuneMemory(fakeEnv(map[string]string{"GOGC": "off"}))
 	if got, want := s.String(), "GOGC=off (GOGC), GOMEMLIMIT=none"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+// sink keeps test allocations reachable until the test drops them.
+var sink [][]byte
+
+func TestReleaseIdleHeap(t *testing.T) {
+	keepGC(t)
+	// Write 32 MiB, then drop it: after a collection its pages are free but
+	// resident.
+	for range 512 {
+		b := make([]byte, 64<<10)
+		for i := range b {
+			b[i] = 1
+		}
+		sink = append(sink, b)
+	}
+	sink = nil
+	runtime.GC()
+	if before := idleHeap(); before <= idleHeapThreshold {
+		t.Fatalf("runtime kept only %d free bytes after dropping 32 MiB: the test premise does not hold", before)
+	}
+	if !releaseIdleHeap(idleHeapThreshold) {
+		t.Fatal("releaseIdleHeap did nothing with more than the threshold free")
+	}
+	if after := idleHeap(); after > idleHeapThreshold {
+		t.Errorf("%d free resident bytes left after the release, want ≤ %d", after, idleHeapThreshold)
+	}
+	if releaseIdleHeap(idleHeapThreshold) {
+		t.Error("released again with nothing idle")
+	}
+}
+
+func TestRunHeapReleaserStops(t *testing.T) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { runHeapReleaser(stop, time.Millisecond, math.MaxUint64); close(done) }()
+	close(stop)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("runHeapReleaser did not return after stop")
 	}
 }

@@ -54,7 +54,10 @@ type Node struct {
 	ready   bool
 	policy  policyState
 	trust   *trustState         // CA mode; nil: trust open
-	peerIPs map[netip.Addr]bool // overlay addresses of the WireGuard peers at the last sync
+	peerIPs map[netip.Addr]bool // overlay addresses of the WireGuard peers at the last successful apply (sync loop)
+	applied compileInputs       // inputs of the last successful apply (sync loop)
+	indexed compileInputs       // inputs byAddr was built from
+	records verifyCache         // verified records of the members (sync.go)
 
 	syncNow chan struct{}      // cap 1: ask the loop for an immediate sync
 	syncReq chan chan struct{} // a sync whose completion the caller awaits
@@ -71,6 +74,7 @@ type Node struct {
 	rates    rates                     // per-peer byte rates (guarded by mu)
 	removals map[string]bool           // operator removals already applied (guarded by mu)
 	mtu      autoMTU                   // mtu auto (mtu.go); touched only by the sync loop
+	wake     *time.Timer               // syncs when the next keepalive is due; touched only by the sync loop
 }
 
 // New builds the node: it loads the key, claims an address, creates the
@@ -97,7 +101,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		endpoint: netip.AddrPortFrom(advertise, uint16(cfg.ListenPort)),
 		runStart: deps.Now(), cfg: cfg, track: newTracker(),
 		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(), rates: newRates(), removals: map[string]bool{},
-		peerIPs: map[netip.Addr]bool{},
+		peerIPs: map[netip.Addr]bool{}, records: newVerifyCache(),
 	}
 	if n.trust, err = loadTrust(cfg, n.pub, n.runStart); err != nil {
 		return nil, err
@@ -173,19 +177,41 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 // then leaves the mesh gracefully and tears everything down.
 func (n *Node) Run(ctx context.Context) error {
 	defer close(n.stopped)
+	defer n.stopWake()
 	n.gossip.Start()
 	n.flows.start(n)
 	n.ctl.serve()
+	releaserStop, releaserDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(releaserDone)
+		runHeapReleaser(releaserStop, idleHeapCheck, idleHeapThreshold)
+	}()
+	defer func() { close(releaserStop); <-releaserDone }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	observe := time.NewTicker(observeInterval)
 	defer observe.Stop()
+	// Gossip changes come in bursts (joins, a restarted fleet): they are
+	// folded into at most one sync per gossipSyncGap.
+	coalesced := time.NewTimer(time.Hour)
+	coalesced.Stop()
+	defer coalesced.Stop()
+	waiting := false // coalesced is armed
 	n.sync()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return n.shutdown()
 		case <-n.gossip.Changes():
+			if wait := gossipSyncGap - time.Since(last); wait > 0 {
+				if !waiting {
+					coalesced.Reset(wait)
+					waiting = true
+				}
+				continue
+			}
+		case <-coalesced.C:
 		case <-n.syncNow:
 		case <-tick.C:
 		case <-observe.C:
@@ -196,11 +222,22 @@ func (n *Node) Run(ctx context.Context) error {
 		case done := <-n.syncReq:
 			n.sync()
 			close(done)
+			last, waiting = time.Now(), false
+			coalesced.Stop()
 			continue
 		}
 		n.sync()
+		// This sync saw every change so far: a pending coalesced one is moot.
+		last, waiting = time.Now(), false
+		coalesced.Stop()
 	}
 }
+
+// gossipSyncGap is the shortest time between syncs that gossip changes
+// trigger; other triggers (policy, revocation, removal, reload, keepalive
+// due, the 1 s tick) sync at once. It bounds the sync work of a join burst
+// and adds at most this much to a membership change's propagation.
+const gossipSyncGap = 100 * time.Millisecond
 
 // shutdown leaves gracefully: others drop this node at once.
 func (n *Node) shutdown() error {

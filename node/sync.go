@@ -4,32 +4,43 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 )
 
 // sync evaluates membership and brings WireGuard in step with it. It runs on
-// every gossip change and once a second (grace expiry, suspect states).
+// every gossip change and once a second (grace expiry, suspect states), and
+// when the next keepalive is due. Records are verified once per distinct
+// content (verifyCache), the sets are compiled only when their inputs
+// changed, and the device is read once.
 func (n *Node) sync() {
 	members := n.gossip.Members() // never called from a gossip callback
 	now := n.deps.Now()
 
 	n.mu.Lock()
-	n.track.observe(members, now)
+	n.records.begin(trustGen{self: n.pub, net4: n.cfg.Network, net6: n.cfg.Network6, trust: n.trust, revs: n.trust.revsVersion()})
+	n.track.observeDecoded(members, now, func(m gossip.Member) (gossip.Record, bool) {
+		e := n.records.lookup(m, now)
+		return e.vr.rec, e.decoded
+	})
 	v := computeView(viewInput{
 		self: n.pub, selfAddr4: n.claim.Address, selfEffective: n.selfEffective(),
 		net4: n.cfg.Network, net6: n.cfg.Network6, members: members, now: now,
-		grace: n.cfg.DeadPeerGrace, effective: n.track.effective, trust: n.trust,
+		grace: n.cfg.DeadPeerGrace, effective: n.track.effective, trust: n.trust, verified: &n.records,
 	})
+	n.records.end()
 	for _, name := range v.forget {
 		n.track.forget(name)
 	}
-	for _, p := range v.peers {
+	for i := range v.peers {
+		p := &v.peers[i]
 		if p.rejected != nil && n.track.countRejection(p.name, p.rejected.reason) {
 			n.log.Warn("record rejected", "node", p.name, "name", p.rec.Name, "reason", p.rejected.reason, "detail", p.rejected.detail)
 		}
 	}
 	n.view = v
-	n.indexPeers()
+	admitted := v.admitted()
+	n.indexPeers(admitted)
 	renumber := v.selfLoses
 	n.mu.Unlock()
 
@@ -41,7 +52,7 @@ func (n *Node) sync() {
 	}
 	// Sets first: a peer gains access in the same step as its WireGuard
 	// config, and loses it before its peer entry goes.
-	if err := n.enforce(v); err != nil {
+	if err := n.enforce(admitted); err != nil {
 		n.log.Error("nftables apply failed; the previous sets stay in force, will retry", "err", err)
 		n.mu.Lock()
 		n.ready = false
@@ -50,12 +61,12 @@ func (n *Node) sync() {
 	}
 	peers := v.wgPeers()
 	n.mu.Lock()
-	if n.track.keepalives(n.pub, peers, now) {
-		time.AfterFunc(initiatorDelay/2, n.kick) // the 1 s tick is too coarse for the handshake start
-	}
+	n.track.keepalives(n.pub, peers, now)
+	due := n.track.keepaliveDue
 	n.mu.Unlock()
-	n.tuneMTU(v) // lower before a peer on a smaller path is added
-	res, err := n.mesh.Reconcile(peers)
+	n.wakeAt(due, now) // the 1 s tick is too coarse for the handshake start
+	n.tuneMTU(v)       // lower before a peer on a smaller path is added
+	res, st, err := n.mesh.ReconcileStats(peers)
 	if err != nil {
 		n.log.Error("wireguard reconcile failed; will retry", "err", err)
 		return
@@ -63,12 +74,8 @@ func (n *Node) sync() {
 	if res.Added+res.Removed+res.Updated > 0 {
 		n.log.Info("wireguard peers reconciled", "added", res.Added, "removed", res.Removed, "updated", res.Updated)
 	}
-	if st, err := n.mesh.Stats(); err == nil {
-		n.mu.Lock()
-		n.rates.observe(st, n.deps.Now())
-		n.mu.Unlock()
-	}
 	n.mu.Lock()
+	n.rates.observe(st, n.deps.Now())
 	n.ready = true
 	if !n.policyPending.IsZero() {
 		n.recorder.PolicyApplied(n.deps.Now().Sub(n.policyPending))
@@ -76,6 +83,30 @@ func (n *Node) sync() {
 	}
 	n.mu.Unlock()
 	n.changed.notify()
+}
+
+// wakeAt has the loop sync again at due (zero: nothing to wait for), as
+// measured from now. Only the sync loop calls it.
+func (n *Node) wakeAt(due, now time.Time) {
+	if due.IsZero() {
+		if n.wake != nil {
+			n.wake.Stop()
+		}
+		return
+	}
+	d := due.Sub(now)
+	if n.wake == nil {
+		n.wake = time.AfterFunc(d, n.kick)
+		return
+	}
+	n.wake.Reset(d)
+}
+
+// stopWake stops the keepalive timer when the loop ends.
+func (n *Node) stopWake() {
+	if n.wake != nil {
+		n.wake.Stop()
+	}
 }
 
 // selfEffective is our claim time in the clash rule: a claim carried over

@@ -28,22 +28,41 @@ type tracker struct {
 	rejected  map[string]string // member name -> rejection reason last counted
 	counts    map[string]uint64 // reason -> rejected records
 	// configured: when each current WireGuard peer was first configured.
-	configured map[mesh.Key]time.Time
+	configured map[mesh.Key]configuredPeer
+	round      uint64 // keepalives calls, to find departed peers without a set
+	// keepaliveDue is when the next peer waiting for its keepalive gets it
+	// (zero: none waits), as of the last keepalives call.
+	keepaliveDue time.Time
+}
+
+// configuredPeer is a WireGuard peer as keepalives tracks it.
+type configuredPeer struct {
+	first time.Time // first configured
+	round uint64    // last keepalives call that listed it
 }
 
 func newTracker() tracker {
 	return tracker{firstSeen: map[string]seen{}, rejected: map[string]string{}, counts: map[string]uint64{},
-		configured: map[mesh.Key]time.Time{}}
+		configured: map[mesh.Key]configuredPeer{}}
 }
 
 // observe records the members of one sync.
 func (t *tracker) observe(members []gossip.Member, now time.Time) {
+	t.observeDecoded(members, now, func(m gossip.Member) (gossip.Record, bool) {
+		rec, err := gossip.DecodeRecord(m.Meta)
+		return rec, err == nil
+	})
+}
+
+// observeDecoded is observe with the members' records decoded by decode
+// (false: the record does not decode).
+func (t *tracker) observeDecoded(members []gossip.Member, now time.Time, decode func(gossip.Member) (gossip.Record, bool)) {
 	if t.joinedAt.IsZero() && len(members) > 0 {
 		t.joinedAt = now
 	}
 	for _, m := range members {
-		rec, err := gossip.DecodeRecord(m.Meta)
-		if err != nil {
+		rec, ok := decode(m)
+		if !ok {
 			continue
 		}
 		if s, ok := t.firstSeen[m.Name]; !ok || s.addr4 != rec.Address4 {
@@ -93,28 +112,34 @@ const (
 
 // keepalives gives each WireGuard peer its keepalive (see initiatorDelay):
 // two simultaneous initiations would void each other and cost a 5-15 s
-// retry. It reports whether a peer still waits for its keepalive.
+// retry. It reports whether a peer still waits for its keepalive, and sets
+// keepaliveDue to when the first of them gets it.
 func (t *tracker) keepalives(self mesh.Key, peers []mesh.Peer, now time.Time) (pending bool) {
-	live := make(map[mesh.Key]bool, len(peers))
+	t.round++
+	t.keepaliveDue = time.Time{}
 	for i := range peers {
 		k := peers[i].PublicKey
-		live[k] = true
-		first, ok := t.configured[k]
+		c, ok := t.configured[k]
 		if !ok {
-			t.configured[k], first = now, now
+			c.first = now
 		}
+		c.round = t.round
+		t.configured[k] = c
 		delay := responderDelay
 		if bytes.Compare(self[:], k[:]) < 0 {
 			delay = initiatorDelay
 		}
-		if now.Sub(first) >= delay {
+		if now.Sub(c.first) >= delay {
 			peers[i].Keepalive = mesh.Keepalive
-		} else {
-			pending = true
+			continue
+		}
+		pending = true
+		if due := c.first.Add(delay); t.keepaliveDue.IsZero() || due.Before(t.keepaliveDue) {
+			t.keepaliveDue = due
 		}
 	}
-	for k := range t.configured {
-		if !live[k] {
+	for k, c := range t.configured {
+		if c.round != t.round {
 			delete(t.configured, k)
 		}
 	}

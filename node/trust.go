@@ -62,25 +62,42 @@ func loadTrust(cfg *config.Config, pub mesh.Key, now time.Time) (*trustState, er
 	return &trustState{cas: cas, cert: cert, revs: revs}, nil
 }
 
+// revsVersion is the revocation list's version (0 in trust: open).
+func (t *trustState) revsVersion() uint64 {
+	if t == nil {
+		return 0
+	}
+	return t.revs.Version()
+}
+
+// certWindow is a parsed certificate's validity period [notBefore, notAfter);
+// ok is false when no certificate was parsed.
+type certWindow struct {
+	notBefore, notAfter time.Time
+	ok                  bool
+}
+
 // verifyPeerCert checks a peer's certificate; it returns the certificate or
-// the rejection.
-func (t *trustState) verifyPeerCert(raw []byte, key mesh.Key, now time.Time) (*ca.Signed, *rejection) {
+// the rejection, and the certificate's validity period whenever it parsed
+// (the outcome depends on the time only through it).
+func (t *trustState) verifyPeerCert(raw []byte, key mesh.Key, now time.Time) (*ca.Signed, certWindow, *rejection) {
 	if len(raw) == 0 {
-		return nil, &rejection{ReasonNoCertificate, "the record carries no certificate"}
+		return nil, certWindow{}, &rejection{ReasonNoCertificate, "the record carries no certificate"}
 	}
 	cert, err := ca.ParseCertificate(raw)
 	if err != nil {
-		return nil, &rejection{ReasonBadCertificate, err.Error()}
+		return nil, certWindow{}, &rejection{ReasonBadCertificate, err.Error()}
 	}
+	w := certWindow{notBefore: cert.NotBefore, notAfter: cert.NotAfter, ok: true}
 	switch err := ca.VerifyNode(t.cas, t.revs, cert, key, now); {
 	case err == nil:
-		return cert, nil
+		return cert, w, nil
 	case errors.Is(err, ca.ErrRevoked):
-		return nil, &rejection{ReasonRevoked, err.Error()}
+		return nil, w, &rejection{ReasonRevoked, err.Error()}
 	case errors.Is(err, ca.ErrExpired):
-		return nil, &rejection{ReasonExpired, err.Error()}
+		return nil, w, &rejection{ReasonExpired, err.Error()}
 	default:
-		return nil, &rejection{ReasonBadCertificate, err.Error()}
+		return nil, w, &rejection{ReasonBadCertificate, err.Error()}
 	}
 }
 

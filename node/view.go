@@ -24,6 +24,9 @@ type viewInput struct {
 	trust         *trustState // CA mode; nil: trust open
 	// effective returns the claim time this node grants a peer's record.
 	effective func(name string, rec gossip.Record) time.Time
+	// verified holds the records verified in earlier syncs, begun for this
+	// round; nil: every record is verified afresh.
+	verified *verifyCache
 }
 
 // peerView is one peer as this node sees it.
@@ -47,13 +50,18 @@ type view struct {
 	peers     []peerView
 	forget    []string            // members past their grace, to drop from gossip
 	selfLoses bool                // a live peer wins our IPv4 address
-	held      map[netip.Addr]bool // IPv4 addresses held by live verified peers
+	held      map[netip.Addr]bool // when selfLoses: IPv4 addresses held by live verified peers
 }
 
 // computeView verifies records, maps gossip states to peer states, applies
 // dead_peer_grace and resolves IPv4 clashes. It has no side effects.
 func computeView(in viewInput) view {
-	v := view{held: map[netip.Addr]bool{}}
+	if in.verified == nil {
+		c := newVerifyCache()
+		c.begin(trustGen{self: in.self, net4: in.net4, net6: in.net6, trust: in.trust, revs: in.trust.revsVersion()})
+		in.verified = &c
+	}
+	v := view{peers: make([]peerView, 0, len(in.members))}
 	for _, m := range in.members {
 		pv, keep := memberToPeer(in, m)
 		if !keep {
@@ -79,7 +87,8 @@ func memberToPeer(in viewInput, m gossip.Member) (peerView, bool) {
 	if gone && in.now.Sub(m.StateSince) > in.grace {
 		return pv, false
 	}
-	vr, rej := verifyRecord(m, in.self, in.net4, in.net6, in.trust, in.now)
+	e := in.verified.lookup(m, in.now)
+	vr, rej := e.vr, e.rej
 	pv.rec = vr.rec
 	if pv.rec.Name == "" {
 		pv.rec.Name = m.Name
@@ -101,10 +110,7 @@ func memberToPeer(in viewInput, m gossip.Member) (peerView, bool) {
 		pv.state = api.StateLeft // leave: access removed at once
 	}
 	if pv.configured {
-		pv.allowed = []netip.Prefix{
-			netip.PrefixFrom(vr.rec.Address4, 32),
-			netip.PrefixFrom(vr.rec.Address6, 128),
-		}
+		pv.allowed = e.allowed // IPv4 and IPv6; shared, never written to
 	}
 	return pv, true
 }
@@ -113,7 +119,8 @@ func memberToPeer(in viewInput, m gossip.Member) (peerView, bool) {
 // (ties: lower key); losers keep only their IPv6 until they renumber.
 func resolveClashes(in viewInput, v *view) {
 	self := claimant{key: in.self, effective: in.selfEffective}
-	best := map[netip.Addr]claimant{in.selfAddr4: self}
+	best := make(map[netip.Addr]claimant, len(v.peers)+1)
+	best[in.selfAddr4] = self
 	for _, p := range v.peers {
 		if !p.configured {
 			continue
@@ -128,6 +135,7 @@ func resolveClashes(in viewInput, v *view) {
 	}
 	if best[in.selfAddr4].key != in.self {
 		v.selfLoses = true
+		v.held = make(map[netip.Addr]bool, len(best)) // for renumbering, the only reader
 	}
 	for i := range v.peers {
 		p := &v.peers[i]
@@ -136,7 +144,9 @@ func resolveClashes(in viewInput, v *view) {
 		}
 		w := best[p.rec.Address4]
 		if w.key == p.key {
-			v.held[p.rec.Address4] = true
+			if v.held != nil {
+				v.held[p.rec.Address4] = true
+			}
 			continue
 		}
 		p.reason = fmt.Sprintf("address conflict: %v is held by an earlier claim", p.rec.Address4)
@@ -146,7 +156,13 @@ func resolveClashes(in viewInput, v *view) {
 
 // wgPeers returns the WireGuard peers of a view.
 func (v view) wgPeers() []mesh.Peer {
-	var out []mesh.Peer
+	count := 0
+	for i := range v.peers {
+		if v.peers[i].configured {
+			count++
+		}
+	}
+	out := make([]mesh.Peer, 0, count)
 	for _, p := range v.peers {
 		if p.configured {
 			out = append(out, mesh.Peer{PublicKey: p.key, Endpoint: p.endpoint, AllowedIPs: p.allowed})
