@@ -14,41 +14,41 @@ import (
 // wireguard-go in d's namespace with d's WireGuard configuration (`wg
 // showconf`: its private key, listen port and every peer with its endpoint
 // and keepalive), waits until the simulated peers have completed a handshake
-// with it again (bounded by prm.JoinWait), and returns its memory and the
+// with it again (bounded by prm.JoinWait), and returns its memory as 8a
+// measures the daemon's (median and highest over prm.CPUWindow) and the
 // number of peers that did. ifname must be free in d's namespace.
-func wireguardFloor(env *Env, prm Params, d *harness.Node, ifname string, procs *[]*harness.Proc) (memKB, int, error) {
-	var m memKB
+func wireguardFloor(env *Env, prm Params, d *harness.Node, ifname string, procs *[]*harness.Proc) (med, high memKB, seen int, err error) {
 	conf, err := d.Exec("wg", "showconf", d.Interface)
 	if err != nil {
-		return m, 0, fmt.Errorf("wg showconf: %w", err)
+		return med, high, 0, fmt.Errorf("wg showconf: %w", err)
 	}
 	path := filepath.Join(d.Dir, "floor.conf")
 	if err := os.WriteFile(path, conf, 0o600); err != nil {
-		return m, 0, err
+		return med, high, 0, err
 	}
 	if err := d.Stop(); err != nil {
-		return m, 0, fmt.Errorf("stop daemon: %w", err)
+		return med, high, 0, fmt.Errorf("stop daemon: %w", err)
 	}
 	p, err := harness.Spawn(d.Namespace, filepath.Join(d.Dir, "wireguard-go-floor.log"), "env", "WG_PROCESS_FOREGROUND=1", env.WGGo, "-f", ifname)
 	if err != nil {
-		return m, 0, err
+		return med, high, 0, err
 	}
 	*procs = append(*procs, p)
 	if err := harness.WaitFor(10*time.Second, func() error {
 		_, err := os.Stat(filepath.Join(harness.WireGuardSocketDir, ifname+".sock"))
 		return err
 	}); err != nil {
-		return m, 0, fmt.Errorf("upstream wireguard-go did not start: %w", err)
+		return med, high, 0, fmt.Errorf("upstream wireguard-go did not start: %w", err)
 	}
 	// Up first: wireguard-go starts a peer's handshake when its keepalive is
 	// set on a running device.
 	for _, argv := range [][]string{{"ip", "link", "set", ifname, "up"}, {"wg", "setconf", ifname, path}} {
 		if _, err := d.Exec(argv...); err != nil {
-			return m, 0, err
+			return med, high, 0, err
 		}
 	}
 	start := time.Now()
-	seen, want := 0, 0
+	want := 0
 	err = harness.WaitFor(prm.JoinWait, func() error {
 		dev, err := d.WireGuardDevice(ifname)
 		if err != nil {
@@ -69,6 +69,6 @@ func wireguardFloor(env *Env, prm Params, d *harness.Node, ifname string, procs 
 		logf("footprint: %v; measuring anyway", err)
 	}
 	time.Sleep(3 * time.Second) // as for the daemon: settle the handshake burst
-	m, err = memStatus(p.PID())
-	return m, seen, err
+	med, high, err = rssOver(p.PID(), prm.CPUWindow)
+	return med, high, seen, err
 }
