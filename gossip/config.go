@@ -37,6 +37,16 @@ type Config struct {
 	GossipToTheDeadTime time.Duration // keep gossiping to dead nodes this long (30s)
 	DeadNodeReclaimTime time.Duration // a dead node may come back on another address after this (30s)
 
+	// DisableCompression turns off memberlist's LZW compression of the
+	// packets and streams this node sends (on by default, as in memberlist's
+	// LAN profile). Receivers accept compressed and plain messages either
+	// way, so nodes with and without it mix. Off, a node spends no CPU and
+	// no allocation on compressing (memberlist allocates a fresh 64 KiB
+	// LZW table per packet) at the cost of larger packets and push/pull
+	// streams; gossip packs the same messages into a packet either way
+	// (packing goes by the uncompressed size).
+	DisableCompression bool
+
 	// segmesh timing.
 	RejoinInterval     time.Duration // retry seeds/cache of nodes not alive (30s)
 	JoinBackoffMin     time.Duration // first retry delay while not joined (1s)
@@ -151,6 +161,7 @@ func (c Config) memberlistConfig(port int) *memberlist.Config {
 	mc.RetransmitMult = c.RetransmitMult
 	mc.GossipToTheDeadTime = c.GossipToTheDeadTime
 	mc.DeadNodeReclaimTime = c.DeadNodeReclaimTime
+	mc.EnableCompression = !c.DisableCompression
 	return mc
 }
 

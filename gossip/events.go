@@ -15,6 +15,22 @@ type entry struct {
 	ext   string // full record digest when meta is a stub
 	state State
 	since time.Time
+	live  bool // counted in Gossip.live (see setStateLocked)
+}
+
+// setStateLocked moves e to s since at, keeping g.live (the members alive
+// or suspect) in step, so numNodes needs no walk over the member table.
+// Every state change goes through it. g.mu must be held.
+func (g *Gossip) setStateLocked(e *entry, s State, at time.Time) {
+	e.state, e.since = s, at
+	if live := s == StateAlive || s == StateSuspect; live != e.live {
+		e.live = live
+		if live {
+			g.live.Add(1)
+		} else {
+			g.live.Add(-1)
+		}
+	}
 }
 
 // events is memberlist's EventDelegate. memberlist calls it with its node
@@ -39,7 +55,7 @@ func (ev *events) NotifyJoin(n *memberlist.Node) {
 		g.members[n.Name] = e
 	}
 	setNode(e, n)
-	e.state, e.since = StateAlive, now
+	g.setStateLocked(e, StateAlive, now)
 	delete(g.leaving, n.Name)
 	g.cacheDirty = true
 	var job *sendJob
@@ -74,7 +90,7 @@ func (ev *events) NotifyLeave(n *memberlist.Node) {
 		state = StateLeft
 	}
 	delete(g.leaving, n.Name)
-	e.state, e.since = state, now
+	g.setStateLocked(e, state, now)
 	g.cacheDirty = true
 	g.mu.Unlock()
 	g.notify()
@@ -90,12 +106,13 @@ func (ev *events) NotifyUpdate(n *memberlist.Node) {
 	g.mu.Lock()
 	e := g.members[n.Name]
 	if e == nil {
-		e = &entry{state: StateAlive, since: now}
+		e = &entry{}
 		g.members[n.Name] = e
+		g.setStateLocked(e, StateAlive, now)
 	}
 	setNode(e, n)
 	if e.state != StateAlive {
-		e.state, e.since = StateAlive, now
+		g.setStateLocked(e, StateAlive, now)
 	}
 	g.cacheDirty = true
 	g.mu.Unlock()
@@ -135,7 +152,7 @@ func (g *Gossip) setLiveness(name string, s State) {
 	e := g.members[name]
 	changed := e != nil && e.state != s && (e.state == StateAlive || e.state == StateSuspect)
 	if changed {
-		e.state, e.since = s, time.Now()
+		g.setStateLocked(e, s, time.Now())
 	}
 	g.mu.Unlock()
 	if changed {
@@ -175,7 +192,7 @@ func (g *Gossip) leaveIntent(name string, nonce uint64) {
 	changed := false
 	if e := g.members[name]; e != nil && e.state == StateDead && now.Sub(e.since) < leaveIntentWindow {
 		// The failure detector or the leave's dead message came first.
-		e.state = StateLeft
+		g.setStateLocked(e, StateLeft, e.since)
 		changed = true
 	} else {
 		g.leaving[name] = now

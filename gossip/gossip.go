@@ -50,6 +50,7 @@ type Gossip struct {
 	left         atomic.Bool
 	lifeMu       sync.Mutex // serialises Leave and Shutdown (memberlist panics on leave after shutdown)
 
+	live         atomic.Int64 // members alive or suspect (entry.live), changed under mu
 	forwarded    atomic.Int64 // received documents re-broadcast or forwarded (tests)
 	joinFailures atomic.Int64 // failed join attempts (tests)
 
@@ -203,19 +204,10 @@ func (g *Gossip) notify() {
 // NumMembers counts alive and suspect nodes, this one included.
 func (g *Gossip) NumMembers() int { return g.ml.NumMembers() }
 
-// numNodes sizes the broadcast retransmit limit (memberlist callback: our
-// own view, no memberlist call).
-func (g *Gossip) numNodes() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 1
-	for _, e := range g.members {
-		if e.state == StateAlive || e.state == StateSuspect {
-			n++
-		}
-	}
-	return n
-}
+// numNodes sizes the broadcast retransmit limit: the members alive or
+// suspect and this node. memberlist calls it for every gossip packet, so it
+// reads a counter (our own view, no memberlist call, no lock).
+func (g *Gossip) numNodes() int { return int(g.live.Load()) + 1 }
 
 // UpdateLocal re-announces this node's record (memberlist UpdateNode). A
 // record larger than MaxMetaSize is announced as a stub and its full form is

@@ -206,3 +206,23 @@ func TestRestartOnNewAddressComesBack(t *testing.T) {
 		waitRecord(t, g, "n2", tagsEqual(map[string]string{"v": "2"}))
 	}
 }
+
+// Nodes with memberlist's compression off mix with nodes that keep it:
+// membership, a tag update and a document cross between them both ways.
+func TestCompressionOffInteroperates(t *testing.T) {
+	nodes := startMesh(t, 3, func(i int, c *Config) { c.DisableCompression = i == 1 })
+	if !nodes[0].cfg.memberlistConfig(0).EnableCompression || nodes[1].cfg.memberlistConfig(0).EnableCompression {
+		t.Fatal("compression setting not passed to memberlist")
+	}
+	tags := map[string]string{"role": "db"}
+	if err := nodes[1].UpdateLocal(testRecord("n1", tags)); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, nodes[0], "n1", tagsEqual(tags))
+	waitRecord(t, nodes[2], "n1", tagsEqual(tags))
+	tags2 := map[string]string{"role": "web"}
+	if err := nodes[2].UpdateLocal(testRecord("n2", tags2)); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, nodes[1], "n2", tagsEqual(tags2))
+}

@@ -243,14 +243,19 @@ const rejoinSyncs = 3
 // ignore it until their next push/pull; one exchange with any of them hands
 // it that record and it refutes it at once.
 func (g *Gossip) syncWithOthers(contact string) {
+	// Our own member table, not ml.Members(): memberlist updates the nodes
+	// those pointers refer to without our lock.
 	var addrs []string
-	for _, m := range g.ml.Members() { // joiner goroutine, not a memberlist callback
-		a := net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
-		if m.Name == g.cfg.NodeName || a == contact {
+	g.mu.Lock()
+	for name, e := range g.members {
+		a := e.addr.String()
+		if name == g.cfg.NodeName || a == contact || !e.addr.IsValid() ||
+			(e.state != StateAlive && e.state != StateSuspect) {
 			continue
 		}
 		addrs = append(addrs, a)
 	}
+	g.mu.Unlock()
 	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
 	if len(addrs) > rejoinSyncs {
 		addrs = addrs[:rejoinSyncs]

@@ -111,7 +111,7 @@ func stateBytes(typ byte, key string, value []byte) []byte {
 	return e.bytes()[1:]
 }
 
-func newNodeWithRecord(t *testing.T, cfg Config) *Gossip {
+func newNodeWithRecord(t testing.TB, cfg Config) *Gossip {
 	t.Helper()
 	g, err := New(cfg, testRecord(cfg.NodeName, nil))
 	if err != nil {

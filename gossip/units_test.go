@@ -127,3 +127,57 @@ func TestDeadLeftAndSuspectTransitions(t *testing.T) {
 		t.Errorf("d after update: %+v", m)
 	}
 }
+
+// numNodes (memberlist's retransmit sizing, read per gossip packet) is a
+// counter kept by every state change: it must always equal the members
+// alive or suspect, plus this node.
+func TestNumNodesFollowsStates(t *testing.T) {
+	g := newNodeWithRecord(t, testConfig(t, "self"))
+	ev := &events{g: g}
+	check := func(step string) {
+		t.Helper()
+		want := 1
+		for _, m := range g.Members() {
+			if m.State == StateAlive || m.State == StateSuspect {
+				want++
+			}
+		}
+		if got := g.numNodes(); got != want {
+			t.Fatalf("after %s: numNodes = %d, want %d", step, got, want)
+		}
+	}
+	check("start")
+	ev.NotifyJoin(mlTestNode("self", nil))
+	check("self joined")
+	ev.NotifyJoin(mlTestNode("a", nil))
+	ev.NotifyJoin(mlTestNode("b", nil))
+	ev.NotifyJoin(mlTestNode("a", nil)) // again
+	check("a and b joined")
+	if g.numNodes() != 3 {
+		t.Fatalf("numNodes = %d with two members, want 3", g.numNodes())
+	}
+	ev.NotifyUpdate(mlTestNode("c", []byte("x"))) // update before any join
+	check("c updated")
+	g.setLiveness("a", StateSuspect)
+	check("a suspect")
+	ev.NotifyLeave(mlTestNode("a", nil))
+	check("a dead")
+	ev.NotifyLeave(mlTestNode("a", nil)) // again
+	check("a dead again")
+	g.setLiveness("a", StateSuspect) // never revives the dead
+	check("a suspected while dead")
+	g.leaveIntent("a", 7)
+	check("a left")
+	ev.NotifyLeave(mlTestNode("d", nil)) // leave of a node never seen
+	check("d dead")
+	g.Forget("a")
+	g.Forget("d")
+	g.Forget("b") // alive: stays
+	check("forgotten")
+	ev.NotifyJoin(mlTestNode("a", nil))
+	ev.NotifyUpdate(mlTestNode("d", []byte("y"))) // back through an update
+	check("a and d back")
+	if g.numNodes() != 5 {
+		t.Fatalf("numNodes = %d with a, b, c, d alive, want 5", g.numNodes())
+	}
+}

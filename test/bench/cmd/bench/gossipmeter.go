@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	rtmetrics "runtime/metrics"
 	"sort"
@@ -60,6 +61,24 @@ func udpRcvbufErrors() int64 {
 	return 0
 }
 
+// rssBytes is this process's resident set size (VmRSS), 0 when unknown.
+func rssBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
 // heapText is the live heap (as of the last GC) and the heap in use now.
 func heapText() string {
 	s := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
@@ -70,7 +89,7 @@ func heapText() string {
 		}
 		return float64(v.Uint64()) / (1 << 20)
 	}
-	return fmt.Sprintf("live %.0f MiB (in use %.0f)", mib(s[0].Value), mib(s[1].Value))
+	return fmt.Sprintf("live %.0f MiB (in use %.0f), RSS %.0f MiB", mib(s[0].Value), mib(s[1].Value), float64(rssBytes())/(1<<20))
 }
 
 // logCounter is a slog.Handler that counts the simulated nodes' warnings
@@ -159,6 +178,29 @@ func (l *logCounter) snapshot() string {
 type idleCost struct {
 	udpKbit, tcpKbit float64 // per node
 	cores            float64 // CPU of the whole process
+	// push/pull exchanges the nodes started over a longer span (from the
+	// end of the start through the window) and the TCP bytes sent in it
+	// (both sides' state): the TCP cost at the production push/pull rate.
+	pushPulls, pushPullBytes int64
+}
+
+// perPushPull is the TCP bytes of one push/pull exchange (both sides), 0
+// when none was seen.
+func (i idleCost) perPushPull() float64 {
+	if i.pushPulls == 0 {
+		return 0
+	}
+	return float64(i.pushPullBytes) / float64(i.pushPulls)
+}
+
+// pushPullInterval is memberlist's push/pull period at n nodes: the base
+// interval (30 s in the LAN profile) times ceil(log2(n) - log2(32)) + 1
+// above 32 nodes (memberlist's pushPullScale).
+func pushPullInterval(base time.Duration, n int) time.Duration {
+	if n <= 32 {
+		return base
+	}
+	return time.Duration(math.Ceil(math.Log2(float64(n))-5)+1) * base
 }
 
 func (i idleCost) kbit() float64 { return i.udpKbit + i.tcpKbit }

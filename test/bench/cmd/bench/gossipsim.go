@@ -24,11 +24,21 @@ import (
 
 // byteSink counts the bytes memberlist reports sending (its own
 // memberlist.udp.sent and memberlist.tcp.sent counters, after encryption,
-// without UDP/IP headers), summed over every node of the process.
+// without UDP/IP headers) and the push/pull exchanges it starts (its
+// memberlist.pushPullNode timer), summed over every node of the process.
 type byteSink struct {
 	metrics.BlackholeSink
-	udp, tcp atomic.Int64
+	udp, tcp  atomic.Int64
+	pushPulls atomic.Int64
 }
+
+func (s *byteSink) AddSampleWithLabels(key []string, _ float32, _ []metrics.Label) {
+	if len(key) >= 2 && key[len(key)-2] == "memberlist" && key[len(key)-1] == "pushPullNode" {
+		s.pushPulls.Add(1)
+	}
+}
+
+func (s *byteSink) AddSample(key []string, val float32) { s.AddSampleWithLabels(key, val, nil) }
 
 func (s *byteSink) IncrCounterWithLabels(key []string, val float32, _ []metrics.Label) {
 	k := strings.Join(key, ".")
@@ -158,11 +168,14 @@ type simCluster struct {
 	// probe timing of the failure detector (zero: memberlist's LAN
 	// defaults, 1 s and 500 ms); dissemination timings stay the defaults.
 	probeInterval, probeTimeout time.Duration
+	// compress keeps memberlist's LZW compression on (production); off,
+	// the nodes send the same messages uncompressed (see benchGossip).
+	compress bool
 }
 
-func newSimCluster(key []byte, probeInterval, probeTimeout time.Duration) *simCluster {
+func newSimCluster(key []byte, probeInterval, probeTimeout time.Duration, compress bool) *simCluster {
 	w := newLogCounter()
-	return &simCluster{key: key, log: slog.New(w), warns: w, probeInterval: probeInterval, probeTimeout: probeTimeout}
+	return &simCluster{key: key, log: slog.New(w), warns: w, probeInterval: probeInterval, probeTimeout: probeTimeout, compress: compress}
 }
 
 // add starts one node seeded with up to seeds random nodes among the first
@@ -183,7 +196,7 @@ func (c *simCluster) add(seeds, from int) error {
 	g, err := gossip.New(gossip.Config{
 		NodeName: rec.PublicKey, BindAddr: fmt.Sprintf("127.1.%d.%d", i/200, i%200+1), Keys: [][]byte{c.key},
 		Label: "segmesh-bench", Seeds: s, Documents: docs, Logger: c.log,
-		ProbeInterval: c.probeInterval, ProbeTimeout: c.probeTimeout,
+		ProbeInterval: c.probeInterval, ProbeTimeout: c.probeTimeout, DisableCompression: !c.compress,
 	}, rec)
 	if err != nil {
 		return fmt.Errorf("gossip node %d: %w", i, err)
@@ -202,6 +215,16 @@ func (c *simCluster) minMembers() int {
 	return m
 }
 
+// unseen counts the (node, running node) pairs where the node does not
+// see the other alive: alive broadcasts missed, or not arrived yet.
+func (c *simCluster) unseen() int {
+	u := 0
+	for _, s := range c.nodes {
+		u += max(0, len(c.nodes)-s.g.NumMembers())
+	}
+	return u
+}
+
 func (c *simCluster) shutdown() {
 	var wg sync.WaitGroup
 	for _, n := range c.nodes {
@@ -213,14 +236,20 @@ func (c *simCluster) shutdown() {
 
 // stagedStart starts up to n nodes in batches of batch, each node seeded
 // with 3 random nodes of earlier batches (the first batch with the first
-// node). After each batch it waits, at most perBatch, until every running
-// node sees all running nodes alive but a straggler or two (a missed alive
-// broadcast waits for the next push/pull) and the process uses less than
-// calm cores (the batch's broadcasts have died down). It stops adding nodes
+// node). After each batch it waits, at most perBatch, until the running
+// nodes see each other alive but for a few missed alive broadcasts (at
+// most 1% of the node count in (node, member) pairs) and the process uses
+// less than calm cores (the batch's broadcasts have died down). A node
+// receives each alive broadcast about RetransmitMult × ceil(log10(N+1))
+// (12 or 16) times, at random, so it misses one with a probability of about
+// e^-12 ≈ 6e-6: a batch of 50 joins among 500 nodes leaves such a gap once
+// in a few batches, and it waits for a push/pull exchange to be repaired
+// (every 2.5–3 minutes per node at these sizes). It stops adding nodes
 // early, and says why, when the simulation no longer keeps up: a batch did
 // not settle within perBatch, the failure detector raised maxAlarms false
-// alarms during a batch, or deadline passed.
-func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Duration, maxAlarms int, deadline time.Time, progress func(string), afterBatch func()) (stop string, err error) {
+// alarms during a batch, the process's RSS passed maxRSS, or deadline
+// passed.
+func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Duration, maxAlarms int, maxRSS int64, deadline time.Time, progress func(string), afterBatch func()) (stop string, err error) {
 	for len(c.nodes) < n {
 		if time.Now().After(deadline) {
 			return fmt.Sprintf("the time for the start ran out at %d nodes", len(c.nodes)), nil
@@ -232,14 +261,18 @@ func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Durat
 				return "", err
 			}
 		}
-		var seen int
+		var seen, missing int
 		var rate float64
 		var tSeen time.Duration
 		settled := false
+		var rss int64
 		for time.Since(t0) < perBatch && !settled {
+			if rss = rssBytes(); rss > maxRSS {
+				break
+			}
 			rate = cpuRate(500 * time.Millisecond)
-			seen = c.minMembers()
-			if seen >= len(c.nodes)-max(1, len(c.nodes)/500) {
+			seen, missing = c.minMembers(), c.unseen()
+			if missing <= max(2, len(c.nodes)/100) {
 				if tSeen == 0 {
 					tSeen = time.Since(t0)
 				}
@@ -247,11 +280,13 @@ func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Durat
 			}
 		}
 		alarms := c.warns.falseAlarms() - alarms0
-		progress(fmt.Sprintf("%d nodes running: seen by all (but a straggler) after %.1f s (fewest now %d), calm (%.2f cores) after %.1f s, %.1f s CPU for the batch, %d false alarms, %d UDP receive-buffer drops, heap %s, goroutines %d; warnings so far: %s",
-			len(c.nodes), tSeen.Seconds(), seen, rate, time.Since(t0).Seconds(), cpuSeconds()-cpu0, alarms, udpRcvbufErrors()-drops0, heapText(), runtime.NumGoroutine(), c.warns.snapshot()))
+		progress(fmt.Sprintf("%d nodes running: seen by all (but missed broadcasts) after %.1f s (fewest now %d, %d pairs unseen), calm (%.2f cores) after %.1f s, %.1f s CPU for the batch, %d false alarms, %d UDP receive-buffer drops, heap %s, goroutines %d; warnings so far: %s",
+			len(c.nodes), tSeen.Seconds(), seen, missing, rate, time.Since(t0).Seconds(), cpuSeconds()-cpu0, alarms, udpRcvbufErrors()-drops0, heapText(), runtime.NumGoroutine(), c.warns.snapshot()))
 		switch {
+		case rss > maxRSS:
+			return fmt.Sprintf("the process's RSS passed %.1f GiB (safety stop) in the batch to %d nodes", float64(maxRSS)/(1<<30), len(c.nodes)), nil
 		case !settled && len(c.nodes) < n:
-			return fmt.Sprintf("the batch to %d nodes did not settle within %s (fewest members seen %d, %.2f cores busy)", len(c.nodes), perBatch, seen, rate), nil
+			return fmt.Sprintf("the batch to %d nodes did not settle within %s (fewest members seen %d, %d (node, member) pairs unseen, %.2f cores busy)", len(c.nodes), perBatch, seen, missing, rate), nil
 		case alarms >= maxAlarms && len(c.nodes) < n:
 			return fmt.Sprintf("the failure detector raised %d false alarms during the batch to %d nodes (all nodes stay up)", alarms, len(c.nodes)), nil
 		}
