@@ -77,9 +77,10 @@ func (s MemorySettings) String() string {
 // about 10% above the collector's goal, and that goal counts wireguard-go's
 // long-held 64 KiB buffers, which are mostly never written. So after a burst
 // of allocation (peers joining, a large policy) several MiB of free but
-// written pages stay resident for good: 7.5 MB of the 48.5 MB RSS with 200
-// peers (BENCHMARKS.md row 8a). releaseIdleHeap hands them back once they
-// exceed idleHeapThreshold.
+// written pages stay resident for good: forcing their release every 5 s took
+// the footprint bench's daemon with 200 peers from 48.5 to 41.0 MB RSS (an
+// experiment; row 8a measures this milder release). releaseIdleHeap hands
+// them back once they exceed idleHeapThreshold.
 const (
 	idleHeapCheck     = 10 * time.Second
 	idleHeapThreshold = 4 << 20

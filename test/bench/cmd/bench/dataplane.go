@@ -75,11 +75,9 @@ func newPair(env *Env) (*pair, error) {
 	ifs := map[*harness.Node]string{p.a: c.Prefix() + "ga", p.b: c.Prefix() + "gb"}
 	keys := map[*harness.Node]string{}
 	for _, n := range []*harness.Node{p.a, p.b} {
-		pr, err := harness.Spawn(n.Namespace, filepath.Join(n.Dir, "wireguard-go.log"), "env", "WG_PROCESS_FOREGROUND=1", env.WGGo, "-f", ifs[n])
-		if err != nil {
+		if _, err := startWireGuardGo(env, n, ifs[n], "wireguard-go.log", &p.procs); err != nil {
 			return fail(err)
 		}
-		p.procs = append(p.procs, pr)
 		k, err := exec.Command("wg", "genkey").Output()
 		if err != nil {
 			return fail(err)
@@ -89,15 +87,8 @@ func newPair(env *Env) (*pair, error) {
 			return fail(err)
 		}
 	}
-	if err := harness.WaitFor(10*time.Second, func() error {
-		for _, ifn := range ifs {
-			if _, err := os.Stat(filepath.Join(harness.WireGuardSocketDir, ifn+".sock")); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return fail(fmt.Errorf("upstream wireguard-go did not start: %w", err))
+	if err := waitWireGuardGo(ifs[p.a], ifs[p.b]); err != nil {
+		return fail(err)
 	}
 	pub := func(n *harness.Node) (string, error) {
 		cmd := exec.Command("wg", "pubkey")

@@ -29,16 +29,12 @@ func wireguardFloor(env *Env, prm Params, d *harness.Node, ifname string, procs 
 	if err := d.Stop(); err != nil {
 		return med, high, 0, fmt.Errorf("stop daemon: %w", err)
 	}
-	p, err := harness.Spawn(d.Namespace, filepath.Join(d.Dir, "wireguard-go-floor.log"), "env", "WG_PROCESS_FOREGROUND=1", env.WGGo, "-f", ifname)
+	p, err := startWireGuardGo(env, d, ifname, "wireguard-go-floor.log", procs)
 	if err != nil {
 		return med, high, 0, err
 	}
-	*procs = append(*procs, p)
-	if err := harness.WaitFor(10*time.Second, func() error {
-		_, err := os.Stat(filepath.Join(harness.WireGuardSocketDir, ifname+".sock"))
-		return err
-	}); err != nil {
-		return med, high, 0, fmt.Errorf("upstream wireguard-go did not start: %w", err)
+	if err := waitWireGuardGo(ifname); err != nil {
+		return med, high, 0, err
 	}
 	// Up first: wireguard-go starts a peer's handshake when its keepalive is
 	// set on a running device.
@@ -71,4 +67,33 @@ func wireguardFloor(env *Env, prm Params, d *harness.Node, ifname string, procs 
 	time.Sleep(3 * time.Second) // as for the daemon: settle the handshake burst
 	med, high, err = rssOver(p.PID(), prm.CPUWindow)
 	return med, high, seen, err
+}
+
+// startWireGuardGo starts upstream wireguard-go in the foreground in n's
+// namespace on interface ifname, logging to logName in n's directory, and
+// adds it to procs (stopped with the rest at the end of its group).
+func startWireGuardGo(env *Env, n *harness.Node, ifname, logName string, procs *[]*harness.Proc) (*harness.Proc, error) {
+	p, err := harness.Spawn(n.Namespace, filepath.Join(n.Dir, logName), "env", "WG_PROCESS_FOREGROUND=1", env.WGGo, "-f", ifname)
+	if err != nil {
+		return nil, err
+	}
+	*procs = append(*procs, p)
+	return p, nil
+}
+
+// waitWireGuardGo waits until the wireguard-go instances of ifnames have
+// created their UAPI sockets (then wg can configure them).
+func waitWireGuardGo(ifnames ...string) error {
+	err := harness.WaitFor(10*time.Second, func() error {
+		for _, ifn := range ifnames {
+			if _, err := os.Stat(filepath.Join(harness.WireGuardSocketDir, ifn+".sock")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("upstream wireguard-go did not start: %w", err)
+	}
+	return nil
 }
