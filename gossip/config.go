@@ -37,15 +37,18 @@ type Config struct {
 	GossipToTheDeadTime time.Duration // keep gossiping to dead nodes this long (30s)
 	DeadNodeReclaimTime time.Duration // a dead node may come back on another address after this (30s)
 
-	// DisableCompression turns off memberlist's LZW compression of the
-	// packets and streams this node sends (on by default, as in memberlist's
-	// LAN profile). Receivers accept compressed and plain messages either
-	// way, so nodes with and without it mix. Off, a node spends no CPU and
-	// no allocation on compressing (memberlist allocates a fresh 64 KiB
-	// LZW table per packet) at the cost of larger packets and push/pull
-	// streams; gossip packs the same messages into a packet either way
-	// (packing goes by the uncompressed size).
-	DisableCompression bool
+	// Compress turns on memberlist's LZW compression of the packets and
+	// streams this node sends. Off by default, unlike memberlist's LAN
+	// profile: compressing before encrypting lets an observer learn about
+	// the plaintext from the ciphertext's length (the CRIME class of leaks),
+	// and memberlist allocates and clears a fresh 64 KiB LZW table per
+	// packet, some 15 MB of garbage per join burst with 200 peers, which
+	// held the daemon's resident memory about 8 MB higher (BENCHMARKS.md
+	// row 8a). Gossip packs the same messages into a packet either way (by
+	// their uncompressed size), so spread is unchanged; idle bandwidth is
+	// row 6c's, measured uncompressed. Receivers accept compressed and plain
+	// messages either way, so nodes with and without it mix.
+	Compress bool
 
 	// segmesh timing.
 	RejoinInterval     time.Duration // retry seeds/cache of nodes not alive (30s)
@@ -161,7 +164,7 @@ func (c Config) memberlistConfig(port int) *memberlist.Config {
 	mc.RetransmitMult = c.RetransmitMult
 	mc.GossipToTheDeadTime = c.GossipToTheDeadTime
 	mc.DeadNodeReclaimTime = c.DeadNodeReclaimTime
-	mc.EnableCompression = !c.DisableCompression
+	mc.EnableCompression = c.Compress
 	return mc
 }
 

@@ -207,10 +207,10 @@ func TestRestartOnNewAddressComesBack(t *testing.T) {
 	}
 }
 
-// Nodes with memberlist's compression off mix with nodes that keep it:
-// membership, a tag update and a document cross between them both ways.
+// Nodes without memberlist's compression (the default) mix with nodes that
+// turn it on: membership and tag updates cross between them both ways.
 func TestCompressionOffInteroperates(t *testing.T) {
-	nodes := startMesh(t, 3, func(i int, c *Config) { c.DisableCompression = i == 1 })
+	nodes := startMesh(t, 3, func(i int, c *Config) { c.Compress = i != 1 })
 	if !nodes[0].cfg.memberlistConfig(0).EnableCompression || nodes[1].cfg.memberlistConfig(0).EnableCompression {
 		t.Fatal("compression setting not passed to memberlist")
 	}

@@ -26,7 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	mc := c.memberlistConfig(7946)
 	if !mc.GossipVerifyIncoming || !mc.GossipVerifyOutgoing || mc.Label != "l" || mc.BindAddr != "127.0.0.1" ||
-		mc.AdvertisePort != 7946 || mc.DeadNodeReclaimTime != DefaultDeadNodeReclaimTime {
+		mc.AdvertisePort != 7946 || mc.DeadNodeReclaimTime != DefaultDeadNodeReclaimTime || mc.EnableCompression {
 		t.Errorf("memberlist config: %+v", mc)
 	}
 }

@@ -27,7 +27,7 @@ const (
 const gossipCalmCores = 1.0
 
 var (
-	gossipCompress = flag.Bool("gossip-compress", false, "row 6: keep memberlist's LZW compression on in the simulated nodes (production does; off by default to save the simulation's CPU, see row 6c's note)")
+	gossipCompress = flag.Bool("gossip-compress", false, "row 6: turn memberlist's LZW compression on in the simulated nodes (the daemon keeps it off: gossip.Config.Compress)")
 	gossipHeapProf = flag.String("gossip-heap-profile", "", "row 6: write a heap profile (after a GC) to this file once the start is done")
 )
 
@@ -213,10 +213,10 @@ func idleRow(prm Params, n int, compressed bool, idle idleCost, sweep []string, 
 	}
 	kbit := udp + tcp
 	measured := fmt.Sprintf("%.2f kbit/s at the production probe and push/pull rates (UDP %.2f, TCP %s)", kbit, udp, tcpText)
-	comp := " memberlist's LZW compression is on, as in production."
-	if !compressed {
-		measured += ", uncompressed: an upper bound"
-		comp = " The simulated nodes do not compress (gossip.Config.DisableCompression; production keeps memberlist's LZW on): compressing every packet was 60% of the simulation's CPU at 300 nodes. Gossip packs messages into packets by their uncompressed size, so spread is unaffected; the bytes are an upper bound of production's."
+	comp := " The simulated nodes do not compress, as the daemon does not (gossip.Config.Compress)."
+	if compressed {
+		measured += ", compressed (-gossip-compress; the daemon does not compress)"
+		comp = " memberlist's LZW compression was turned on in the simulated nodes (-gossip-compress); the daemon keeps it off, so its bytes are higher than these."
 	}
 	drain := fmt.Sprintf(" The window starts once the join broadcasts have run out (UDP send rate down to the probes' alone, after %.0f s).", drainWait.Seconds())
 	if !drained {
@@ -244,7 +244,7 @@ func scaleRow(n int, startCPU float64, startWall time.Duration, rss int64, idle 
 		n, startCPU, startWall.Seconds(), float64(rss)/(1<<30), predicted, predicted/float64(runtime.NumCPU())/60, float64(big*16)/60, idle.cores, runtime.NumCPU())
 	note := fmt.Sprintf("Row 6 asks for 1,000 nodes. Every join is an alive message that every node relays RetransmitMult × ceil(log10(N+1)) times (12 below 1,000 nodes, 16 from 1,000), plus four push/pulls of the whole member list, "+
 		"so one process simulating N nodes pays O(N² log N) of CPU for the start: %.0f s for %d nodes here, ≈ %.0f s for 1,000 (× (1000/%d)² × 16/12). ", startCPU, n, predicted, n) +
-		"The CPU is no longer what stops it: the simulated nodes do not compress their packets (memberlist's LZW allocates and clears a 64 KiB table per packet: 60% of the simulation's CPU at 300 nodes), gossip's transport hands each received datagram on in a buffer of its size instead of a fresh 64 KiB one, and the collector runs normally (a 4 GiB soft limit), which took the start of 300 nodes from 56 s to 21 s of CPU and kept the RSS of 800 nodes at 1.7 GiB (it was on the way to 8 GiB at 300). " +
+		"The CPU is no longer what stops it: the nodes do not compress their packets, as the daemon does not (memberlist's LZW allocates and clears a 64 KiB table per packet: it was 60% of the simulation's CPU at 300 nodes), gossip's transport hands each received datagram on in a buffer of its size instead of a fresh 64 KiB one, and the collector runs normally (a 4 GiB soft limit), which took the start of 300 nodes from 56 s to 21 s of CPU and kept the RSS of 800 nodes at 1.7 GiB (it was on the way to 8 GiB at 300). " +
 		fmt.Sprintf("What stops it is wall clock, and a real fleet has the same: a node sends at most about 3 packets of 3–4 queued messages per gossip round (5 rounds a second), so the %d × 16 relays every node owes after a start of %d take ≥ %.0f s to run out whatever the CPU, and every batch of 50 joins takes 10–26 s (more as N grows) before every node has heard of it. ", big, big, float64(big*16)/60) +
 		"Trial on this machine (2026-11-23, the relaxed failure detector, no false alarm): the staged start reached 800 nodes in its 4-minute budget (187 s of CPU, batches of 50 seen by all after 20–26 s from 700 nodes on), and 76 s later the join broadcasts were still being relayed. " +
 		"The start stops adding nodes at the first batch that raises 3 false alarms, does not settle within 30 s, or lifts the RSS past 6 GiB (the rows are then measured at the size reached), and the suite asks for a size whose start, drain and measurements fit its 15-minute budget. " +

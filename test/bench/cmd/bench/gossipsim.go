@@ -168,8 +168,8 @@ type simCluster struct {
 	// probe timing of the failure detector (zero: memberlist's LAN
 	// defaults, 1 s and 500 ms); dissemination timings stay the defaults.
 	probeInterval, probeTimeout time.Duration
-	// compress keeps memberlist's LZW compression on (production); off,
-	// the nodes send the same messages uncompressed (see benchGossip).
+	// compress turns memberlist's LZW compression on (the daemon keeps it
+	// off, see gossip.Config.Compress).
 	compress bool
 }
 
@@ -196,7 +196,7 @@ func (c *simCluster) add(seeds, from int) error {
 	g, err := gossip.New(gossip.Config{
 		NodeName: rec.PublicKey, BindAddr: fmt.Sprintf("127.1.%d.%d", i/200, i%200+1), Keys: [][]byte{c.key},
 		Label: "segmesh-bench", Seeds: s, Documents: docs, Logger: c.log,
-		ProbeInterval: c.probeInterval, ProbeTimeout: c.probeTimeout, DisableCompression: !c.compress,
+		ProbeInterval: c.probeInterval, ProbeTimeout: c.probeTimeout, Compress: c.compress,
 	}, rec)
 	if err != nil {
 		return fmt.Errorf("gossip node %d: %w", i, err)

@@ -28,9 +28,8 @@ func methodText(p Params) string {
   sockets through segmesh's own gossip transport, as in the daemon), genuine records, encrypted and labelled, started in batches of %d seeded
   from earlier batches. Dissemination uses production LAN timings (gossip every 200 ms to 3 nodes, retransmit
   mult 4, push/pull every 30 s scaled by cluster size); %s.
-  memberlist's compression is off in the simulated nodes (it builds a 64 KiB table per packet and was half of the
-  simulation's CPU; packets are packed by their uncompressed size, so spread times are unaffected and the bytes of
-  6c are an upper bound on the daemon's, which compresses); encryption stays on. The Go garbage collector runs with
+  memberlist's compression is off, as in the daemon (gossip.Config.Compress: it builds a 64 KiB table per packet,
+  and compressing before encrypting leaks through lengths); encryption stays on. The Go garbage collector runs with
   a 4 GiB soft limit and the start stops if the process passes 6 GiB of RSS. Spread times come from each node's own
   Changes signal (tag) or document handler (document); bandwidth from memberlist's own byte counters
   (go-metrics), per node on average; CPU from getrusage of this process.
