@@ -237,7 +237,11 @@ func (t *transport) tcpListen() {
 			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			t.logger.Printf("[ERR] memberlist: Error accepting TCP connection: %v", err)
-			time.Sleep(delay)
+			select { // Shutdown does not wait out the backoff
+			case <-time.After(delay):
+			case <-t.done:
+				return
+			}
 			continue
 		}
 		delay = 0

@@ -78,10 +78,11 @@ func (s MemorySettings) String() string {
 // long-held 64 KiB buffers, which are mostly never written. So after a burst
 // of allocation (peers joining, a large policy) several MiB of free but
 // written pages stay resident for good. releaseIdleHeap hands them back once
-// they exceed idleHeapThreshold, checked every idleHeapCheck: with 200 peers
-// (footprint bench, gossip uncompressed) the daemon's median RSS was 40.1 MB
-// at 10 s/4 MiB and 39.1 MB at 5 s/2 MiB, for about 0.1% of a core more
-// (row 8b, 50 peers: 0.63% of a core in that run, 0.50-0.53% before).
+// they exceed idleHeapThreshold, checked every idleHeapCheck. With 200 peers
+// and gossip uncompressed, the footprint bench's median RSS read 40.1 MB at
+// 10 s/4 MiB, 39.1 and 40.3 MB at 5 s/2 MiB and 42.4 MB at 5 s/1 MiB: the
+// setting is within that row's run-to-run spread (about ±1.5 MB), and idle
+// CPU with 50 peers stayed at 0.50-0.63% of a core (row 8b).
 const (
 	idleHeapCheck     = 5 * time.Second
 	idleHeapThreshold = 2 << 20
