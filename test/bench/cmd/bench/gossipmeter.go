@@ -63,20 +63,11 @@ func udpRcvbufErrors() int64 {
 
 // rssBytes is this process's resident set size (VmRSS), 0 when unknown.
 func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+	m, err := memStatus(os.Getpid())
 	if err != nil {
 		return 0
 	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
-				return kb << 10
-			}
-		}
-	}
-	return 0
+	return m.RSS << 10
 }
 
 // heapText is the live heap (as of the last GC) and the heap in use now.
