@@ -14,7 +14,7 @@ UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v /test/e2e)
 all: build
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/segmesh ./cmd/segmesh
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/segmesh ./cmd/segmesh
 
 ## test: unit tests, then the end-to-end tests in network namespaces (as root)
 test: unit e2e

@@ -165,16 +165,23 @@ func (g *Gossip) Members() []Member {
 	defer g.mu.Unlock()
 	out := make([]Member, 0, len(g.members))
 	for name, e := range g.members {
-		out = append(out, Member{
-			Name:       name,
-			Addr:       e.addr,
-			Meta:       bytes.Clone(g.resolveMetaLocked(e)),
-			State:      e.state,
-			StateSince: e.since,
-		})
+		out = append(out, Member{Name: name, Addr: e.addr, Meta: bytes.Clone(g.resolveMetaLocked(e)), State: e.state, StateSince: e.since})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// Member returns the one known node named name as Members reports it
+// (the caller owns Meta), and false when it is unknown or this node. It
+// copies one record where Members copies them all.
+func (g *Gossip) Member(name string) (Member, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	e := g.members[name]
+	if e == nil {
+		return Member{}, false
+	}
+	return Member{Name: name, Addr: e.addr, Meta: bytes.Clone(g.resolveMetaLocked(e)), State: e.state, StateSince: e.since}, true
 }
 
 // Forget drops a dead or left node from Members (alive and suspect nodes

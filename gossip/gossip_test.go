@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"maps"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -17,9 +18,18 @@ func TestThreeNodesJoinViaOneSeed(t *testing.T) {
 		if len(ms) != 2 {
 			t.Fatalf("%s: %d members, want 2 (self excluded): %+v", g.cfg.NodeName, len(ms), ms)
 		}
+		if m, ok := g.Member(g.cfg.NodeName); ok {
+			t.Errorf("%s: Member(self) = %+v, want none", g.cfg.NodeName, m)
+		}
+		if m, ok := g.Member("nobody"); ok {
+			t.Errorf("%s: Member(nobody) = %+v, want none", g.cfg.NodeName, m)
+		}
 		for _, m := range ms {
 			if m.Name == g.cfg.NodeName {
 				t.Errorf("%s lists itself", m.Name)
+			}
+			if one, ok := g.Member(m.Name); !ok || !reflect.DeepEqual(one, m) {
+				t.Errorf("%s: Member(%s) = %+v, %v; Members has %+v", g.cfg.NodeName, m.Name, one, ok, m)
 			}
 			rec, err := DecodeRecord(m.Meta)
 			if err != nil {

@@ -32,8 +32,10 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// BuildPackage runs `go build -o out ./pkg` in the module root. pkg is a
-// path relative to the module root, e.g. "cmd/segmesh".
+// BuildPackage runs `go build -trimpath -o out ./pkg` in the module root
+// with CGO_ENABLED=0, as `make package` builds what it ships: a static
+// executable, no libc mapped into the daemon. pkg is a path relative to the
+// module root, e.g. "cmd/segmesh".
 func BuildPackage(pkg, out string) error {
 	root, err := ModuleRoot()
 	if err != nil {
@@ -41,8 +43,9 @@ func BuildPackage(pkg, out string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./"+filepath.ToSlash(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./"+filepath.ToSlash(pkg))
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var buf bytes.Buffer
 	cmd.Stdout = &buf
 	cmd.Stderr = &buf

@@ -215,6 +215,16 @@ func (c *simCluster) minMembers() int {
 	return m
 }
 
+// joined reports whether every node of batch sees another member.
+func (c *simCluster) joined(batch []*simNode) bool {
+	for _, s := range batch {
+		if s.g.NumMembers() < 2 {
+			return false
+		}
+	}
+	return true
+}
+
 // unseen counts the (node, running node) pairs where the node does not
 // see the other alive: alive broadcasts missed, or not arrived yet.
 func (c *simCluster) unseen() int {
@@ -236,10 +246,15 @@ func (c *simCluster) shutdown() {
 
 // stagedStart starts up to n nodes in batches of batch, each node seeded
 // with 3 random nodes of earlier batches (the first batch with the first
-// node). After each batch it waits, at most perBatch, until the running
-// nodes see each other alive but for a few missed alive broadcasts (at
-// most 1% of the node count in (node, member) pairs) and the process uses
-// less than calm cores (the batch's broadcasts have died down). A node
+// node). After each batch it waits, at most perBatch, until the process
+// uses less than calm cores (the batch's joins are processed) and, unless
+// paced, the running nodes see each other alive but for a few missed alive
+// broadcasts (at most 1% of the node count in (node, member) pairs); paced,
+// it only waits for every node of the batch to have joined (it sees more
+// than itself): the batches' alive broadcasts then spread concurrently
+// instead of one batch after the other (a batch of B joins needs about B
+// gossip rounds to reach every node, whatever N, since every node sends
+// about 12 messages a round and owes each one 12–16 transmissions). A node
 // receives each alive broadcast about RetransmitMult × ceil(log10(N+1))
 // (12 or 16) times, at random, so it misses one with a probability of about
 // e^-12 ≈ 6e-6: a batch of 50 joins among 500 nodes leaves such a gap once
@@ -249,12 +264,12 @@ func (c *simCluster) shutdown() {
 // not settle within perBatch, the failure detector raised maxAlarms false
 // alarms during a batch, the process's RSS passed maxRSS, or deadline
 // passed.
-func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Duration, maxAlarms int, maxRSS int64, deadline time.Time, progress func(string), afterBatch func()) (stop string, err error) {
+func (c *simCluster) stagedStart(n, batch int, paced bool, calm float64, perBatch time.Duration, maxAlarms int, maxRSS int64, deadline time.Time, progress func(string), afterBatch func()) (stop string, err error) {
 	for len(c.nodes) < n {
 		if time.Now().After(deadline) {
 			return fmt.Sprintf("the time for the start ran out at %d nodes", len(c.nodes)), nil
 		}
-		from := max(len(c.nodes), 1)
+		from, first := max(len(c.nodes), 1), len(c.nodes)
 		t0, cpu0, drops0, alarms0 := time.Now(), cpuSeconds(), udpRcvbufErrors(), c.warns.falseAlarms()
 		for k := 0; k < batch && len(c.nodes) < n; k++ {
 			if err := c.add(3, from); err != nil {
@@ -272,7 +287,12 @@ func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Durat
 			}
 			rate = cpuRate(500 * time.Millisecond)
 			seen, missing = c.minMembers(), c.unseen()
-			if missing <= max(2, len(c.nodes)/100) {
+			if paced {
+				if tSeen == 0 && c.joined(c.nodes[first:]) {
+					tSeen = time.Since(t0)
+				}
+				settled = tSeen > 0 && rate < calm
+			} else if missing <= max(2, len(c.nodes)/100) {
 				if tSeen == 0 {
 					tSeen = time.Since(t0)
 				}
@@ -280,8 +300,12 @@ func (c *simCluster) stagedStart(n, batch int, calm float64, perBatch time.Durat
 			}
 		}
 		alarms := c.warns.falseAlarms() - alarms0
-		progress(fmt.Sprintf("%d nodes running: seen by all (but missed broadcasts) after %.1f s (fewest now %d, %d pairs unseen), calm (%.2f cores) after %.1f s, %.1f s CPU for the batch, %d false alarms, %d UDP receive-buffer drops, heap %s, goroutines %d; warnings so far: %s",
-			len(c.nodes), tSeen.Seconds(), seen, missing, rate, time.Since(t0).Seconds(), cpuSeconds()-cpu0, alarms, udpRcvbufErrors()-drops0, heapText(), runtime.NumGoroutine(), c.warns.snapshot()))
+		what := "seen by all (but missed broadcasts)"
+		if paced {
+			what = "the batch joined"
+		}
+		progress(fmt.Sprintf("%d nodes running: %s after %.1f s (fewest now %d, %d pairs unseen), calm (%.2f cores) after %.1f s, %.1f s CPU for the batch, %d false alarms, %d UDP receive-buffer drops, heap %s, goroutines %d; warnings so far: %s",
+			len(c.nodes), what, tSeen.Seconds(), seen, missing, rate, time.Since(t0).Seconds(), cpuSeconds()-cpu0, alarms, udpRcvbufErrors()-drops0, heapText(), runtime.NumGoroutine(), c.warns.snapshot()))
 		switch {
 		case rss > maxRSS:
 			return fmt.Sprintf("the process's RSS passed %.1f GiB (safety stop) in the batch to %d nodes", float64(maxRSS)/(1<<30), len(c.nodes)), nil

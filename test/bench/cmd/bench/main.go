@@ -36,7 +36,13 @@ type Params struct {
 
 	GossipNodes int // simulated in-process gossip nodes
 	GossipBatch int // simulated nodes started at once
-	GossipSweep int // idle cost measured at every multiple of this size on the way up
+	// GossipPaced starts the next batch as soon as the last one has joined
+	// and the CPU is calm, without waiting for it to be seen by every node;
+	// the tag change and the document are then timed once every node sees
+	// every node, before the join broadcasts have run out.
+	GossipPaced bool
+	GossipWait  time.Duration // bound on starting the simulated nodes until every node sees every node
+	GossipSweep int           // idle cost measured at every multiple of this size on the way up
 	// GossipProbe and GossipProbeTimeout relax the simulated nodes' failure
 	// detector (0: production, 1 s / 500 ms).
 	GossipProbe        time.Duration
@@ -52,8 +58,8 @@ type Params struct {
 }
 
 var (
-	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, RevRounds: 4, GossipNodes: 600, GossipBatch: 50, GossipSweep: 100000, GossipProbe: 5 * time.Second, GossipProbeTimeout: 3 * time.Second, GossipDrain: 75 * time.Second, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 4 * time.Minute, BenchTime: "5x", GoBenchTime: "1s"}
-	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, RevRounds: 2, GossipNodes: 50, GossipBatch: 50, GossipSweep: 1000, GossipDrain: 30 * time.Second, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 30 * time.Second, BenchTime: "1x", GoBenchTime: "100ms"}
+	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, RevRounds: 4, GossipNodes: 1000, GossipBatch: 50, GossipPaced: true, GossipWait: 6 * time.Minute, GossipSweep: 100000, GossipProbe: 5 * time.Second, GossipProbeTimeout: 3 * time.Second, GossipDrain: 300 * time.Second, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 4 * time.Minute, BenchTime: "5x", GoBenchTime: "1s"}
+	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, RevRounds: 2, GossipNodes: 50, GossipBatch: 50, GossipWait: 30 * time.Second, GossipSweep: 1000, GossipDrain: 30 * time.Second, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 30 * time.Second, BenchTime: "1x", GoBenchTime: "100ms"}
 )
 
 func main() {

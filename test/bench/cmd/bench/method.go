@@ -26,11 +26,12 @@ func methodText(p Params) string {
   revocation by serial the node gets a new certificate and reloads, the last round revokes its key.
 - **Gossip at scale (row 6).** %d gossip.New nodes in this process on loopback addresses 127.1.x.y (real UDP/TCP
   sockets through segmesh's own gossip transport, as in the daemon), genuine records, encrypted and labelled, started in batches of %d seeded
-  from earlier batches. Dissemination uses production LAN timings (gossip every 200 ms to 3 nodes, retransmit
+  from earlier batches (%s). The changes are made once every node sees every node and the join broadcasts
+  have run out (the UDP send rate is down to the probes'). Dissemination uses production LAN timings (gossip every 200 ms to 3 nodes, retransmit
   mult 4, push/pull every 30 s scaled by cluster size); %s.
   memberlist's compression is off, as in the daemon (gossip.Config.Compress: it builds a 64 KiB table per packet,
   and compressing before encrypting leaks through lengths); encryption stays on. The Go garbage collector runs with
-  a 4 GiB soft limit and the start stops if the process passes 6 GiB of RSS. Spread times come from each node's own
+  a %.0f GiB soft limit and the start stops if the process passes %.0f GiB of RSS. Spread times come from each node's own
   Changes signal (tag) or document handler (document); bandwidth from memberlist's own byte counters
   (go-metrics), per node on average; CPU from getrusage of this process.
 - **Go benchmarks.** `+"`go test -bench ... -benchmem -benchtime %s`"+` of the compiler, the nft diff (acl) and the
@@ -41,8 +42,8 @@ func methodText(p Params) string {
   namespace on its underlay; RSS from /proc/PID/status, CPU from /proc/PID/stat over %s.
 
 Ratios: measured / reference for comparisons, measured / target for absolute targets.`,
-		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipFD(p),
-		p.GoBenchTime, p.BenchTime, p.CPUWindow)
+		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipPacing(p), gossipFD(p),
+		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow)
 }
 
 // gossipFD describes the simulated nodes' failure detector.
@@ -56,4 +57,12 @@ func gossipFD(p Params) string {
 		"took the simulation down from about 425 nodes); probes carry piggybacked broadcasts, so fewer probes can only "+
 		"slow the measured spread, and the idle UDP (probe) traffic is scaled back to one probe a second in row 6c",
 		p.GossipProbe, p.GossipProbeTimeout)
+}
+
+// gossipPacing describes when the next batch of simulated nodes starts.
+func gossipPacing(p Params) string {
+	if p.GossipPaced {
+		return "the next batch once the last one has joined and the process uses less than one core; their alive broadcasts spread concurrently"
+	}
+	return "the next batch once every running node sees the last one, but for a few missed broadcasts that push/pull repairs"
 }
