@@ -37,6 +37,7 @@ type Gossip struct {
 
 	changes chan struct{}
 	sendCh  chan sendJob
+	rejoin  chan struct{} // capacity 1: the joiner retries at once (SetKeys changed the keyring)
 
 	ctx    context.Context // cancelled by Shutdown (aborts dials)
 	cancel context.CancelFunc
@@ -91,6 +92,7 @@ func New(cfg Config, local Record) (*Gossip, error) {
 		keyring: keyring,
 		changes: make(chan struct{}, 1),
 		sendCh:  make(chan sendJob, sendQueueLen),
+		rejoin:  make(chan struct{}, 1),
 		ctx:     ctx,
 		cancel:  cancel,
 		stop:    make(chan struct{}),
@@ -257,12 +259,25 @@ func (g *Gossip) UpdateLocal(r Record) error {
 }
 
 // SetKeys installs keys into the keyring: the first becomes primary, keys
-// not listed are removed.
+// not listed are removed. When that changes the keyring, the joiner
+// contacts its seeds and cached peers at once instead of at its next retry:
+// a node started with a wrong cluster key joins as soon as a reload gives
+// it the right one.
 func (g *Gossip) SetKeys(keys [][]byte) error {
 	if err := validateKeys(keys); err != nil {
 		return fmt.Errorf("set keys: %w", err)
 	}
 	keys = copyKeys(keys)
+	before := copyKeys(g.keyring.GetKeys())
+	defer func() {
+		after := g.keyring.GetKeys()
+		if !slices.EqualFunc(before, after, bytes.Equal) {
+			select {
+			case g.rejoin <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	for _, k := range keys {
 		if err := g.keyring.AddKey(k); err != nil {
 			return fmt.Errorf("set keys: %w", err)

@@ -12,7 +12,8 @@ import (
 // runJoiner joins the mesh through the seeds and the peer cache, retrying
 // with jittered exponential backoff until one contact succeeds. Then, every
 // RejoinInterval, it contacts the seed and cache addresses of nodes that are
-// not alive, so a partition heals and dead peers are retried.
+// not alive, so a partition heals and dead peers are retried. A keyring
+// change (SetKeys) cuts the wait short and restarts the backoff.
 func (g *Gossip) runJoiner() {
 	defer g.wg.Done()
 	backoff := g.cfg.JoinBackoffMin
@@ -23,13 +24,17 @@ func (g *Gossip) runJoiner() {
 		if g.tryJoin(true) {
 			break
 		}
-		if !g.sleep(jitter(backoff)) {
+		ok, woken := g.sleepOrRejoin(jitter(backoff))
+		if !ok {
 			return
 		}
 		backoff = min(backoff*2, g.cfg.JoinBackoffMax)
+		if woken {
+			backoff = g.cfg.JoinBackoffMin
+		}
 	}
-	for g.sleep(jitter(g.cfg.RejoinInterval)) {
-		if g.hasLeft() {
+	for {
+		if ok, _ := g.sleepOrRejoin(jitter(g.cfg.RejoinInterval)); !ok || g.hasLeft() {
 			return
 		}
 		g.tryJoin(false)
@@ -208,15 +213,18 @@ func (g *Gossip) markJoined() {
 	g.mu.Unlock()
 }
 
-// sleep waits d or until Shutdown; false means stop.
-func (g *Gossip) sleep(d time.Duration) bool {
+// sleepOrRejoin waits d, until SetKeys changed the keyring (woken), or
+// until Shutdown (ok false: stop).
+func (g *Gossip) sleepOrRejoin(d time.Duration) (ok, woken bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-g.stop:
-		return false
+		return false, false
+	case <-g.rejoin:
+		return true, true
 	case <-t.C:
-		return true
+		return true, false
 	}
 }
 

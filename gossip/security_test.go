@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 // joinFails checks that x cannot join a and that neither learns the other.
@@ -124,4 +125,49 @@ func TestSetKeysRotation(t *testing.T) {
 	if err := nodes[0].SetKeys(nil); err == nil {
 		t.Error("SetKeys(nil) accepted")
 	}
+}
+
+// A node started with a wrong cluster key joins as soon as SetKeys (a
+// reload) gives it the right one, not at its next retry: the retry waits
+// here are far longer than the test allows.
+func TestSetKeysJoinsAtOnce(t *testing.T) {
+	a := startNode(t, testConfig(t, "a"), testRecord("a", nil))
+	cfg := testConfig(t, "b", a.Addr())
+	cfg.Keys = [][]byte{testKey2}
+	cfg.JoinBackoffMin, cfg.JoinBackoffMax = time.Hour, time.Hour
+	b := startNode(t, cfg, testRecord("b", nil))
+	waitFor(t, 5*time.Second, "a failed join attempt of b", func() bool { return b.joinFailures.Load() > 0 })
+	fixKeyAndWait(t, a, b)
+}
+
+// The same once the first join is over: b joined c (its seed that shares
+// its key) and retries a only every RejoinInterval, an hour here.
+func TestSetKeysRejoinsAtOnce(t *testing.T) {
+	a := startNode(t, testConfig(t, "a"), testRecord("a", nil))
+	cc := testConfig(t, "c")
+	cc.Keys = [][]byte{testKey2}
+	c := startNode(t, cc, testRecord("c", nil))
+	cfg := testConfig(t, "b", c.Addr(), a.Addr())
+	cfg.Keys = [][]byte{testKey2}
+	cfg.RejoinInterval = time.Hour
+	b := startNode(t, cfg, testRecord("b", nil))
+	waitState(t, b, "c", StateAlive)
+	fixKeyAndWait(t, a, b)
+}
+
+// fixKeyAndWait gives b a's key (after a SetKeys that changes nothing)
+// and waits until they see each other.
+func fixKeyAndWait(t *testing.T, a, b *Gossip) {
+	t.Helper()
+	if _, ok := member(b, "a"); ok {
+		t.Fatal("b knows a with the wrong key")
+	}
+	if err := b.SetKeys([][]byte{testKey2}); err != nil { // unchanged keyring: no retry
+		t.Fatal(err)
+	}
+	if err := b.SetKeys([][]byte{testKey1, testKey2}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, b, "a", StateAlive)
+	waitState(t, a, "b", StateAlive)
 }

@@ -115,6 +115,9 @@ type fakeFirewall struct {
 	last acl.Desired
 	n    int   // applies that succeeded
 	fail error // when set, Apply fails with it
+	// onApply, when set, runs after each successful Apply (fw.mu held):
+	// what happens elsewhere while a sync is under way.
+	onApply func()
 }
 
 func (f *fakeFirewall) Install() error { f.ev.add("fw.install"); return nil }
@@ -129,6 +132,9 @@ func (f *fakeFirewall) Apply(d acl.Desired) error {
 	}
 	f.n++
 	f.last = d
+	if f.onApply != nil {
+		f.onApply()
+	}
 	return nil
 }
 func (f *fakeFirewall) desired() acl.Desired {

@@ -77,7 +77,9 @@ func (n *Node) sync() {
 	n.mu.Lock()
 	n.rates.observe(st, n.deps.Now())
 	n.ready = true
-	if !n.policyPending.IsZero() {
+	// Only once the sets in force were compiled from the active policy: a
+	// policy accepted while this sync was under way waits for the next one.
+	if !n.policyPending.IsZero() && n.applied.pol == n.policy.pol {
 		n.recorder.PolicyApplied(n.deps.Now().Sub(n.policyPending))
 		n.policyPending = time.Time{}
 	}
