@@ -186,13 +186,14 @@ func upPeers(n *harness.Node) (int, error) {
 	return up, nil
 }
 
-// gcNote says which garbage-collector target the daemon ran with: it
-// inherits the bench's environment.
+// gcNote says how the daemon was built and which garbage-collector target
+// it ran with (it inherits the bench's environment).
 func gcNote() string {
+	const build = "The daemon is built as `make package` ships it (harness.BuildPackage: CGO_ENABLED=0, -trimpath), a static executable with no libc mapped; "
 	if v, ok := os.LookupEnv("GOGC"); ok {
-		return "GOGC=" + v + " from the environment"
+		return build + "GOGC=" + v + " from the environment."
 	}
-	return fmt.Sprintf("GOGC=%d (the daemon's default, node.DefaultGCPercent)", node.DefaultGCPercent)
+	return build + fmt.Sprintf("GOGC=%d (the daemon's default, node.DefaultGCPercent).", node.DefaultGCPercent)
 }
 
 // handshakes counts the daemon's WireGuard peers with a completed handshake.
@@ -349,7 +350,7 @@ func measureFootprint(env *Env, prm Params, c *harness.Cluster, procs *[]*harnes
 	}
 	rows = append([]Row{{ID: "8a", What: "daemon RSS with 200 peers (1 real + 199 simulated)", Measured: fmt.Sprintf("%.1f MB with %d peers up (with %d: %.1f MB)", mb, seen200+1, seen50+1, float64(mem50.RSS)/1024),
 		Target: "≤ 40 MB", Ratio: fmt.Sprintf("%.2f of target", mb/40), Verdict: verdict(mb <= 40 && seen200 == 199),
-		Note: fmt.Sprintf("median VmRSS of the daemon, sampled every second over %s, once its status lists 199 peers up (or after %s with fewer: then FAIL, not the asked size) and 3 s more; %d WireGuard peers configured, %d with a completed handshake (the simulated members answer WireGuard, see 8b). With 200: %s, highest %s; with 50 (one sample): %s. %s.",
+		Note: fmt.Sprintf("median VmRSS of the daemon, sampled every second over %s, once its status lists 199 peers up (or after %s with fewer: then FAIL, not the asked size) and 3 s more; %d WireGuard peers configured, %d with a completed handshake (the simulated members answer WireGuard, see 8b). With 200: %s, highest %s; with 50 (one sample): %s. %s",
 			prm.CPUWindow, prm.JoinWait, wgPeers, hs200, mem, memMax, mem50, gcNote())}}, rows...)
 	rows = append(rows, floorRow)
 	return rows, nil
