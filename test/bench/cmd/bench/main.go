@@ -37,9 +37,10 @@ type Params struct {
 	GossipNodes int // simulated in-process gossip nodes
 	GossipBatch int // simulated nodes started at once
 	// GossipPaced starts the next batch as soon as the last one has joined
-	// and the CPU is calm, without waiting for it to be seen by every node;
-	// the tag change and the document are then timed once every node sees
-	// every node, before the join broadcasts have run out.
+	// and the CPU is calm, without waiting for it to be seen by every node
+	// (the batches' alive broadcasts spread concurrently). Either way the
+	// changes are timed once every node sees every node and the join
+	// broadcasts have run out.
 	GossipPaced bool
 	GossipWait  time.Duration // bound on starting the simulated nodes until every node sees every node
 	GossipSweep int           // idle cost measured at every multiple of this size on the way up
