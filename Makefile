@@ -100,8 +100,7 @@ PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) &
 package:
 	rm -rf $(STAGE) && mkdir -p $(STAGE)/completions $(STAGE)/man $(STAGE)/scripts $(DIST)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(STAGE)/segmesh ./cmd/segmesh
-	if [ "$(ARCH)" = "$$($(GO) env GOHOSTARCH)" ]; then cp $(STAGE)/segmesh $(STAGE)/segmesh-host; \
-	else $(GO) build -ldflags "$(LDFLAGS)" -o $(STAGE)/segmesh-host ./cmd/segmesh; fi
+	$(GO) build -tags mangen -ldflags "$(LDFLAGS)" -o $(STAGE)/segmesh-host ./cmd/segmesh
 	$(STAGE)/segmesh-host config example > $(STAGE)/segmesh.yaml
 	$(STAGE)/segmesh-host man --dir $(STAGE)/man
 	gzip -n -9 $(STAGE)/man/*.1
@@ -117,6 +116,7 @@ package:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags mangen ./cmd/segmesh
 
 clean:
 	rm -rf bin dist

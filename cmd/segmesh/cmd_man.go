@@ -1,3 +1,5 @@
+//go:build mangen
+
 package main
 
 import (
@@ -7,6 +9,11 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
 )
+
+// The hidden `segmesh man` exists only in builds with the mangen tag (`make
+// package` builds its host helper so): the generator's Markdown renderer
+// builds a 0.5 MB table at process start, which the daemon has no use for.
+func init() { buildCommands = append(buildCommands, newMan) }
 
 // newMan is the hidden `segmesh man --dir DIR`: section-1 man pages for every
 // command, generated from the cobra tree (used by `make package`).

@@ -32,6 +32,12 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", config.DefaultPath, "config file")
 	root.PersistentFlags().StringVar(&g.socket, "socket", "", "control socket (default: the config's control_socket)")
 	root.AddCommand(newInit(), newUp(g), newStatus(g), newTop(g), newReload(g), newPolicy(g),
-		newNode(g), newCA(), newCert(g), newVersion(), newConfigCmd(g), newMan())
+		newNode(g), newCA(), newCert(g), newVersion(), newConfigCmd(g))
+	for _, extra := range buildCommands {
+		root.AddCommand(extra())
+	}
 	return root
 }
+
+// buildCommands are commands only some builds carry (see cmd_man.go).
+var buildCommands []func() *cobra.Command
