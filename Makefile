@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 ROOT    := $(if $(filter 0,$(shell id -u)),,sudo -E env "PATH=$(PATH)")
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v /test/e2e)
 
-.PHONY: all build test unit e2e soak demo demo-down bench bench-quick lint clean fuzz fuzz-short package
+.PHONY: all build test unit e2e soak demo demo-down bench bench-deps bench-quick lint clean fuzz fuzz-short package
 
 all: build
 
@@ -48,6 +48,13 @@ demo-down:
 ## quiet 2-core machine. Not part of `make test`.
 bench:
 	$(ROOT) $(GO) run ./test/bench/cmd/bench -out BENCHMARKS.md
+
+## bench-deps: the Debian packages the benchmark suite runs (as root)
+bench-deps:
+	@need=""; for p in iperf3:iperf3 nft:nftables wg:wireguard-tools ping:iputils-ping perf:linux-perf; do \
+	  command -v $${p%%:*} >/dev/null || need="$$need $${p#*:}"; done; \
+	if [ -n "$$need" ]; then echo "installing:$$need"; \
+	  $(ROOT) apt-get update -qq && $(ROOT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need; fi
 
 ## bench-quick: the same suite reduced (fewer/shorter runs, 50 gossip nodes), under 3 minutes
 bench-quick:

@@ -48,10 +48,14 @@ func newEnv() (*Env, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go install wireguard-go: %w: %s", err, out)
 	}
-	for _, tool := range []string{"iperf3", "nft", "wg", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s not installed: %w", tool, err)
+	var missing []string
+	for _, t := range []struct{ tool, pkg string }{{"iperf3", "iperf3"}, {"nft", "nftables"}, {"wg", "wireguard-tools"}, {"ping", "iputils-ping"}} {
+		if _, err := exec.LookPath(t.tool); err != nil {
+			missing = append(missing, t.pkg)
 		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("missing tools; install them with `make bench-deps` or `apt-get install %s` (perf, optional, is in linux-perf)", strings.Join(missing, " "))
 	}
 	return e, nil
 }

@@ -87,14 +87,10 @@ func benchGossip(prm Params) []Row {
 	if prm.GossipProbe > 0 {
 		timing = fmt.Sprintf("production LAN timings for dissemination (gossip every 200 ms to 3 nodes, retransmit mult 4, push/pull 30 s scaled) but a relaxed failure detector (probe every %s, %s timeout instead of 1 s / 500 ms; see the method)", prm.GossipProbe, prm.GossipProbeTimeout)
 	}
-	pacing := fmt.Sprintf("the next batch once the running nodes saw each other (but for missed alive broadcasts in at most 1%% as many (node, member) pairs as nodes, which push/pull repairs) and the process used < %.1f cores", gossipCalmCores)
-	if prm.GossipPaced {
-		pacing = fmt.Sprintf("the next batch once every node of the last one had joined and the process used < %.1f cores (the batches' alive broadcasts spread concurrently)", gossipCalmCores)
-	}
 	startNote := fmt.Sprintf("%d in-process gossip.New nodes on 127.1.x.y (distinct addresses, free ports), %s, genuine records (fresh WireGuard keys, derived addresses), encrypted and labelled. "+
 		"Started in batches of %d, each node seeded with 3 random nodes of earlier batches, %s: all %d running after %.0f s; "+
 		"after %.0f s every node saw %s (fewest %d of %d), %.0f s of CPU for the start (%.0f ms per node joined), RSS then %.1f GiB.",
-		n, timing, prm.GossipBatch, pacing, n, tStarted.Seconds(), tConv.Seconds(), map[bool]string{true: "every node", false: "not yet every node"}[minSeen == n], minSeen, n, cpuConv, cpuConv*1000/float64(n), float64(rssStart)/(1<<30))
+		n, timing, prm.GossipBatch, gossipPacing(prm), n, tStarted.Seconds(), tConv.Seconds(), map[bool]string{true: "every node", false: "not yet every node"}[minSeen == n], minSeen, n, cpuConv, cpuConv*1000/float64(n), float64(rssStart)/(1<<30))
 	if stop != "" {
 		startNote = fmt.Sprintf("**%d of the %d nodes asked for**: the start stopped growing the cluster because %s; the rows are measured on the %d running. ", n, asked, stop, n) + startNote
 	}

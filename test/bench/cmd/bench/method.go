@@ -62,7 +62,7 @@ func gossipFD(p Params) string {
 // gossipPacing describes when the next batch of simulated nodes starts.
 func gossipPacing(p Params) string {
 	if p.GossipPaced {
-		return "the next batch once the last one has joined and the process uses less than one core; their alive broadcasts spread concurrently"
+		return fmt.Sprintf("the next batch once every node of the last one had joined and the process used < %.1f cores (the batches' alive broadcasts spread concurrently)", gossipCalmCores)
 	}
-	return "the next batch once every running node sees the last one, but for a few missed broadcasts that push/pull repairs"
+	return fmt.Sprintf("the next batch once the running nodes saw each other (but for missed alive broadcasts in at most 1%% as many (node, member) pairs as nodes, which push/pull repairs) and the process used < %.1f cores", gossipCalmCores)
 }
