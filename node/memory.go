@@ -77,30 +77,46 @@ func (s MemorySettings) String() string {
 // about 10% above the collector's goal, and that goal counts wireguard-go's
 // long-held 64 KiB buffers, which are mostly never written. So after a burst
 // of allocation (peers joining, a large policy) several MiB of free but
-// written pages stay resident for good. releaseIdleHeap hands them back once
-// they exceed idleHeapThreshold, checked every idleHeapCheck. With 200 peers
-// and gossip uncompressed, the footprint bench's median RSS read 40.1 MB at
-// 10 s/4 MiB, 39.1 and 40.3 MB at 5 s/2 MiB and 42.4 MB at 5 s/1 MiB: the
-// setting is within that row's run-to-run spread (about ±1.5 MB), and idle
-// CPU with 50 peers stayed at 0.50-0.63% of a core (row 8b).
+// written pages stay resident for good, and between two collections the
+// garbage of the periodic sync (about 1.3 MB/s with 200 peers, most of it a
+// dump of the WireGuard device) fills up to GOGC's share of that goal, some
+// 10 MiB of written pages. The heap releaser checks every idleHeapCheck: when
+// more than idleHeapThreshold bytes of free pages are resident, or more than
+// idleGarbageThreshold bytes were allocated since the last collection, it
+// collects and hands the free pages back (debug.FreeOSMemory).
 const (
-	idleHeapCheck     = 5 * time.Second
-	idleHeapThreshold = 2 << 20
+	idleHeapCheck        = time.Second
+	idleHeapThreshold    = 2 << 20
+	idleGarbageThreshold = 3 << 20
 )
 
 // heapFreeMetric is the runtime's estimate of free heap memory that is
-// backed by physical memory (free, not yet returned to the OS).
-const heapFreeMetric = "/memory/classes/heap/free:bytes"
+// backed by physical memory (free, not yet returned to the OS);
+// heapAllocsMetric the bytes allocated since the process started and
+// gcCyclesMetric the collections completed.
+const (
+	heapFreeMetric   = "/memory/classes/heap/free:bytes"
+	heapAllocsMetric = "/gc/heap/allocs:bytes"
+	gcCyclesMetric   = "/gc/cycles/total:gc-cycles"
+)
+
+// heapState is one reading of the three metrics above.
+type heapState struct{ free, allocs, cycles uint64 }
+
+func readHeap() heapState {
+	s := []metrics.Sample{{Name: heapFreeMetric}, {Name: heapAllocsMetric}, {Name: gcCyclesMetric}}
+	metrics.Read(s)
+	v := func(i int) uint64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return s[i].Value.Uint64()
+	}
+	return heapState{free: v(0), allocs: v(1), cycles: v(2)}
+}
 
 // idleHeap reads heapFreeMetric.
-func idleHeap() uint64 {
-	s := []metrics.Sample{{Name: heapFreeMetric}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
-}
+func idleHeap() uint64 { return readHeap().free }
 
 // releaseIdleHeap returns the free heap pages to the OS when more than
 // threshold bytes of them are resident, and reports whether it did. It
@@ -114,8 +130,40 @@ func releaseIdleHeap(threshold uint64) bool {
 	return true
 }
 
-// runHeapReleaser calls releaseIdleHeap every interval until stop closes.
-func runHeapReleaser(stop <-chan struct{}, interval time.Duration, threshold uint64) {
+// heapReleaser remembers, between checks, how much had been allocated at
+// the last collection it saw.
+type heapReleaser struct {
+	freeThreshold, garbageThreshold uint64
+	cycles, allocsAtCycle           uint64
+}
+
+// check collects and releases when free resident pages or the garbage
+// written since the last collection pass their thresholds, and reports
+// whether it did. A collection that happened since the last check counts
+// as of now (its exact time is unknown).
+func (r *heapReleaser) check() bool {
+	h := readHeap()
+	if h.cycles != r.cycles {
+		r.cycles, r.allocsAtCycle = h.cycles, h.allocs
+	}
+	if h.free <= r.freeThreshold && h.allocs-r.allocsAtCycle <= r.garbageThreshold {
+		return false
+	}
+	debug.FreeOSMemory()
+	h = readHeap()
+	r.cycles, r.allocsAtCycle = h.cycles, h.allocs
+	return true
+}
+
+// newHeapReleaser starts counting garbage from now.
+func newHeapReleaser(freeThreshold, garbageThreshold uint64) *heapReleaser {
+	h := readHeap()
+	return &heapReleaser{freeThreshold: freeThreshold, garbageThreshold: garbageThreshold, cycles: h.cycles, allocsAtCycle: h.allocs}
+}
+
+// runHeapReleaser checks every interval until stop closes.
+func runHeapReleaser(stop <-chan struct{}, interval time.Duration, freeThreshold, garbageThreshold uint64) {
+	r := newHeapReleaser(freeThreshold, garbageThreshold)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -123,7 +171,7 @@ func runHeapReleaser(stop <-chan struct{}, interval time.Duration, threshold uin
 		case <-stop:
 			return
 		case <-t.C:
-			releaseIdleHeap(threshold)
+			r.check()
 		}
 	}
 }

@@ -116,11 +116,38 @@ func TestReleaseIdleHeap(t *testing.T) {
 func TestRunHeapReleaserStops(t *testing.T) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go func() { runHeapReleaser(stop, time.Millisecond, math.MaxUint64); close(done) }()
+	go func() { runHeapReleaser(stop, time.Millisecond, math.MaxUint64, math.MaxUint64); close(done) }()
 	close(stop)
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("runHeapReleaser did not return after stop")
+	}
+}
+
+var garbageSink []byte
+
+// The releaser collects once more than its threshold of garbage was
+// allocated since the last collection, and not again until there is.
+func TestHeapReleaserCollectsAfterGarbage(t *testing.T) {
+	keepGC(t)
+	debug.SetGCPercent(-1) // only the releaser collects during the test
+	r := newHeapReleaser(math.MaxUint64, 4<<20)
+	if r.check() {
+		t.Fatal("collected before any garbage")
+	}
+	before := readHeap().cycles
+	for range 64 { // 8 MiB of garbage
+		garbageSink = make([]byte, 128<<10)
+	}
+	garbageSink = nil
+	if !r.check() {
+		t.Fatal("did not collect after 8 MiB of garbage (threshold 4 MiB)")
+	}
+	if readHeap().cycles == before {
+		t.Fatal("check reported a collection that did not happen")
+	}
+	if r.check() {
+		t.Fatal("collected again with nothing allocated since")
 	}
 }

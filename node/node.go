@@ -184,7 +184,7 @@ func (n *Node) Run(ctx context.Context) error {
 	releaserStop, releaserDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(releaserDone)
-		runHeapReleaser(releaserStop, idleHeapCheck, idleHeapThreshold)
+		runHeapReleaser(releaserStop, idleHeapCheck, idleHeapThreshold, idleGarbageThreshold)
 	}()
 	defer func() { close(releaserStop); <-releaserDone }()
 	tick := time.NewTicker(time.Second)
