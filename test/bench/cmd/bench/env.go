@@ -76,6 +76,30 @@ func median(v []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
+// pairedRatio is the median over runs of a[i]/b[i]: each run measured both
+// back to back, so the ratio within a run is free of the drift between runs
+// (the machine's speed changes by several percent from one run to the next).
+func pairedRatio(a, b []float64) float64 {
+	var r []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			r = append(r, a[i]/b[i])
+		}
+	}
+	return median(r)
+}
+
+// ratioList is a[i]/b[i] of every run, for the notes.
+func ratioList(a, b []float64) string {
+	var parts []string
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			parts = append(parts, fmt.Sprintf("%.3f", a[i]/b[i]))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // percentile (nearest rank) of a copy of v.
 func percentile(v []float64, p float64) float64 {
 	if len(v) == 0 {

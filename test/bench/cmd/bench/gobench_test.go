@@ -59,3 +59,18 @@ func TestPercentiles(t *testing.T) {
 		t.Errorf("percentile(v, 95) = %v, want 5", got)
 	}
 }
+
+func TestPairedRatio(t *testing.T) {
+	// Run 2 is fast for both and a is half of b in every run; the ratio of
+	// the medians (1.4/3) would say less.
+	a, b := []float64{1, 4, 1.4}, []float64{2, 8, 2.8}
+	if got := pairedRatio(a, b); got != 0.5 {
+		t.Errorf("pairedRatio = %v, want 0.5", got)
+	}
+	if got := pairedRatio([]float64{1, 2}, []float64{0, 4}); got != 0.5 {
+		t.Errorf("a zero reference run is skipped: got %v, want 0.5", got)
+	}
+	if got, want := ratioList(a, b), "0.500, 0.500, 0.500"; got != want {
+		t.Errorf("ratioList = %q, want %q", got, want)
+	}
+}
