@@ -236,3 +236,19 @@ func TestCompressionOffInteroperates(t *testing.T) {
 	}
 	waitRecord(t, nodes[1], "n2", tagsEqual(tags2))
 }
+
+// A node joining a small mesh is known to every member at once through its
+// post-join push/pulls, even when no gossip, probe or periodic push/pull
+// would carry its alive message for an hour.
+func TestJoinTellsEveryMemberOfSmallMesh(t *testing.T) {
+	quiet := func(_ int, c *Config) {
+		c.GossipInterval, c.ProbeInterval, c.PushPullInterval = time.Hour, time.Hour, time.Hour
+	}
+	nodes := startMesh(t, 6, quiet)
+	cfg := testConfig(t, "new", nodes[0].Addr())
+	quiet(0, &cfg)
+	startNode(t, cfg, testRecord("new", nil))
+	for _, g := range nodes {
+		waitState(t, g, "new", StateAlive)
+	}
+}

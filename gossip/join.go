@@ -241,10 +241,18 @@ func jitter(d time.Duration) time.Duration {
 }
 
 // rejoinSyncs is how many other members a node push/pulls with right after
-// its first join.
-const rejoinSyncs = 3
+// its first join; in a mesh of at most syncAllBelow members it push/pulls
+// with every one. There each node relays a newcomer's alive message only
+// RetransmitMult × ceil(log10 N) = 4 times, to random members, so a member
+// misses it with a chance of a few percent and would only learn of the
+// newcomer at its next push/pull (30 s); the exchanges tell them all at once.
+const (
+	rejoinSyncs  = 3
+	syncAllBelow = 10
+)
 
-// syncWithOthers push/pulls with a few members besides the first contact.
+// syncWithOthers push/pulls with a few members besides the first contact
+// (with all of them in a small mesh, see syncAllBelow).
 // A node that restarts and joins through a contact that never saw it die
 // would otherwise not learn that the others still hold its death record
 // (at a higher incarnation than its fresh alive messages), so they would
@@ -265,7 +273,7 @@ func (g *Gossip) syncWithOthers(contact string) {
 	}
 	g.mu.Unlock()
 	rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
-	if len(addrs) > rejoinSyncs {
+	if len(addrs) > rejoinSyncs && len(addrs)+2 > syncAllBelow { // +2: the contact and this node
 		addrs = addrs[:rejoinSyncs]
 	}
 	for _, a := range addrs {
