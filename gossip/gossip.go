@@ -167,7 +167,7 @@ func (g *Gossip) Members() []Member {
 	defer g.mu.Unlock()
 	out := make([]Member, 0, len(g.members))
 	for name, e := range g.members {
-		out = append(out, Member{Name: name, Addr: e.addr, Meta: bytes.Clone(g.resolveMetaLocked(e)), State: e.state, StateSince: e.since})
+		out = append(out, g.memberLocked(name, e))
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
@@ -183,7 +183,13 @@ func (g *Gossip) Member(name string) (Member, bool) {
 	if e == nil {
 		return Member{}, false
 	}
-	return Member{Name: name, Addr: e.addr, Meta: bytes.Clone(g.resolveMetaLocked(e)), State: e.state, StateSince: e.since}, true
+	return g.memberLocked(name, e), true
+}
+
+// memberLocked is e as Members reports it, with a copy of its record.
+// Callers hold mu.
+func (g *Gossip) memberLocked(name string, e *entry) Member {
+	return Member{Name: name, Addr: e.addr, Meta: bytes.Clone(g.resolveMetaLocked(e)), State: e.state, StateSince: e.since}
 }
 
 // Forget drops a dead or left node from Members (alive and suspect nodes

@@ -115,21 +115,6 @@ func readHeap() heapState {
 	return heapState{free: v(0), allocs: v(1), cycles: v(2)}
 }
 
-// idleHeap reads heapFreeMetric.
-func idleHeap() uint64 { return readHeap().free }
-
-// releaseIdleHeap returns the free heap pages to the OS when more than
-// threshold bytes of them are resident, and reports whether it did. It
-// costs one collection (a few ms of CPU with 200 peers, whose heap is
-// mostly pointer-free buffers).
-func releaseIdleHeap(threshold uint64) bool {
-	if idleHeap() <= threshold {
-		return false
-	}
-	debug.FreeOSMemory()
-	return true
-}
-
 // heapReleaser remembers, between checks, how much had been allocated at
 // the last collection it saw.
 type heapReleaser struct {
@@ -139,7 +124,8 @@ type heapReleaser struct {
 
 // check collects and releases when free resident pages or the garbage
 // written since the last collection pass their thresholds, and reports
-// whether it did. A collection that happened since the last check counts
+// whether it did. A release costs one collection (a few ms of CPU with 200
+// peers, whose heap is mostly pointer-free buffers). A collection that happened since the last check counts
 // as of now (its exact time is unknown).
 func (r *heapReleaser) check() bool {
 	h := readHeap()
