@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/segmesh/segmesh/api"
@@ -54,6 +55,14 @@ func (n *Node) RemoveNode(q, by string) (*api.RemoveResult, error) {
 		return nil, fmt.Errorf("%s (%s) is %s: stop it first; only dead or departed nodes can be removed", found.rec.Name, found.name, found.state)
 	}
 	r := removal{Node: key, By: by, Time: n.deps.Now().UTC()}
+	res := &api.RemoveResult{Name: name, PublicKey: key}
+	n.mu.Lock()
+	if k, err := mesh.ParseKey(key); err == nil {
+		if a, ok := n.book.byKey[k]; ok {
+			res.Address = a.String()
+		}
+	}
+	n.mu.Unlock()
 	n.applyRemoval(r)
 	if b, err := json.Marshal(r); err == nil {
 		if err := n.gossip.Publish(docKindRemove, b); err != nil {
@@ -61,7 +70,13 @@ func (n *Node) RemoveNode(q, by string) (*api.RemoveResult, error) {
 		}
 	}
 	n.syncAndWait()
-	return &api.RemoveResult{Name: name, PublicKey: key}, nil
+	if res.Address != "" {
+		n.mu.Lock()
+		h, held := n.book.holder(netip.MustParseAddr(res.Address), n.deps.Now())
+		res.AddressFreed = !held || h.key.String() != key
+		n.mu.Unlock()
+	}
+	return res, nil
 }
 
 // applyRemoval forgets a dead or departed node (memberlist refuses to forget
