@@ -34,7 +34,11 @@ var (
 	srv6 = netip.MustParseAddr("fd5e:6d00::2")
 )
 
-func newMeshPair(t *testing.T) *meshPair {
+func newMeshPair(t *testing.T) *meshPair { return newMeshPairWith(t, nil) }
+
+// newMeshPairWith is newMeshPair with setup, when not nil, putting the
+// server's table in place instead of Install (before the links come up).
+func newMeshPairWith(t *testing.T, setup func(server *testNS)) *meshPair {
 	requireRoot(t)
 	p := &meshPair{t: t, client: newTestNS(t), server: newTestNS(t)}
 	c, s := p.client, p.server
@@ -51,9 +55,13 @@ func newMeshPair(t *testing.T) *meshPair {
 
 	// Filtered from the first packet: the table goes in before the links
 	// come up.
-	p.fw = s.firewall(testConfig())
-	if err := p.fw.Install(); err != nil {
-		t.Fatal(err)
+	if setup != nil {
+		setup(s)
+	} else {
+		p.fw = s.firewall(testConfig())
+		if err := p.fw.Install(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, l := range []struct {
 		ns  *testNS
