@@ -29,7 +29,7 @@ type nftObjects struct {
 	elems                       map[string]int    // set -> element count
 }
 
-func listJSON(t *testing.T, ns *testNS, args ...string) nftObjects {
+func listJSON(t testing.TB, ns *testNS, args ...string) nftObjects {
 	t.Helper()
 	out := ns.Run(append([]string{"nft", "-j", "list"}, args...)...)
 	var doc nftJSON
