@@ -77,7 +77,7 @@ func (f *Firewall) convert(want state) (batchStats, error) {
 		return batchStats{}, err
 	}
 	f.lay = lay
-	empty := state{src: map[netip.Addr]uint32{}, ids: map[uint32]*content{}, audit: want.audit}
+	empty := state{ids: map[uint32]*content{}, audit: want.audit}
 	st, err := f.queue(empty, want, false)
 	if err == nil {
 		err = f.conn.Flush()
@@ -150,16 +150,38 @@ func (f *Firewall) queue(cur, want state, mode bool) (batchStats, error) {
 	}
 	// Source map elements.
 	var adds, dels [2][]nftables.SetElement
-	for a, id := range cur.src {
-		if nid, ok := want.src[a]; !ok || nid != id {
-			dels[fam(a)] = append(dels[fam(a)], nftables.SetElement{Key: a.AsSlice()})
+	del := func(x acl.Source) {
+		dels[fam(x.Addr)] = append(dels[fam(x.Addr)], nftables.SetElement{Key: x.Addr.AsSlice()})
+	}
+	add := func(x acl.Source) {
+		adds[fam(x.Addr)] = append(adds[fam(x.Addr)], nftables.SetElement{Key: x.Addr.AsSlice(),
+			VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: idChain(x.ID)}})
+	}
+	// Both sorted: a merge walk, equal entries (nearly all) compared only
+	// for equality.
+	i, j := 0, 0
+	for i < len(cur.src) && j < len(want.src) {
+		c, w := cur.src[i], want.src[j]
+		switch {
+		case c == w:
+			i, j = i+1, j+1
+		case c.Addr == w.Addr:
+			del(c)
+			add(w)
+			i, j = i+1, j+1
+		case c.Addr.Less(w.Addr):
+			del(c)
+			i++
+		default:
+			add(w)
+			j++
 		}
 	}
-	for a, id := range want.src {
-		if oid, ok := cur.src[a]; !ok || oid != id {
-			adds[fam(a)] = append(adds[fam(a)], nftables.SetElement{Key: a.AsSlice(),
-				VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: idChain(id)}})
-		}
+	for ; i < len(cur.src); i++ {
+		del(cur.src[i])
+	}
+	for ; j < len(want.src); j++ {
+		add(want.src[j])
 	}
 	for i, name := range []string{mapSrc4, mapSrc6} {
 		if len(dels[i]) > 0 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -69,7 +68,7 @@ func (f *Firewall) Install() error {
 	}
 	lay.finalHandle = final.Handle
 	f.lay, f.installed, f.known = lay, true, true
-	f.cur = state{src: map[netip.Addr]uint32{}, ids: map[uint32]*content{}}
+	f.cur = state{ids: map[uint32]*content{}}
 	f.log.Info("nftables table installed", "table", "inet "+TableName, "interface", f.cfg.Interface, "recreated", exists)
 	return nil
 }

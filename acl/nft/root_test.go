@@ -75,7 +75,7 @@ var (
 )
 
 func peer4(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{100, 80 + byte(i>>16), 100 + byte(i>>8), byte(i)})
+	return netip.AddrFrom4([4]byte{100, 81 + byte(i>>16), byte(i >> 8), byte(i)})
 }
 func peer6(i int) netip.Addr {
 	return netip.AddrFrom16([16]byte{0xfd, 0x5e, 0x6d, 0, 12: 1, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
@@ -112,6 +112,7 @@ func meshState(n, nIDs int) acl.Enforced {
 // joined returns e with peer n (both families) added to identity id.
 func joined(e acl.Enforced, n int, id uint32) acl.Enforced {
 	e.Sources = append(slices.Clone(e.Sources), acl.Source{Addr: peer4(n), ID: id}, acl.Source{Addr: peer6(n), ID: id})
+	slices.SortFunc(e.Sources, func(a, b acl.Source) int { return a.Addr.Compare(b.Addr) })
 	return e
 }
 
@@ -269,7 +270,11 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 		t.Errorf("new element missing")
 	}
 	// Tag change: peer 10000 moves to identity 4.
-	j.Sources[len(j.Sources)-2].ID, j.Sources[len(j.Sources)-1].ID = 4, 4
+	for i := range j.Sources {
+		if a := j.Sources[i].Addr; a == peer4(10000) || a == peer6(10000) {
+			j.Sources[i].ID = 4
+		}
+	}
 	if err := f.Apply(j); err != nil {
 		t.Fatal(err)
 	}

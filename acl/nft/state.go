@@ -27,9 +27,9 @@ func (c *content) equal(o *content) bool {
 
 // state is the table's managed content: what Apply writes.
 type state struct {
-	local [2][]netip.Addr       // local4, local6 (sorted)
-	src   map[netip.Addr]uint32 // src4 and src6
-	ids   map[uint32]*content   // identity chains; nil content: read from the kernel, not known
+	local [2][]netip.Addr     // local4, local6 (sorted)
+	src   []acl.Source        // src4 and src6, strictly sorted by address
+	ids   map[uint32]*content // identity chains; nil content: read from the kernel, not known
 	audit bool
 }
 
@@ -45,7 +45,7 @@ func fam(a netip.Addr) int {
 // cannot hold (see SourceCapacity, IdentityCapacity, PortCapacity) with an
 // error wrapping ErrCapacity.
 func desiredState(e acl.Enforced) (state, error) {
-	s := state{src: make(map[netip.Addr]uint32, len(e.Sources)), ids: make(map[uint32]*content, len(e.Identities)), audit: e.Audit}
+	s := state{src: slices.Clone(e.Sources), ids: make(map[uint32]*content, len(e.Identities)), audit: e.Audit}
 	if len(e.Identities) > IdentityCapacity {
 		return state{}, fmt.Errorf("%w: %d identities, at most %d", ErrCapacity, len(e.Identities), IdentityCapacity)
 	}
@@ -71,19 +71,29 @@ func desiredState(e acl.Enforced) (state, error) {
 		}
 		s.ids[id.ID] = c
 	}
+	// Sources: checked in one pass without allocating (a join among
+	// 100,000 peers must not cost more than the kernel's work). Identity
+	// numbers are checked through a dense table.
+	maxID := uint32(0)
+	for id := range s.ids {
+		maxID = max(maxID, id)
+	}
+	known := make([]bool, maxID+1)
+	for id := range s.ids {
+		known[id] = true
+	}
 	var perFam [2]int
-	for _, src := range e.Sources {
+	for i, src := range e.Sources {
 		a := src.Addr
 		if !a.Is4() && !(a.Is6() && !a.Is4In6() && a.Zone() == "") {
 			return state{}, fmt.Errorf("source %v: not a plain IPv4 or IPv6 address", a)
 		}
-		if s.ids[src.ID] == nil {
+		if src.ID > maxID || !known[src.ID] {
 			return state{}, fmt.Errorf("source %v: identity %d not listed", a, src.ID)
 		}
-		if _, dup := s.src[a]; dup {
-			return state{}, fmt.Errorf("source %v listed twice", a)
+		if i > 0 && !e.Sources[i-1].Addr.Less(a) {
+			return state{}, fmt.Errorf("sources not strictly sorted by address at %v", a)
 		}
-		s.src[a] = src.ID
 		perFam[fam(a)]++
 	}
 	for f, n := range perFam {
@@ -137,7 +147,7 @@ func cleanRanges(rs []acl.PortRange) ([]acl.PortRange, error) {
 // local sets, the source maps, the identity chains (their content unknown)
 // and the mode.
 func (f *Firewall) refresh() error {
-	cur := state{src: map[netip.Addr]uint32{}, ids: map[uint32]*content{}}
+	cur := state{ids: map[uint32]*content{}}
 	for i, name := range []string{setLocal4, setLocal6} {
 		elems, err := f.conn.GetSetElements(f.lay.sets[name])
 		if err != nil {
@@ -182,9 +192,10 @@ func (f *Firewall) refresh() error {
 			if _, exists := cur.ids[id]; !ok || !exists {
 				return fmt.Errorf("map %s: element %v jumps to %q, not an identity chain; Install again", name, a, chain)
 			}
-			cur.src[a] = id
+			cur.src = append(cur.src, acl.Source{Addr: a, ID: id})
 		}
 	}
+	slices.SortFunc(cur.src, func(x, y acl.Source) int { return x.Addr.Compare(y.Addr) })
 	rules, err := f.conn.GetRules(f.lay.table, f.lay.meshIn)
 	if err != nil {
 		return fmt.Errorf("list rules of chain %s: %w", chainMeshIn, err)
