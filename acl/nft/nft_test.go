@@ -150,3 +150,31 @@ func TestFakeCapacityRefusedBeforeSending(t *testing.T) {
 		t.Fatalf("refused Applies sent %d batches", k.batchCount()-before)
 	}
 }
+
+// BenchmarkDiffOneJoin is the Go side of one peer joining among 10,000
+// into an existing identity (and leaving again, alternately): validation,
+// the diff and the batch's encoding, against the fake kernel (no root).
+func BenchmarkDiffOneJoin(b *testing.B) {
+	k := newFakeKernel(b)
+	k.light = true
+	f := k.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		b.Fatal(err)
+	}
+	e := meshState(10000, 5)
+	j := joined(e, 10000, 3)
+	if err := f.Apply(e); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		next := j
+		if i%2 == 1 {
+			next = e
+		}
+		if err := f.Apply(next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
