@@ -10,7 +10,7 @@ import (
 )
 
 var (
-	benchLineRE = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([0-9.]+) ns/op`)
+	benchLineRE   = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([0-9.]+) ns/op`)
 	elementsRE    = regexp.MustCompile(`\s([0-9.]+) elements`)
 	oldElementsRE = regexp.MustCompile(`([0-9.]+) old-elements`)
 )
