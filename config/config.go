@@ -53,11 +53,11 @@ type Config struct {
 	DeadPeerGrace  time.Duration
 	// AddressRetention: an IPv4 holder absent this long loses its claim.
 	AddressRetention time.Duration
-	FlowLog        string
-	Gossip         Gossip
-	Tags           map[string]string
-	PolicyFile     string
-	Trust          Trust
+	FlowLog          string
+	Gossip           Gossip
+	Tags             map[string]string
+	PolicyFile       string
+	Trust            Trust
 }
 
 // Gossip is the gossip section.

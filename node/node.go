@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/config"
 	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/gossip"
@@ -57,11 +58,12 @@ type Node struct {
 	track          tracker
 	ready          bool
 	policy         policyState
-	trust          *trustState         // CA mode; nil: trust open
-	peerIPs        map[netip.Addr]bool // overlay addresses of the WireGuard peers at the last successful apply (sync loop)
-	applied        compileInputs       // inputs of the last successful apply (sync loop)
-	indexed        compileInputs       // inputs byAddr was built from
-	records        verifyCache         // verified records of the members (sync.go)
+	trust          *trustState            // CA mode; nil: trust open
+	peerIPs        map[netip.Addr]bool    // overlay addresses of the WireGuard peers at the last successful apply (sync loop)
+	applied        compileInputs          // inputs of the last successful apply (sync loop)
+	ids            *acl.IdentityAllocator // identity numbers of the compiled sets (with mu; see identities)
+	indexed        compileInputs          // inputs byAddr was built from
+	records        verifyCache            // verified records of the members (sync.go)
 
 	syncNow chan struct{}      // cap 1: ask the loop for an immediate sync
 	syncReq chan chan struct{} // a sync whose completion the caller awaits
@@ -150,7 +152,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 	}
 	// Security invariant 2: the fail-closed table, with the persisted policy
 	// compiled for no peers, is in place before the interface exists.
-	if n.fw, err = deps.NewFirewall(acl.Config{Interface: cfg.Interface, Network4: cfg.Network, Network6: cfg.Network6}, log.With("sub", "acl")); err != nil {
+	if n.fw, err = deps.NewFirewall(nft.Config{Interface: cfg.Interface, Network4: cfg.Network, Network6: cfg.Network6}, log.With("sub", "acl")); err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	cleanup = append(cleanup, n.fw.Close, n.fw.Remove)
