@@ -150,7 +150,12 @@ func TestHintsAreCheckedAgainstTheKey(t *testing.T) {
 	forged := `[{"addr":"` + c.dbAddr.String() + `","key":"` + c.self.pub.String() + `","claimed":0,"last_seen":` +
 		strconv.FormatInt(c.in.now.UnixNano(), 10) + `}]`
 	nb := newAddrBook(time.Hour)
-	if n, _ := nb.mergeHints([]byte(forged), c.small, c.in.now); n != 0 {
+	// In the /16 the address is one of self's 16 candidates with odds 1:4096
+	// (in the test's /26 it would often be).
+	if mesh.CandidateIndex(net4, c.self.pub, c.dbAddr) >= 0 {
+		t.Skip("rare key draw: db's address is one of self's candidates")
+	}
+	if n, _ := nb.mergeHints([]byte(forged), net4, c.in.now); n != 0 {
 		t.Fatal("a hint naming an address that is not one of the key's candidates was kept")
 	}
 	if _, err := nb.mergeHints([]byte("{"), c.small, c.in.now); err == nil {
