@@ -125,10 +125,16 @@ func (b *addrBook) expire(now time.Time) []holding {
 			b.dirty = true
 		}
 	}
+	b.keepHints(func(h holding) bool { return h.live(now, b.retention) })
+	return gone
+}
+
+// keepHints keeps the hints for which keep is true.
+func (b *addrBook) keepHints(keep func(holding) bool) {
 	for a, hs := range b.hints {
 		kept := hs[:0]
 		for _, h := range hs {
-			if h.live(now, b.retention) {
+			if keep(h) {
 				kept = append(kept, h)
 			}
 		}
@@ -138,21 +144,12 @@ func (b *addrBook) expire(now time.Time) []holding {
 			b.hints[a] = kept
 		}
 	}
-	return gone
 }
 
 // forget frees the address of key (operator removal at time at).
 func (b *addrBook) forget(key mesh.Key, at time.Time) (netip.Addr, bool) {
 	b.removed[key] = at
-	for a, hs := range b.hints {
-		kept := hs[:0]
-		for _, h := range hs {
-			if h.key != key {
-				kept = append(kept, h)
-			}
-		}
-		b.hints[a] = kept
-	}
+	b.keepHints(func(h holding) bool { return h.key != key })
 	addr, ok := b.byKey[key]
 	if !ok {
 		return netip.Addr{}, false
