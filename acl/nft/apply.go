@@ -8,18 +8,19 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 	"github.com/segmesh/segmesh/acl"
 )
 
 // Apply makes table inet segmesh enforce e in ONE atomic netlink batch —
 // never a flush-and-rebuild of the table:
 //
-//   - a source joining, leaving or changing identity is one element of
-//     src4/src6 added, deleted, or deleted and re-added;
+//   - a source joining or leaving is one element of its identity's source
+//     set (id_N_s4 or id_N_s6) added or deleted; changing identity, one
+//     deleted from the old set and one added to the new;
 //   - an identity first used gets its chain and sets; one whose ports
 //     changed has its sets and chain rewritten; one no longer used is
-//     deleted after the map elements jumping to it;
+//     deleted after the rules going to it; when identities come or go the
+//     dispatch chains src4 and src6 are rewritten;
 //   - the final rule of mesh_in is replaced when e.Audit differs.
 //
 // When nothing differs nothing is sent. The diff is against what the
@@ -31,7 +32,8 @@ import (
 //
 // e is validated first; a state that does not fit (see ErrCapacity) is
 // refused and the table left as it was. On a kernel error nothing of the
-// batch is applied.
+// batch is applied. Apply keeps e.Sources until the next Apply (the diff's
+// base): the caller must not modify it afterwards.
 func (f *Firewall) Apply(e acl.Enforced) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -43,16 +45,27 @@ func (f *Firewall) Apply(e acl.Enforced) error {
 		return fmt.Errorf("apply: %w", err)
 	}
 	start := time.Now()
-	var st batchStats
-	if f.legacy {
-		st, err = f.convert(want)
-	} else {
+	base := state{ids: map[uint32]*content{}} // a conversion starts from nothing
+	if !f.legacy {
 		if !f.known {
 			if err := f.refresh(); err != nil {
 				return fmt.Errorf("apply: read table: %w", err)
 			}
 		}
-		st, err = f.diff(want)
+		base = f.cur
+	}
+	// The sources are checked against the base before anything is queued:
+	// a refusal leaves the table and what the Firewall knows of it as
+	// they were.
+	ch, err := sourceDiff(base, &want)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	var st batchStats
+	if f.legacy {
+		st, err = f.convert(&want, ch)
+	} else {
+		st, err = f.diff(&want, ch)
 	}
 	if err != nil {
 		f.known = false
@@ -68,7 +81,7 @@ func (f *Firewall) Apply(e acl.Enforced) error {
 
 // convert replaces the previous release's table by the new one holding
 // want, in one batch.
-func (f *Firewall) convert(want state) (batchStats, error) {
+func (f *Firewall) convert(want *state, ch *sourceChanges) (batchStats, error) {
 	lay := newLayout()
 	f.conn.DelTable(lay.table)
 	final, err := lay.addAll(f.conn, f.cfg, want.audit)
@@ -78,7 +91,7 @@ func (f *Firewall) convert(want state) (batchStats, error) {
 	}
 	f.lay = lay
 	empty := state{ids: map[uint32]*content{}, audit: want.audit}
-	st, err := f.queue(empty, want, false)
+	st, err := f.queue(empty, want, ch, false)
 	if err == nil {
 		err = f.conn.Flush()
 	} else {
@@ -99,8 +112,8 @@ func (f *Firewall) convert(want state) (batchStats, error) {
 }
 
 // diff sends the changes from f.cur to want.
-func (f *Firewall) diff(want state) (batchStats, error) {
-	st, err := f.queue(f.cur, want, true)
+func (f *Firewall) diff(want *state, ch *sourceChanges) (batchStats, error) {
+	st, err := f.queue(f.cur, want, ch, true)
 	if err != nil {
 		_ = f.conn.Flush()
 		return batchStats{}, err
@@ -114,9 +127,10 @@ func (f *Firewall) diff(want state) (batchStats, error) {
 	return st, nil
 }
 
-// queue queues on f.conn the messages that turn cur into want. mode tells
-// whether the final rule may need replacing (it is new in a conversion).
-func (f *Firewall) queue(cur, want state, mode bool) (batchStats, error) {
+// queue queues on f.conn the messages that turn cur into want, ch being
+// sourceDiff(cur, want), and sets want.order. mode tells whether the final
+// rule may need replacing (it is new in a conversion).
+func (f *Firewall) queue(cur state, want *state, ch *sourceChanges, mode bool) (batchStats, error) {
 	var st batchStats
 	c, lay := f.conn, f.lay
 	// Only-to-me addresses.
@@ -127,8 +141,9 @@ func (f *Firewall) queue(cur, want state, mode bool) (batchStats, error) {
 		}
 		st.Local += len(adds) + len(dels)
 	}
-	// Identities: new ones first (the map elements jump to them), changed
-	// ones rewritten.
+	// Identities: new ones first (their source sets get elements below),
+	// changed ones rewritten.
+	idsChanged := cur.order == nil
 	for _, id := range slices.Sorted(maps.Keys(want.ids)) {
 		w := want.ids[id]
 		old, had := cur.ids[id]
@@ -138,6 +153,7 @@ func (f *Firewall) queue(cur, want state, mode bool) (batchStats, error) {
 				return st, err
 			}
 			st.IdentitiesNew++
+			idsChanged = true
 		case !w.equal(old):
 			if err := f.rewriteIdentity(id, w); err != nil {
 				return st, err
@@ -148,55 +164,30 @@ func (f *Firewall) queue(cur, want state, mode bool) (batchStats, error) {
 		}
 		st.PortElements += len(w.tcp) + len(w.udp)
 	}
-	// Source map elements.
-	var adds, dels [2][]nftables.SetElement
-	del := func(x acl.Source) {
-		dels[fam(x.Addr)] = append(dels[fam(x.Addr)], nftables.SetElement{Key: x.Addr.AsSlice()})
-	}
-	add := func(x acl.Source) {
-		adds[fam(x.Addr)] = append(adds[fam(x.Addr)], nftables.SetElement{Key: x.Addr.AsSlice(),
-			VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: idChain(x.ID)}})
-	}
-	// Both sorted: a merge walk, equal entries (nearly all) compared only
-	// for equality.
-	i, j := 0, 0
-	for i < len(cur.src) && j < len(want.src) {
-		c, w := cur.src[i], want.src[j]
-		switch {
-		case c == w:
-			i, j = i+1, j+1
-		case c.Addr == w.Addr:
-			del(c)
-			add(w)
-			i, j = i+1, j+1
-		case c.Addr.Less(w.Addr):
-			del(c)
-			i++
-		default:
-			add(w)
-			j++
+	for id := range cur.ids {
+		if _, ok := want.ids[id]; !ok {
+			idsChanged = true
 		}
 	}
-	for ; i < len(cur.src); i++ {
-		del(cur.src[i])
+	// Source set elements, grouped by set.
+	if err := ch.queue(c, lay, &st); err != nil {
+		return st, err
 	}
-	for ; j < len(want.src); j++ {
-		add(want.src[j])
-	}
-	for i, name := range []string{mapSrc4, mapSrc6} {
-		if len(dels[i]) > 0 {
-			if err := c.SetDeleteElements(lay.sets[name], dels[i]); err != nil {
-				return st, fmt.Errorf("map %s: %w", name, err)
+	// The dispatch chains, when the identities changed: one rule per
+	// identity and family, the identity with the most sources first.
+	if idsChanged {
+		want.order = dispatchOrder(*want)
+		st.DispatchRewritten = true
+		for fa, chain := range lay.src {
+			c.FlushChain(chain)
+			for _, id := range want.order {
+				c.AddRule(&nftables.Rule{Table: lay.table, Chain: chain, Exprs: dispatchRule(lay.sourceSet(id, fa), id, fa)})
 			}
 		}
-		if len(adds[i]) > 0 {
-			if err := c.SetAddElements(lay.sets[name], adds[i]); err != nil {
-				return st, fmt.Errorf("map %s: %w", name, err)
-			}
-		}
-		st.SourceAdds[i], st.SourceDels[i] = len(adds[i]), len(dels[i])
+	} else {
+		want.order = cur.order
 	}
-	// Identities no longer used, after the elements jumping to them.
+	// Identities no longer used, after the rules going to them.
 	for _, id := range slices.Sorted(maps.Keys(cur.ids)) {
 		if _, ok := want.ids[id]; ok {
 			continue
@@ -204,9 +195,9 @@ func (f *Firewall) queue(cur, want state, mode bool) (batchStats, error) {
 		ch := &nftables.Chain{Table: lay.table, Name: idChain(id)}
 		c.FlushChain(ch)
 		c.DelChain(ch)
-		p, r := lay.identitySets(id)
-		c.DelSet(p)
-		c.DelSet(r)
+		for _, s := range lay.allIdentitySets(id) {
+			c.DelSet(s)
+		}
 		st.IdentitiesDeleted++
 	}
 	if mode && cur.audit != want.audit {
@@ -214,6 +205,187 @@ func (f *Firewall) queue(cur, want state, mode bool) (batchStats, error) {
 		st.ModeSwitched = true
 	}
 	return st, nil
+}
+
+// sourceDiff walks cur.src and want.src (both by address) and returns the
+// source set changes, with want.nsrc set. A want entry equal to a cur
+// entry is valid (cur was validated when written, or read from the
+// kernel), and two such entries in a row are in order (cur is sorted): so
+// only what differs is checked, and a join among 100,000 sources costs one
+// comparison per source. A source leaving an identity that goes away needs
+// no deletion: its set is deleted with the identity.
+func sourceDiff(cur state, want *state) (*sourceChanges, error) {
+	maxID := uint32(0)
+	for id := range want.ids {
+		maxID = max(maxID, id)
+	}
+	known := make([]bool, maxID+1)
+	for id := range want.ids {
+		known[id] = true
+	}
+	idsGone := false
+	for id := range cur.ids {
+		idsGone = idsGone || id > maxID || !known[id]
+	}
+	ch := newSourceChanges()
+	n := cur.nsrc
+	check := func(j int, matched, prevMatched bool) error {
+		w := want.src[j]
+		if !matched {
+			a := w.Addr
+			if !a.Is4() && !(a.Is6() && !a.Is4In6() && a.Zone() == "") {
+				return fmt.Errorf("source %v: not a plain IPv4 or IPv6 address", a)
+			}
+		}
+		if (!matched || idsGone) && (w.ID > maxID || !known[w.ID]) {
+			return fmt.Errorf("source %v: identity %d not listed", w.Addr, w.ID)
+		}
+		if j > 0 && !(matched && prevMatched) && !want.src[j-1].Addr.Less(w.Addr) {
+			return fmt.Errorf("sources not strictly sorted by address at %v", w.Addr)
+		}
+		return nil
+	}
+	del := func(x acl.Source) {
+		n[fam(x.Addr)]--
+		if x.ID <= maxID && known[x.ID] {
+			ch.add(false, x)
+		}
+	}
+	add := func(x acl.Source) {
+		n[fam(x.Addr)]++
+		ch.add(true, x)
+	}
+	i, j := 0, 0
+	prevMatched := false
+	for j < len(want.src) {
+		w := want.src[j]
+		if i < len(cur.src) {
+			c := cur.src[i]
+			if c == w {
+				if err := check(j, true, prevMatched); err != nil {
+					return nil, err
+				}
+				i, j, prevMatched = i+1, j+1, true
+				// The run of equal entries that follows (nearly all),
+				// compared only for equality.
+				if !idsGone {
+					for i < len(cur.src) && j < len(want.src) && cur.src[i] == want.src[j] {
+						i, j = i+1, j+1
+					}
+				}
+				continue
+			}
+			if c.Addr.Less(w.Addr) {
+				del(c)
+				i++
+				continue
+			}
+			if c.Addr == w.Addr {
+				// Same address, another identity: checked as a new entry.
+				if err := check(j, false, prevMatched); err != nil {
+					return nil, err
+				}
+				del(c)
+				add(w)
+				i, j, prevMatched = i+1, j+1, false
+				continue
+			}
+		}
+		if err := check(j, false, prevMatched); err != nil {
+			return nil, err
+		}
+		add(w)
+		j, prevMatched = j+1, false
+	}
+	for ; i < len(cur.src); i++ {
+		del(cur.src[i])
+	}
+	for f, k := range n {
+		if k > SourceCapacity {
+			return nil, fmt.Errorf("%w: %d IPv%d sources, at most %d", ErrCapacity, k, 4+2*f, SourceCapacity)
+		}
+	}
+	want.nsrc = n
+	return ch, nil
+}
+
+// dispatchOrder returns want's identities by number of sources, most
+// first (ties by number): the order of the dispatch rules, so that most
+// packets meet their identity's rule early.
+func dispatchOrder(want state) []uint32 {
+	n := make(map[uint32]int, len(want.ids))
+	for _, s := range want.src {
+		n[s.ID]++
+	}
+	order := slices.Collect(maps.Keys(want.ids))
+	slices.SortFunc(order, func(a, b uint32) int {
+		if n[a] != n[b] {
+			return n[b] - n[a]
+		}
+		return int(int64(a) - int64(b))
+	})
+	return order
+}
+
+// sourceChanges collects source set element changes by identity and
+// family.
+type sourceChanges struct {
+	sets map[sourceKey]*[2][]nftables.SetElement // [0] deletions, [1] additions
+}
+
+type sourceKey struct {
+	id  uint32
+	fam int
+}
+
+func newSourceChanges() *sourceChanges {
+	return &sourceChanges{sets: map[sourceKey]*[2][]nftables.SetElement{}}
+}
+
+func (s *sourceChanges) add(addition bool, x acl.Source) {
+	k := sourceKey{x.ID, fam(x.Addr)}
+	e := s.sets[k]
+	if e == nil {
+		e = new([2][]nftables.SetElement)
+		s.sets[k] = e
+	}
+	i := 0
+	if addition {
+		i = 1
+	}
+	e[i] = append(e[i], nftables.SetElement{Key: x.Addr.AsSlice()})
+}
+
+// queue queues the changes, deletions before additions, sets in a fixed
+// order, and counts them in st.
+func (s *sourceChanges) queue(c *nftables.Conn, lay *layout, st *batchStats) error {
+	keys := slices.SortedFunc(maps.Keys(s.sets), func(a, b sourceKey) int {
+		if a.id != b.id {
+			return int(int64(a.id) - int64(b.id))
+		}
+		return a.fam - b.fam
+	})
+	for _, addition := range []int{0, 1} {
+		for _, k := range keys {
+			list := s.sets[k][addition]
+			if len(list) == 0 {
+				continue
+			}
+			set := lay.sourceSet(k.id, k.fam)
+			var err error
+			if addition == 1 {
+				err = c.SetAddElements(set, list)
+				st.SourceAdds[k.fam] += len(list)
+			} else {
+				err = c.SetDeleteElements(set, list)
+				st.SourceDels[k.fam] += len(list)
+			}
+			if err != nil {
+				return fmt.Errorf("set %s: %w", set.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // addIdentity queues the chain and sets of a new identity.
@@ -227,6 +399,12 @@ func (f *Firewall) addIdentity(id uint32, w *content) error {
 	}
 	if err := c.AddSet(r, ranges); err != nil {
 		return fmt.Errorf("set %s: %w", r.Name, err)
+	}
+	for fa := range 2 {
+		s := lay.sourceSet(id, fa)
+		if err := c.AddSet(s, nil); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
 	}
 	for _, exprs := range identityRules(p, r, w.icmp, w.any) {
 		c.AddRule(&nftables.Rule{Table: lay.table, Chain: ch, Exprs: exprs})

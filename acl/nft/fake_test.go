@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -132,6 +133,22 @@ func (k *fakeKernel) elements(set string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// sources counts the elements of the identities' source sets of family
+// "4" or "6".
+func (k *fakeKernel) sources(family string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	n := 0
+	for _, t := range k.tables {
+		for _, s := range t.sets {
+			if strings.HasPrefix(s.name, idPrefix) && strings.HasSuffix(s.name, "_s"+family) {
+				n += len(s.elems)
+			}
+		}
+	}
+	return n
 }
 
 func (k *fakeKernel) dial(req []netlink.Message) ([]netlink.Message, error) {

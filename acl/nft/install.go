@@ -94,7 +94,7 @@ func (f *Firewall) isLegacy(t *nftables.Table) (bool, error) {
 			meshIn = true
 		}
 	}
-	return meshIn && names["allow4"] && names["allow6"] && names["allow4r_000"] && names["ranges4"] && !names[mapSrc4], nil
+	return meshIn && names["allow4"] && names["allow6"] && names["allow4r_000"] && names["ranges4"], nil
 }
 
 // keep adopts an existing table whose layout matches; it switches the final
@@ -154,7 +154,7 @@ func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why str
 	}
 	want := lay.rules(f.cfg, false)
 	var got []*nftables.Rule
-	for _, c := range lay.chains() {
+	for _, c := range lay.ruleChains() {
 		rules, err := f.conn.GetRules(lay.table, c)
 		if err != nil {
 			return 0, false, "", fmt.Errorf("list rules of chain %s: %w", c.Name, err)
@@ -216,6 +216,19 @@ func compareChains(got []*nftables.Chain, lay *layout) string {
 	return ""
 }
 
+// identitySet returns the identity set of that name as the layout makes it,
+// nil when name is not one (id_N_p, id_N_r, id_N_s4, id_N_s6).
+func identitySet(lay *layout, name string) *nftables.Set {
+	for i, suffix := range idSetSuffixes {
+		if base, ok := strings.CutSuffix(name, suffix); ok {
+			if id, ok := parseIDChain(base); ok {
+				return lay.allIdentitySets(id)[i]
+			}
+		}
+	}
+	return nil
+}
+
 func compareSets(got []*nftables.Set, lay *layout) string {
 	n := 0
 	for _, s := range got {
@@ -231,15 +244,8 @@ func compareSets(got []*nftables.Set, lay *layout) string {
 			}
 			continue
 		}
-		id, ok := parseIDChain(strings.TrimSuffix(strings.TrimSuffix(s.Name, "_p"), "_r"))
-		if !ok {
-			return "unknown set " + s.Name
-		}
-		p, r := lay.identitySets(id)
-		w := p
-		if s.Name == r.Name {
-			w = r
-		} else if s.Name != p.Name {
+		w := identitySet(lay, s.Name)
+		if w == nil {
 			return "unknown set " + s.Name
 		}
 		if s.KeyType.Name != w.KeyType.Name || s.Interval != w.Interval || s.Concatenation != w.Concatenation || s.IsMap || s.Anonymous {

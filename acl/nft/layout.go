@@ -15,8 +15,6 @@ import (
 //	table inet segmesh {
 //	  counter final
 //	  set local4 { type ipv4_addr }       set local6 { type ipv6_addr }
-//	  map src4 { type ipv4_addr : verdict; size 262144 }   # source -> jump id_N
-//	  map src6 { type ipv6_addr : verdict; size 262144 }
 //	  set seen4 { type ipv4_addr; size 65535; flags dynamic,timeout; counter; timeout 10m }
 //	  set seen6 { type ipv6_addr; size 65535; flags dynamic,timeout; counter; timeout 10m }
 //	  chain prerouting {
@@ -32,15 +30,20 @@ import (
 //	  }
 //	  chain mesh_in {
 //	    ip daddr != @local4 counter drop
-//	    ip saddr vmap @src4
+//	    meta nfproto ipv4 jump src4
 //	    ip6 daddr != @local6 counter drop
-//	    ip6 saddr vmap @src6
+//	    meta nfproto ipv6 jump src6
 //	    limit rate 100/second burst 100 packets log group 8476 snaplen 128
 //	    update @seen4 { ip saddr counter }
 //	    update @seen6 { ip6 saddr counter }
 //	    counter name "final" drop      # audit mode: accept
 //	  }
+//	  chain src4 {                         # rewritten when identities come or go
+//	    ip saddr @id_N_s4 goto id_N        # one rule per identity, most sources first
+//	  }
+//	  chain src6 { ip6 saddr @id_N_s6 goto id_N ... }
 //	  # per identity N (its exact set of source segments):
+//	  set id_N_s4 { type ipv4_addr }      set id_N_s6 { type ipv6_addr }   # its sources
 //	  set id_N_p { type inet_proto . inet_service }                   # single ports
 //	  set id_N_r { type inet_proto . inet_service; flags interval }   # port ranges
 //	  chain id_N {
@@ -52,11 +55,21 @@ import (
 //	  }
 //	}
 //
-// A packet's source selects its identity's chain with one hash lookup; the
-// chain accepts or returns to mesh_in, where the deny path follows. A source
-// with no element in src4/src6 goes straight to the deny path. A peer
-// joining into an existing identity is one map element per family; a policy
-// change rewrites only identity chains and their sets. Every ip/ip6 match is
+// A packet's source selects its identity's chain: src4/src6 test the
+// identities' source sets in turn (one hash lookup each, the identity with
+// the most sources first) and go to the chain of the one holding it; that
+// chain accepts or returns to mesh_in, where the deny path follows. A
+// source in no identity's set goes straight to the deny path. A peer
+// joining into an existing identity is one set element per family; a
+// policy change rewrites only identity chains and their sets.
+//
+// Why not one verdict map `ip saddr vmap @src4` (one lookup whatever the
+// number of identities): every batch adding a jump element to a verdict
+// map makes the kernel validate the whole table, walking every element of
+// every verdict map — 11 ms per join at 100,000 sources. Plain set
+// elements are not validated. A map address -> identity number followed by
+// a lookup of that number (two lookups in one rule) would avoid both, but
+// nft 1.0.6 aborts listing such a rule. Every ip/ip6 match is
 // preceded by `meta nfproto ipv4|ipv6`, as nft does in an inet table.
 // mesh_in always ends in a verdict.
 //
@@ -70,14 +83,13 @@ const (
 
 	setLocal4 = "local4"
 	setLocal6 = "local6"
-	mapSrc4   = "src4"
-	mapSrc6   = "src6"
+	chainSrc4 = "src4"
+	chainSrc6 = "src6"
 	setSeen4  = "seen4"
 	setSeen6  = "seen6"
 
-	// SourceCapacity is the size of src4 and src6: the most source
-	// addresses per family. With a size the kernel picks its fixed-size
-	// hash backend, which never resizes (buckets allocated at creation).
+	// SourceCapacity is the most source addresses per family, over all
+	// identities.
 	SourceCapacity = 1 << 18
 
 	// IdentityCapacity bounds the identities (chains) of one table.
@@ -102,10 +114,16 @@ const SeenTimeout = 10 * time.Minute
 // portKey is the key type of the identity sets: `inet_proto . inet_service`.
 var portKey = nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)
 
-// idChain, idPorts and idRanges name the objects of identity id.
+// idChain, idPorts, idRanges and idSources name the objects of identity id.
 func idChain(id uint32) string  { return idPrefix + strconv.FormatUint(uint64(id), 10) }
 func idPorts(id uint32) string  { return idChain(id) + "_p" }
 func idRanges(id uint32) string { return idChain(id) + "_r" }
+
+// idSources names the source set of identity id in family f (0: IPv4).
+func idSources(id uint32, f int) string { return idChain(id) + idSetSuffixes[2+f] }
+
+// idSetSuffixes are the suffixes of an identity's sets after id_N.
+var idSetSuffixes = [4]string{"_p", "_r", "_s4", "_s6"}
 
 // parseIDChain returns the identity of chain name id_N.
 func parseIDChain(name string) (uint32, bool) {
@@ -125,6 +143,7 @@ type layout struct {
 	table      *nftables.Table
 	prerouting *nftables.Chain
 	meshIn     *nftables.Chain
+	src        [2]*nftables.Chain // src4, src6: identity dispatch
 	counter    *nftables.CounterObj
 	sets       map[string]*nftables.Set // the fixed sets and maps, by name
 	// finalHandle is the kernel handle of the final rule of mesh_in.
@@ -132,7 +151,7 @@ type layout struct {
 }
 
 // fixedSets lists the fixed sets and maps in creation order.
-var fixedSets = []string{setLocal4, setLocal6, mapSrc4, mapSrc6, setSeen4, setSeen6}
+var fixedSets = []string{setLocal4, setLocal6, setSeen4, setSeen6}
 
 func newLayout() *layout {
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
@@ -142,14 +161,11 @@ func newLayout() *layout {
 		prerouting: &nftables.Chain{Name: chainPrerouting, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(preroutingPriority), Policy: &policy},
 		meshIn:  &nftables.Chain{Name: chainMeshIn, Table: t},
+		src:     [2]*nftables.Chain{{Name: chainSrc4, Table: t}, {Name: chainSrc6, Table: t}},
 		counter: &nftables.CounterObj{Table: t, Name: counterFinal},
 		sets: map[string]*nftables.Set{
 			setLocal4: {Table: t, Name: setLocal4, KeyType: nftables.TypeIPAddr},
 			setLocal6: {Table: t, Name: setLocal6, KeyType: nftables.TypeIP6Addr},
-			mapSrc4: {Table: t, Name: mapSrc4, KeyType: nftables.TypeIPAddr, DataType: nftables.TypeVerdict,
-				IsMap: true, Size: SourceCapacity},
-			mapSrc6: {Table: t, Name: mapSrc6, KeyType: nftables.TypeIP6Addr, DataType: nftables.TypeVerdict,
-				IsMap: true, Size: SourceCapacity},
 			setSeen4: {Table: t, Name: setSeen4, KeyType: nftables.TypeIPAddr, Dynamic: true, HasTimeout: true,
 				Timeout: SeenTimeout, Counter: true, Size: seenSize},
 			setSeen6: {Table: t, Name: setSeen6, KeyType: nftables.TypeIP6Addr, Dynamic: true, HasTimeout: true,
@@ -159,8 +175,15 @@ func newLayout() *layout {
 	return l
 }
 
-// chains returns the fixed chains in creation order.
-func (l *layout) chains() []*nftables.Chain { return []*nftables.Chain{l.prerouting, l.meshIn} }
+// chains returns the fixed chains in creation order (src4 and src6 before
+// mesh_in, which jumps to them).
+func (l *layout) chains() []*nftables.Chain {
+	return []*nftables.Chain{l.prerouting, l.src[0], l.src[1], l.meshIn}
+}
+
+// ruleChains returns the fixed chains whose rules are fixed too (the
+// dispatch chains' rules follow the identities).
+func (l *layout) ruleChains() []*nftables.Chain { return []*nftables.Chain{l.prerouting, l.meshIn} }
 
 // addAll queues the fixed part of the table (empty sets, final rule per
 // audit) on c. The caller flushes; the final rule's handle is then in the
@@ -185,9 +208,26 @@ func (l *layout) addAll(c *nftables.Conn, cfg Config, audit bool) (final *nftabl
 	return final, nil
 }
 
-// identitySets returns the two sets of identity id (not yet added).
+// identitySets returns the two port sets of identity id (not yet added).
 func (l *layout) identitySets(id uint32) (ports, ranges *nftables.Set) {
 	ports = &nftables.Set{Table: l.table, Name: idPorts(id), KeyType: portKey, Concatenation: true}
 	ranges = &nftables.Set{Table: l.table, Name: idRanges(id), KeyType: portKey, Concatenation: true, Interval: true}
 	return ports, ranges
+}
+
+// sourceSet returns the source set of identity id in family f (not yet
+// added): a plain hash set the kernel resizes as it grows.
+func (l *layout) sourceSet(id uint32, f int) *nftables.Set {
+	kt := nftables.TypeIPAddr
+	if f == 1 {
+		kt = nftables.TypeIP6Addr
+	}
+	return &nftables.Set{Table: l.table, Name: idSources(id, f), KeyType: kt}
+}
+
+// allIdentitySets returns the four sets of identity id: ports, ranges,
+// IPv4 sources, IPv6 sources.
+func (l *layout) allIdentitySets(id uint32) [4]*nftables.Set {
+	p, r := l.identitySets(id)
+	return [4]*nftables.Set{p, r, l.sourceSet(id, 0), l.sourceSet(id, 1)}
 }

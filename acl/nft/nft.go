@@ -87,8 +87,9 @@ type batchStats struct {
 	IdentitiesNew          int    // identity chains created
 	IdentitiesRewritten    int    // identity chains whose sets and rules were rewritten
 	IdentitiesDeleted      int
-	PortElements           int // per-identity set elements written
-	Local                  int // local4/local6 elements added or deleted
+	PortElements           int  // per-identity set elements written
+	Local                  int  // local4/local6 elements added or deleted
+	DispatchRewritten      bool // chains src4 and src6 rewritten (identities came or went)
 	ModeSwitched           bool
 	Converted              bool // the previous release's table was replaced
 }

@@ -61,8 +61,8 @@ func TestFakeJoinIsOneElementPerFamily(t *testing.T) {
 	if err := f.Apply(e); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(k.elements("src4")); n != 100 {
-		t.Fatalf("src4 holds %d elements, want 100", n)
+	if n := k.sources("4"); n != 100 {
+		t.Fatalf("the IPv4 source sets hold %d elements, want 100", n)
 	}
 	before := k.batchCount()
 	if err := f.Apply(joined(e, 100, 3)); err != nil {
@@ -72,11 +72,11 @@ func TestFakeJoinIsOneElementPerFamily(t *testing.T) {
 		t.Fatalf("%d batches, want 1", k.batchCount()-before)
 	}
 	got := strings.Join(batchSummary(k.batch(before)), ", ")
-	if want := "add src4 1, add src6 1"; got != want {
+	if want := "add id_3_s4 1, add id_3_s6 1"; got != want {
 		t.Fatalf("join batch: %s, want %s", got, want)
 	}
-	if s := k.elements("src4"); len(s) != 101 {
-		t.Fatalf("src4: %d elements", len(s))
+	if n := k.sources("4"); n != 101 {
+		t.Fatalf("the IPv4 source sets hold %d elements", n)
 	}
 
 	// A policy change of one identity rewrites only its sets and chain.
@@ -111,7 +111,8 @@ func TestFakeJoinIsOneElementPerFamily(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = strings.Join(batchSummary(k.batch(before)), ", ")
-	if !strings.HasSuffix(got, "flush id_5, delchain id_5, delset id_5_p, delset id_5_r") || !strings.Contains(got, "del src4 9") {
+	if !strings.HasSuffix(got, "flush id_5, delchain id_5, delset id_5_p, delset id_5_r, delset id_5_s4, delset id_5_s6") ||
+		!strings.Contains(got, "flush src4, rule src4, rule src4, rule src4, rule src4, flush src6") || strings.Contains(got, "del id_5_s4") {
 		t.Fatalf("identity removal batch: %s", got)
 	}
 }

@@ -29,6 +29,18 @@ type nftObjects struct {
 	elems                       map[string]int    // set -> element count
 }
 
+// sources counts the elements of the identities' source sets of family
+// "4" or "6" (sets id_N_s4 / id_N_s6).
+func (o nftObjects) sources(family string) int {
+	n := 0
+	for name, c := range o.elems {
+		if strings.HasPrefix(name, idPrefix) && strings.HasSuffix(name, "_s"+family) {
+			n += c
+		}
+	}
+	return n
+}
+
 func listJSON(t testing.TB, ns *testNS, args ...string) nftObjects {
 	t.Helper()
 	out := ns.Run(append([]string{"nft", "-j", "list"}, args...)...)
@@ -135,20 +147,20 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("Install committed %d transactions, want 1", d)
 	}
 	o := listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 16 || o.sets["inet segmesh"] != 6 {
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 4 || o.rules["inet segmesh"] != 16 || o.sets["inet segmesh"] != 4 {
 		t.Errorf("layout counts: tables %v chains %v rules %v sets %v", o.tables, o.chains, o.rules, o.sets)
 	}
 	if p := o.prerouting; p["type"] != "filter" || p["hook"] != "prerouting" || p["prio"] != float64(-150) || p["policy"] != "accept" {
 		t.Errorf("prerouting chain %v", p)
 	}
 	meshIn := ns.Run("nft", "list", "chain", "inet", "segmesh", "mesh_in")
-	for _, want := range []string{"ip daddr != @local4 counter", "ip saddr vmap @src4", "ip6 saddr vmap @src6",
+	for _, want := range []string{"ip daddr != @local4 counter", "meta nfproto ipv4 jump src4", "meta nfproto ipv6 jump src6",
 		"log group 8476 snaplen 128", "update @seen4 { ip saddr }", `counter name "final" drop`} {
 		if !strings.Contains(meshIn, want) {
 			t.Errorf("mesh_in lacks %q:\n%s", want, meshIn)
 		}
 	}
-	for _, bad := range []string{"mark", "allow4", "ranges"} {
+	for _, bad := range []string{"mark", "allow4", "ranges", "vmap"} {
 		if tbl := ns.Run("nft", "list", "table", "inet", "segmesh"); strings.Contains(tbl, bad) {
 			t.Errorf("table holds %q:\n%s", bad, tbl)
 		}
@@ -162,7 +174,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Fatal(err)
 	}
 	tbl := ns.Run("nft", "list", "table", "inet", "segmesh")
-	for _, want := range []string{peer4(1).String() + " : jump id_2", peer6(2).String() + " : jump id_1",
+	for _, want := range []string{"ip saddr @id_1_s4 goto id_1", "ip6 saddr @id_2_s6 goto id_2",
 		"chain id_1 {", "meta l4proto . th dport @id_1_p accept", "meta l4proto . th dport @id_2_r accept",
 		"icmp type echo-request accept", "icmpv6 type echo-request accept", "tcp . 2100-2110", "udp . 53", `counter name "final" accept`} {
 		if !strings.Contains(tbl, want) {
@@ -178,7 +190,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("kept table's rules were recreated:\n%s\nbefore:\n%s", got, handles)
 	}
 	o = listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 4 || o.elems["src4"] != 4 || o.elems["id_1_r"] != 9 {
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 6 || o.sources("4") != 4 || o.elems["id_1_r"] != 9 {
 		t.Errorf("after Install over our table: tables %v chains %v elements %v", o.tables, o.chains, o.elems)
 	}
 	if chain := ns.Run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {
@@ -198,7 +210,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if err := f2.Apply(one); err != nil {
 		t.Fatal(err)
 	}
-	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 3 || o.sets["inet segmesh"] != 8 || o.elems["src4"] != 4 {
+	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 5 || o.sets["inet segmesh"] != 8 || o.sources("4") != 4 {
 		t.Errorf("after dropping identity 2: chains %v sets %v elements %v", o.chains, o.sets, o.elems)
 	}
 
@@ -213,7 +225,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if d := ns.gen() - g; d != 1 {
 		t.Errorf("recreating Install committed %d transactions, want 1", d)
 	}
-	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 16 {
+	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 4 || o.rules["inet segmesh"] != 16 {
 		t.Errorf("after recreation: chains %v rules %v", o.chains, o.rules)
 	}
 	if err := f3.Apply(one); err != nil {
@@ -235,7 +247,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 }
 
 // TestRootLargeApplyIsOneBatch: 10,000 peers in 5 identities; a join into
-// an existing identity is one map element per family; a tag change moves
+// an existing identity is one set element per family; a tag change moves
 // one element; a policy change rewrites one identity only.
 func TestRootLargeApplyIsOneBatch(t *testing.T) {
 	requireRoot(t)
@@ -255,7 +267,7 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 		t.Fatalf("%d transactions, %+v", got, f.last)
 	}
 	o := listJSON(t, ns, "table", "inet", "segmesh")
-	if o.elems["src4"] != 10000 || o.elems["src6"] != 10000 || o.elems["id_3_p"] != 11 || o.elems["id_3_r"] != 9 {
+	if o.sources("4") != 10000 || o.sources("6") != 10000 || o.elems["id_3_s4"] != 2000 || o.elems["id_3_p"] != 11 || o.elems["id_3_r"] != 9 {
 		t.Fatalf("kernel holds %v", o.elems)
 	}
 	j := joined(e, 10000, 3)
@@ -266,10 +278,12 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 	if got := ns.gen() - g; got != 1 || f.last != (batchStats{SourceAdds: [2]int{1, 1}}) {
 		t.Fatalf("join: %d transactions, %+v; want 1 transaction of one element per family", got, f.last)
 	}
-	if m := ns.Run("nft", "list", "map", "inet", "segmesh", "src4"); !strings.Contains(m, peer4(10000).String()+" : jump id_3") {
+	if m := ns.Run("nft", "list", "set", "inet", "segmesh", "id_3_s4"); !strings.Contains(m, peer4(10000).String()) {
 		t.Errorf("new element missing")
 	}
-	// Tag change: peer 10000 moves to identity 4.
+	// Tag change: peer 10000 moves to identity 4 (a new slice: Apply keeps
+	// the last one).
+	j.Sources = slices.Clone(j.Sources)
 	for i := range j.Sources {
 		if a := j.Sources[i].Addr; a == peer4(10000) || a == peer6(10000) {
 			j.Sources[i].ID = 4
@@ -299,13 +313,13 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 	if err := f2.Apply(j); err != nil {
 		t.Fatal(err)
 	}
-	if f2.last != (batchStats{IdentitiesRewritten: 5, PortElements: 101}) {
+	if f2.last != (batchStats{IdentitiesRewritten: 5, PortElements: 101, DispatchRewritten: true}) {
 		t.Errorf("restart: %+v", f2.last)
 	}
 }
 
 // TestRootCapacity: 100,000 peers with a 20-port policy fit; more sources
-// than a map holds are refused before anything is sent.
+// than the table takes are refused before anything is sent.
 func TestRootCapacity(t *testing.T) {
 	requireRoot(t)
 	ns := newTestNS(t)
@@ -367,7 +381,7 @@ func TestRootApplyFailureIsReportedAndRecovered(t *testing.T) {
 	if err := f.Apply(big); err != nil {
 		t.Fatalf("Apply after Install: %v", err)
 	}
-	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.elems["src4"] != 2000 || o.elems["src6"] != 2000 {
+	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.sources("4") != 2000 || o.sources("6") != 2000 {
 		t.Errorf("kernel holds %v", o.elems)
 	}
 }

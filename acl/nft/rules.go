@@ -67,13 +67,13 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 	}
 
 	// mesh_in, one block per family
-	for _, fam := range []struct {
-		v4                 bool
-		local, src         string
-		saddr, daddr, size uint32
+	for f, fam := range []struct {
+		v4          bool
+		local       string
+		daddr, size uint32
 	}{
-		{true, setLocal4, mapSrc4, 12, 16, 4},
-		{false, setLocal6, mapSrc6, 8, 24, 16},
+		{true, setLocal4, 16, 4},
+		{false, setLocal6, 24, 16},
 	} {
 		addr := netip.IPv6Unspecified()
 		if fam.v4 {
@@ -84,9 +84,8 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 			l.lookup(fam.local, true),
 			&expr.Counter{},
 			drop())...)
-		// saddr vmap @src: jump to the source's identity chain.
-		in(guard(netHeader(fam.saddr, fam.size, 1),
-			&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: fam.src, SetID: l.sets[fam.src].ID})...)
+		// The source's identity chain, through the dispatch chain.
+		in(guard(&expr.Verdict{Kind: expr.VerdictJump, Chain: l.src[f].Name})...)
 	}
 	in(&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogRate},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: LogGroup, Snaplen: LogSnaplen})
@@ -96,6 +95,19 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 	in(append(nfproto(netip.IPv6Unspecified()), netHeader(8, 16, 1), l.seenUpdate(setSeen6))...)
 	out = append(out, ruleSpec{chain: l.meshIn, exprs: finalExprs(audit), final: true})
 	return out
+}
+
+// dispatchRule is the rule of chain src4 (f 0) or src6 (f 1) for identity
+// id: `ip saddr @id_N_s4 goto id_N`. set is the identity's source set
+// (possibly added in the same batch).
+func dispatchRule(set *nftables.Set, id uint32, f int) []expr.Any {
+	addr, off, size := netip.IPv4Unspecified(), uint32(12), uint32(4)
+	if f == 1 {
+		addr, off, size = netip.IPv6Unspecified(), 8, 16
+	}
+	return append(nfproto(addr), netHeader(off, size, 1),
+		&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: idChain(id)})
 }
 
 // identityRules returns the rules of the chain of identity id: its port

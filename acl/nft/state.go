@@ -1,17 +1,13 @@
 package nft
 
 import (
-	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"github.com/segmesh/segmesh/acl"
-	"golang.org/x/sys/unix"
 )
 
 // content is what the chain and sets of one identity hold.
@@ -28,8 +24,12 @@ func (c *content) equal(o *content) bool {
 // state is the table's managed content: what Apply writes.
 type state struct {
 	local [2][]netip.Addr     // local4, local6 (sorted)
-	src   []acl.Source        // src4 and src6, strictly sorted by address
+	src   []acl.Source        // the identities' source sets, strictly sorted by address
+	nsrc  [2]int              // sources per family (set by sourceDiff and refresh)
 	ids   map[uint32]*content // identity chains; nil content: read from the kernel, not known
+	// order is the identities in the dispatch chains src4/src6, in rule
+	// order; nil when not known (read from the kernel): rewritten then.
+	order []uint32
 	audit bool
 }
 
@@ -41,11 +41,14 @@ func fam(a netip.Addr) int {
 	return 1
 }
 
-// desiredState validates e and converts it. It refuses what the table
-// cannot hold (see SourceCapacity, IdentityCapacity, PortCapacity) with an
-// error wrapping ErrCapacity.
+// desiredState validates e's identities and local addresses and converts
+// e; its sources are validated by sourceDiff, which only checks what
+// differs from the current state. It refuses what the table cannot hold
+// (see IdentityCapacity, PortCapacity) with an error wrapping ErrCapacity.
+// The state keeps e.Sources (not copied: at 100,000 peers a copy costs
+// more than the kernel's work for a join).
 func desiredState(e acl.Enforced) (state, error) {
-	s := state{src: slices.Clone(e.Sources), ids: make(map[uint32]*content, len(e.Identities)), audit: e.Audit}
+	s := state{src: e.Sources, ids: make(map[uint32]*content, len(e.Identities)), audit: e.Audit}
 	if len(e.Identities) > IdentityCapacity {
 		return state{}, fmt.Errorf("%w: %d identities, at most %d", ErrCapacity, len(e.Identities), IdentityCapacity)
 	}
@@ -70,36 +73,6 @@ func desiredState(e acl.Enforced) (state, error) {
 			return state{}, fmt.Errorf("%w: identity %d has %d port elements, at most %d", ErrCapacity, id.ID, n, PortCapacity)
 		}
 		s.ids[id.ID] = c
-	}
-	// Sources: checked in one pass without allocating (a join among
-	// 100,000 peers must not cost more than the kernel's work). Identity
-	// numbers are checked through a dense table.
-	maxID := uint32(0)
-	for id := range s.ids {
-		maxID = max(maxID, id)
-	}
-	known := make([]bool, maxID+1)
-	for id := range s.ids {
-		known[id] = true
-	}
-	var perFam [2]int
-	for i, src := range e.Sources {
-		a := src.Addr
-		if !a.Is4() && !(a.Is6() && !a.Is4In6() && a.Zone() == "") {
-			return state{}, fmt.Errorf("source %v: not a plain IPv4 or IPv6 address", a)
-		}
-		if src.ID > maxID || !known[src.ID] {
-			return state{}, fmt.Errorf("source %v: identity %d not listed", a, src.ID)
-		}
-		if i > 0 && !e.Sources[i-1].Addr.Less(a) {
-			return state{}, fmt.Errorf("sources not strictly sorted by address at %v", a)
-		}
-		perFam[fam(a)]++
-	}
-	for f, n := range perFam {
-		if n > SourceCapacity {
-			return state{}, fmt.Errorf("%w: %d IPv%d sources, at most %d", ErrCapacity, n, 4+2*f, SourceCapacity)
-		}
 	}
 	for _, a := range e.Local {
 		if !a.Is4() && !(a.Is6() && !a.Is4In6() && a.Zone() == "") {
@@ -174,28 +147,32 @@ func (f *Firewall) refresh() error {
 			cur.ids[id] = nil
 		}
 	}
-	for _, name := range []string{mapSrc4, mapSrc6} {
-		elems, err := f.conn.GetSetElements(f.lay.sets[name])
-		if err != nil {
-			return fmt.Errorf("list elements of map %s: %w", name, err)
-		}
-		for _, e := range elems {
-			a, ok := netip.AddrFromSlice(e.Key)
-			if !ok {
-				return fmt.Errorf("map %s: element key of %d bytes", name, len(e.Key))
-			}
-			chain, err := jumpTarget(e)
+	for _, id := range slices.Sorted(maps.Keys(cur.ids)) {
+		for fa := range 2 {
+			set := f.lay.sourceSet(id, fa)
+			elems, err := f.conn.GetSetElements(set)
 			if err != nil {
-				return fmt.Errorf("map %s: element %v: %w", name, a, err)
+				return fmt.Errorf("list elements of set %s: %w", set.Name, err)
 			}
-			id, ok := parseIDChain(chain)
-			if _, exists := cur.ids[id]; !ok || !exists {
-				return fmt.Errorf("map %s: element %v jumps to %q, not an identity chain; Install again", name, a, chain)
+			for _, e := range elems {
+				a, ok := netip.AddrFromSlice(e.Key)
+				if !ok || fam(a) != fa {
+					return fmt.Errorf("set %s: element key of %d bytes", set.Name, len(e.Key))
+				}
+				cur.src = append(cur.src, acl.Source{Addr: a, ID: id})
 			}
-			cur.src = append(cur.src, acl.Source{Addr: a, ID: id})
 		}
 	}
 	slices.SortFunc(cur.src, func(x, y acl.Source) int { return x.Addr.Compare(y.Addr) })
+	for _, x := range cur.src {
+		cur.nsrc[fam(x.Addr)]++
+	}
+	for i := 1; i < len(cur.src); i++ {
+		if cur.src[i-1].Addr == cur.src[i].Addr {
+			return fmt.Errorf("source %v is in the sets of identities %d and %d; Install again",
+				cur.src[i].Addr, cur.src[i-1].ID, cur.src[i].ID)
+		}
+	}
 	rules, err := f.conn.GetRules(f.lay.table, f.lay.meshIn)
 	if err != nil {
 		return fmt.Errorf("list rules of chain %s: %w", chainMeshIn, err)
@@ -214,35 +191,4 @@ func (f *Firewall) refresh() error {
 	f.lay.finalHandle = last.Handle
 	f.cur, f.known = cur, true
 	return nil
-}
-
-// jumpTarget returns the chain a verdict map element jumps to (the library
-// returns a verdict's attributes undecoded).
-func jumpTarget(e nftables.SetElement) (string, error) {
-	if e.VerdictData != nil {
-		if e.VerdictData.Kind != expr.VerdictJump {
-			return "", fmt.Errorf("not a jump")
-		}
-		return e.VerdictData.Chain, nil
-	}
-	as, err := netlink.UnmarshalAttributes(e.Val)
-	if err != nil {
-		return "", fmt.Errorf("decode verdict: %w", err)
-	}
-	var code int32
-	chain := ""
-	for _, a := range as {
-		switch a.Type &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER) {
-		case unix.NFTA_VERDICT_CODE:
-			if len(a.Data) == 4 {
-				code = int32(binary.BigEndian.Uint32(a.Data))
-			}
-		case unix.NFTA_VERDICT_CHAIN:
-			chain = strings.TrimRight(string(a.Data), "\x00")
-		}
-	}
-	if code != int32(expr.VerdictJump) {
-		return "", fmt.Errorf("not a jump")
-	}
-	return chain, nil
 }

@@ -120,7 +120,8 @@ func TestRootUpgradeFromPreviousRelease(t *testing.T) {
 	t.Logf("%d probes around the conversion", n)
 
 	tbl := p.server.Run("nft", "list", "table", "inet", "segmesh")
-	if strings.Contains(tbl, "allow4") || !strings.Contains(tbl, "ip saddr vmap @src4") || !strings.Contains(tbl, "100.80.0.1 : jump id_1") {
+	if strings.Contains(tbl, "allow4") || !strings.Contains(tbl, "ip saddr @id_1_s4 goto id_1") ||
+		!strings.Contains(p.server.Run("nft", "list", "set", "inet", "segmesh", "id_1_s4"), "100.80.0.1") {
 		t.Fatalf("not converted:\n%s", tbl)
 	}
 	if err := echo(established, 5*time.Second); err != nil {

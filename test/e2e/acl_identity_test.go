@@ -21,42 +21,46 @@ rules:
   - {name: app-to-db, from: [app], to: [db], ports: [tcp/5432, icmp]}
 `
 
-// srcChains reads map src4 of table inet segmesh in ns: source -> chain.
+// srcChains reads the IPv4 source sets of table inet segmesh in ns
+// (id_N_s4): source -> identity chain id_N.
 func srcChains(ns string) (map[string]string, error) {
-	objs, err := nftObjects(ns, "list", "map", "inet", "segmesh", "src4")
+	objs, err := nftObjects(ns, "list", "table", "inet", "segmesh")
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]string{}
 	for _, o := range objs {
-		raw, ok := o["map"]
+		raw, ok := o["set"]
 		if !ok {
 			continue
 		}
-		var m struct {
-			Elem [][]json.RawMessage `json:"elem"`
+		var set struct {
+			Name string            `json:"name"`
+			Elem []json.RawMessage `json:"elem"`
 		}
-		if err := json.Unmarshal(raw, &m); err != nil {
+		if err := json.Unmarshal(raw, &set); err != nil {
 			return nil, err
 		}
-		for _, e := range m.Elem {
+		chain, ok := strings.CutSuffix(set.Name, "_s4")
+		if !ok || !strings.HasPrefix(chain, "id_") {
+			continue
+		}
+		for _, e := range set.Elem {
 			var addr string
-			var v struct {
-				Jump struct {
-					Target string `json:"target"`
-				} `json:"jump"`
+			if err := json.Unmarshal(e, &addr); err != nil {
+				return nil, fmt.Errorf("unexpected %s element %s", set.Name, e)
 			}
-			if len(e) != 2 || json.Unmarshal(e[0], &addr) != nil || json.Unmarshal(e[1], &v) != nil {
-				return nil, fmt.Errorf("unexpected src4 element %s", e)
+			if other, dup := out[addr]; dup {
+				return nil, fmt.Errorf("%s is in the sources of %s and %s", addr, other, chain)
 			}
-			out[addr] = v.Jump.Target
+			out[addr] = chain
 		}
 	}
 	return out, nil
 }
 
 // TestACLSharedIdentity: peers with the same segments share one identity
-// on the node they may reach (one chain, one map element each); a peer
+// on the node they may reach (one chain, one source set element each); a peer
 // joining into it adds one element and no chain, and the numbers of the
 // existing identities stay.
 func TestACLSharedIdentity(t *testing.T) {
@@ -92,16 +96,16 @@ func TestACLSharedIdentity(t *testing.T) {
 			return err
 		}
 		if len(m) != 5 {
-			return fmt.Errorf("src4 has %d elements: %v", len(m), m)
+			return fmt.Errorf("the source sets hold %d IPv4 elements: %v", len(m), m)
 		}
 		web := m[addr["web1"]]
 		for _, w := range []string{"web2", "web3", "web4"} {
 			if m[addr[w]] != web {
-				return fmt.Errorf("%s jumps to %q, web1 to %q: %v", w, m[addr[w]], web, m)
+				return fmt.Errorf("%s is in %q, web1 in %q: %v", w, m[addr[w]], web, m)
 			}
 		}
 		if app := m[addr["app1"]]; app == web || !strings.HasPrefix(app, "id_") {
-			return fmt.Errorf("app1 jumps to %q, web to %q", app, web)
+			return fmt.Errorf("app1 is in %q, web in %q", app, web)
 		}
 		before = m
 		return nil
@@ -141,7 +145,7 @@ func TestACLSharedIdentity(t *testing.T) {
 			return err
 		}
 		if len(m) != 6 || m[a5] != before[addr["web1"]] {
-			return fmt.Errorf("src4 %v, want web5 (%s) -> %s", m, a5, before[addr["web1"]])
+			return fmt.Errorf("sources %v, want web5 (%s) in %s", m, a5, before[addr["web1"]])
 		}
 		for a, c := range before {
 			if m[a] != c {

@@ -35,8 +35,8 @@ func nftObjects(ns string, args ...string) ([]map[string]json.RawMessage, error)
 }
 
 // segmeshSets reads table inet segmesh in ns and renders it per source,
-// as the model knows it: local4/local6, and for each source of map src4 or
-// src6 (address -> jump id_N) its identity's single ports (set id_N_p) in
+// as the model knows it: local4/local6, and for each source in the source
+// set of identity N (id_N_s4, id_N_s6) its identity's single ports (set id_N_p) in
 // allow4/allow6, its ranges (id_N_r) in allow4r/allow6r, and the icmp and
 // any rules of chain id_N in icmp4/icmp6 and any4/any6. Elements are
 // normalized as in nftSets.
@@ -93,22 +93,21 @@ func segmeshSets(ns string) (nftSets, error) {
 			return nil, fmt.Errorf("decode set: %w", err)
 		}
 		switch {
-		case s.Name == "src4" || s.Name == "src6":
-			m := map[string]string{}
-			for _, e := range s.Elem {
-				var kv []json.RawMessage
-				var addr string
-				var v struct {
-					Jump struct {
-						Target string `json:"target"`
-					} `json:"jump"`
-				}
-				if err := json.Unmarshal(e, &kv); err != nil || len(kv) != 2 || json.Unmarshal(kv[0], &addr) != nil || json.Unmarshal(kv[1], &v) != nil {
-					return nil, fmt.Errorf("map %s: unexpected element %s", s.Name, e)
-				}
-				m[addr] = v.Jump.Target
+		case strings.HasPrefix(s.Name, "id_") && (strings.HasSuffix(s.Name, "_s4") || strings.HasSuffix(s.Name, "_s6")):
+			chain, family := s.Name[:len(s.Name)-3], s.Name[len(s.Name)-1:]
+			if srcs[family] == nil {
+				srcs[family] = map[string]string{}
 			}
-			srcs[s.Name[3:]] = m
+			for _, e := range s.Elem {
+				var addr string
+				if err := json.Unmarshal(e, &addr); err != nil {
+					return nil, fmt.Errorf("set %s: unexpected element %s", s.Name, e)
+				}
+				if other, dup := srcs[family][addr]; dup {
+					return nil, fmt.Errorf("%s is in the sources of %s and %s", addr, other, chain)
+				}
+				srcs[family][addr] = chain
+			}
 		case strings.HasPrefix(s.Name, "id_"):
 			for _, e := range s.Elem {
 				str, err := normElem(e)

@@ -40,7 +40,7 @@ type pair struct {
 	smB       string // B's segmesh overlay address
 	wgA, wgB  string // upstream wireguard-go addresses
 	procs     []*harness.Proc
-	allowSet  string // B's v4 allow set (saddr . l4proto . dport) the extra elements go to
+	allowSet  string // B's v4 source set of A's identity (id_N_s4) the extra sources go to
 	baseElems int    // elements in B's allow sets from the policy alone
 }
 
@@ -172,37 +172,33 @@ func listSets(n *harness.Node) ([]nftSet, error) {
 	return sets, nil
 }
 
-// allowSet finds, at run time (the set layout may change), B's IPv4 set
-// keyed by saddr . l4proto . dport (preferring one without intervals) and
-// counts the elements of every set of the table.
+// allowSet finds, at run time (the set layout may change), B's IPv4
+// source set of an identity (id_N_s4, preferring one that holds sources:
+// A's identity) and counts the elements of every set of the table.
 func allowSet(n *harness.Node) (string, int, error) {
 	sets, err := listSets(n)
 	if err != nil {
 		return "", 0, err
 	}
-	name, total := "", 0
+	name, total, full := "", 0, false
 	for _, s := range sets {
 		total += len(s.Elem)
-		var typ []string
-		if json.Unmarshal(s.Type, &typ) != nil || len(typ) != 3 || typ[0] != "ipv4_addr" || typ[1] != "inet_proto" || typ[2] != "inet_service" {
+		var typ string
+		if json.Unmarshal(s.Type, &typ) != nil || typ != "ipv4_addr" || !strings.HasPrefix(s.Name, "id_") || !strings.HasSuffix(s.Name, "_s4") {
 			continue
 		}
-		interval := false
-		for _, f := range s.Flags {
-			interval = interval || f == "interval"
-		}
-		if name == "" || !interval {
-			name = s.Name
+		if name == "" || (!full && len(s.Elem) > 0) {
+			name, full = s.Name, len(s.Elem) > 0
 		}
 	}
 	if name == "" {
-		return "", 0, fmt.Errorf("no ipv4_addr . inet_proto . inet_service set in inet segmesh: %+v", sets)
+		return "", 0, fmt.Errorf("no identity source set id_N_s4 in inet segmesh: %+v", sets)
 	}
 	return name, total, nil
 }
 
 // elementFile writes nft commands (verb "add" or "delete") for count fake
-// sources starting at 10.200.0.0+from, tcp port 9, into set.
+// sources starting at 10.200.0.0+from into set.
 func elementFile(dir, verb, set string, from, count int) (string, error) {
 	var b strings.Builder
 	base := uint32(10)<<24 | 200<<16
@@ -213,7 +209,7 @@ func elementFile(dir, verb, set string, from, count int) (string, error) {
 			if j > i {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "%d.%d.%d.%d . tcp . 9", v>>24, v>>16&255, v>>8&255, v&255)
+			fmt.Fprintf(&b, "%d.%d.%d.%d", v>>24, v>>16&255, v>>8&255, v&255)
 		}
 		b.WriteString(" }\n")
 	}

@@ -11,9 +11,9 @@ func methodText(p Params) string {
   wireguard-go %s (built with `+"`go install`"+`, configured with `+"`wg`"+`, MTU 1420), plus the raw underlay
   (veth through the bridge). iperf3 from A to B; the order of raw / wireguard-go / segmesh rotates every run,
   %d runs of %d s per configuration, medians; a ratio between two configurations is the median of the per-run
-  ratios (both measured in every run, so the drift of the machine's speed between runs cancels). Before the runs 10,000 extra elements (fake sources, tcp/9) are
-  written with `+"`nft -f`"+` into B's IPv4 allow set, found at run time as the set typed
-  ipv4_addr . inet_proto . inet_service (the layout may change). Row 2 alternates in every run a segmesh
+  ratios (both measured in every run, so the drift of the machine's speed between runs cancels). Before the runs 10,000 extra elements (fake sources) are
+  written with `+"`nft -f`"+` into the IPv4 source set of A's identity on B, found at run time as the
+  set id_N_s4 holding sources (the layout may change). Row 2 alternates in every run a segmesh
   measurement with 100,000 extra elements and one with only the policy's elements. Latency: ping (-i 0.005) and a
   1-byte TCP request/response on one connection (this program's rr helper), %d alternated rounds.
 - **Crypto ceiling (row 4).** testing.Benchmark of ChaCha20-Poly1305 Seal+Open of a 1420-byte packet on one core,
