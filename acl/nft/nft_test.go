@@ -3,8 +3,11 @@ package nft
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/segmesh/segmesh/acl"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -177,5 +180,68 @@ func BenchmarkDiffOneJoin(b *testing.B) {
 		if err := f.Apply(next); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestFakeIncrementalValidation: after an Apply, only what differs from it
+// is validated — yet every invalid state is still refused, nothing sent.
+func TestFakeIncrementalValidation(t *testing.T) {
+	k := newFakeKernel(t)
+	f := k.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	e := meshState(100, 5)
+	if err := f.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	before := k.batchCount()
+	for _, c := range []struct {
+		name, err string
+		mod       func(e *acl.Enforced)
+	}{
+		{"identity gone, its sources unchanged", "not listed", func(e *acl.Enforced) { e.Identities = e.Identities[:4] }},
+		{"two sources swapped in the middle", "sorted", func(e *acl.Enforced) {
+			e.Sources[50], e.Sources[51] = e.Sources[51], e.Sources[50]
+		}},
+		{"a source twice", "sorted", func(e *acl.Enforced) {
+			e.Sources = slices.Insert(e.Sources, 60, e.Sources[60])
+		}},
+		{"a source moved to an unknown identity", "not listed", func(e *acl.Enforced) { e.Sources[70].ID = 9 }},
+		{"a zoned address added", "plain", func(e *acl.Enforced) {
+			e.Sources = append(e.Sources, src(netip.MustParseAddr("fe80::1%eth0"), 1))
+		}},
+	} {
+		bad := meshState(100, 5)
+		c.mod(&bad)
+		if err := f.Apply(bad); err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("%s: %v, want an error with %q", c.name, err, c.err)
+		}
+	}
+	if k.batchCount() != before {
+		t.Fatalf("refused Applies sent %d batches", k.batchCount()-before)
+	}
+	// And what the Firewall knows is intact: a join is still one element
+	// per family, not a rewrite from a re-read table.
+	if err := f.Apply(joined(e, 100, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(batchSummary(k.batch(before)), ", "); got != "add id_3_s4 1, add id_3_s6 1" {
+		t.Fatalf("join after refusals: %s", got)
+	}
+}
+
+func TestDispatchOrderMostSourcesFirst(t *testing.T) {
+	e := meshState(0, 3)
+	for i := range 5 {
+		e.Sources = append(e.Sources, src(peer4(i), uint32(3-min(i, 2)))) // id 3: 1, id 2: 1, id 1: 3
+	}
+	slices.SortFunc(e.Sources, func(a, b acl.Source) int { return a.Addr.Compare(b.Addr) })
+	want, err := desiredState(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dispatchOrder(want); !slices.Equal(got, []uint32{1, 2, 3}) {
+		t.Fatalf("order %v, want [1 2 3] (most sources first, ties by number)", got)
 	}
 }
