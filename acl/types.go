@@ -1,7 +1,9 @@
 // Package acl owns segment policies: the policy schema, parsing and
 // validation with positions, compiling membership + policy into the inbound
-// allow set of one node, explaining verdicts, and the nftables backend that
-// enforces the compiled sets. It must not import mesh or gossip.
+// allow state of one node (Enforced: identities, their ports, source address
+// → identity; see identity.go), and explaining verdicts. The kernel backend
+// that enforces Enforced is acl/nft, which imports acl; acl never imports
+// it. It must not import mesh or gossip.
 package acl
 
 import "net/netip"

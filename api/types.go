@@ -116,4 +116,9 @@ type RemoveRequest struct {
 type RemoveResult struct {
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key"`
+	// Address is the IPv4 address this node remembered the node holding;
+	// AddressFreed says whether the removal freed it (a holder seen alive
+	// within dead_peer_grace keeps it: try again after that).
+	Address      string `json:"address,omitempty"`
+	AddressFreed bool   `json:"address_freed"`
 }

@@ -26,6 +26,9 @@ const (
 	DefaultSecretFile    = "/etc/segmesh/cluster.key"
 	DefaultMetricsListen = "127.0.0.1:9476"
 	DefaultDeadPeerGrace = 2 * time.Minute
+	// DefaultAddressRetention: how long every node remembers an IPv4
+	// address's holder after it was last seen (security invariant 1).
+	DefaultAddressRetention = 30 * 24 * time.Hour
 	// WireGuardOverhead is subtracted from the underlay MTU for mtu: auto.
 	WireGuardOverhead = 80
 )
@@ -48,11 +51,13 @@ type Config struct {
 	LogLevel       slog.Level
 	LogFormat      string // text | json
 	DeadPeerGrace  time.Duration
-	FlowLog        string
-	Gossip         Gossip
-	Tags           map[string]string
-	PolicyFile     string
-	Trust          Trust
+	// AddressRetention: an IPv4 holder absent this long loses its claim.
+	AddressRetention time.Duration
+	FlowLog          string
+	Gossip           Gossip
+	Tags             map[string]string
+	PolicyFile       string
+	Trust            Trust
 }
 
 // Gossip is the gossip section.

@@ -173,6 +173,9 @@ func validate(path string, v *viper.Viper) (*Config, error) {
 		x.fail("log_format", "%q: want text or json", c.LogFormat)
 	}
 	c.DeadPeerGrace = x.duration("dead_peer_grace")
+	if c.AddressRetention = x.days("address_retention"); c.AddressRetention < c.DeadPeerGrace {
+		x.fail("address_retention", "%v is shorter than dead_peer_grace (%v): a dead peer would lose its address while it still has access", c.AddressRetention, c.DeadPeerGrace)
+	}
 	c.FlowLog = x.str("flow_log")
 	c.Gossip = x.gossip()
 	c.Tags = x.tags("tags")
@@ -227,6 +230,19 @@ func (x *validator) duration(key string) time.Duration {
 		x.fail(key, "%v: want a duration like 2m or 30s", x.v.Get(key))
 	}
 	return d
+}
+
+// days is duration that also takes whole days ("30d").
+func (x *validator) days(key string) time.Duration {
+	if s, ok := x.v.Get(key).(string); ok && strings.HasSuffix(s, "d") {
+		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
+		if err != nil || n < 0 || n > 3650 {
+			x.fail(key, "%q: want a duration like 30d, 72h or 10m", s)
+			return 0
+		}
+		return time.Duration(n) * 24 * time.Hour
+	}
+	return x.duration(key)
 }
 
 // secretFile checks that a key file exists and is not group/world-accessible.

@@ -1,4 +1,4 @@
-// Package flows turns the NFLOG stream of the ACL chain (acl.LogGroup) into
+// Package flows turns the NFLOG stream of the ACL chain (nft.LogGroup) into
 // bounded flow aggregates, writes them as JSON lines for a SIEM (config key
 // flow_log), and lists the current inbound flows from conntrack.
 //
@@ -16,7 +16,7 @@
 // A typical wiring:
 //
 //	agg := flows.NewAggregator(4096, resolve, selfSegments, verdict)
-//	r, _ := flows.OpenNFLOG(acl.LogGroup, log)
+//	r, _ := flows.OpenNFLOG(nft.LogGroup, log)
 //	go r.Run(ctx, func(p flows.Packet) { agg.Add(p) })
 //	updates, stop := agg.Subscribe(256)
 //	go flows.Feed(ctx, flowLog, updates, time.Second, log)

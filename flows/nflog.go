@@ -15,7 +15,7 @@ import (
 
 // Snaplen is the copy range NFLOG asks the kernel for: at most this many
 // bytes of each packet reach the reader (the rule's own snaplen may cut
-// shorter). It matches acl.LogSnaplen: enough for an IPv6 header with a few
+// shorter). It matches nft.LogSnaplen: enough for an IPv6 header with a few
 // extension headers and the transport ports.
 const Snaplen = 128
 

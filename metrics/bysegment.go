@@ -53,13 +53,13 @@ func BySegment(bySrc map[netip.Addr]uint64, segmentsOf SegmentsOf, dst []string)
 }
 
 // DenyTotals turns successive readings of the kernel's per-source counts
-// (acl.Firewall.DeniedBySource, whose sources age out and then count again
+// (nft.Firewall.DeniedBySource, whose sources age out and then count again
 // from zero, and which does not tell denied from audited packets) into
 // monotonic totals by segment pair, split by the mode each growth was
 // observed in. Its methods are safe for concurrent use.
 //
 // Observe it at every scrape and also periodically, at least every half of
-// the kernel's source timeout (acl.SeenTimeout), so that the last packets of
+// the kernel's source timeout (nft.SeenTimeout), so that the last packets of
 // a source are observed before it ages out; and right before switching
 // between enforce and audit mode, so that growth is attributed to the mode
 // it happened in. Growth is labelled with the source's segments at the time

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
@@ -45,12 +46,12 @@ type Gossip interface {
 	Shutdown() error
 }
 
-// Firewall is the nftables enforcement as the node uses it (*acl.Firewall).
+// Firewall is the nftables enforcement as the node uses it (*nft.Firewall).
 type Firewall interface {
 	Install() error
-	Apply(acl.Desired) error
+	Apply(acl.Enforced) error
 	Counters() (packets, bytes uint64, err error)
-	DeniedBySource() (map[netip.Addr]acl.Count, error)
+	DeniedBySource() (map[netip.Addr]nft.Count, error)
 	Remove() error
 	Close() error
 }
@@ -65,7 +66,7 @@ type FlowReader interface {
 type Deps struct {
 	OpenMesh        func(mesh.Config, *slog.Logger) (Mesh, error)
 	NewGossip       func(gossip.Config, gossip.Record) (Gossip, error)
-	NewFirewall     func(acl.Config, *slog.Logger) (Firewall, error)
+	NewFirewall     func(nft.Config, *slog.Logger) (Firewall, error)
 	DeleteConntrack func([]netip.Addr) (int, error)
 	OpenFlowReader  func(group uint16, log *slog.Logger) (FlowReader, error)
 	AutoMTU         func(netip.Addr) (int, error)
@@ -89,14 +90,14 @@ func RealDeps() Deps {
 			}
 			return g, nil
 		},
-		NewFirewall: func(c acl.Config, l *slog.Logger) (Firewall, error) {
-			f, err := acl.NewFirewall(c, l)
+		NewFirewall: func(c nft.Config, l *slog.Logger) (Firewall, error) {
+			f, err := nft.NewFirewall(c, l)
 			if err != nil {
 				return nil, err
 			}
 			return f, nil
 		},
-		DeleteConntrack: acl.DeleteConntrack,
+		DeleteConntrack: nft.DeleteConntrack,
 		OpenFlowReader: func(group uint16, log *slog.Logger) (FlowReader, error) {
 			r, err := flows.OpenNFLOG(group, log)
 			if err != nil {

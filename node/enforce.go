@@ -43,8 +43,17 @@ func (v view) admitted() []acl.Member {
 }
 
 // desired compiles the active policy for this node. Callers hold mu or own n.
-func (n *Node) desired(peers []acl.Member) acl.Desired {
-	return acl.Compile(n.policy.pol, n.selfMember(), peers)
+func (n *Node) desired(peers []acl.Member) acl.Enforced {
+	return n.identities().Compile(n.policy.pol, n.selfMember(), peers)
+}
+
+// identities returns the node's identity allocator (numbers stay while
+// their segment set exists). Callers hold mu or own n.
+func (n *Node) identities() *acl.IdentityAllocator {
+	if n.ids == nil {
+		n.ids = acl.NewIdentityAllocator()
+	}
+	return n.ids
 }
 
 // compileInputs is everything the enforced sets and the peer index are
@@ -86,7 +95,7 @@ func (n *Node) enforce(admitted []acl.Member) error {
 		n.mu.Unlock()
 		return nil
 	}
-	d := acl.Compile(in.pol, in.self, in.peers)
+	d := n.identities().Compile(in.pol, in.self, in.peers)
 	n.mu.Unlock()
 	if err := n.fw.Apply(d); err != nil {
 		return err

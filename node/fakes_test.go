@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/config"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
@@ -112,7 +113,7 @@ func (g *fakeGossip) Publish(kind string, data []byte) error {
 type fakeFirewall struct {
 	ev   *events
 	mu   sync.Mutex
-	last acl.Desired
+	last acl.Enforced
 	n    int   // applies that succeeded
 	fail error // when set, Apply fails with it
 	// onApply, when set, runs after each successful Apply (fw.mu held):
@@ -121,7 +122,7 @@ type fakeFirewall struct {
 }
 
 func (f *fakeFirewall) Install() error { f.ev.add("fw.install"); return nil }
-func (f *fakeFirewall) Apply(d acl.Desired) error {
+func (f *fakeFirewall) Apply(d acl.Enforced) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.fail != nil {
@@ -137,14 +138,43 @@ func (f *fakeFirewall) Apply(d acl.Desired) error {
 	}
 	return nil
 }
+
+// desired returns the last applied state per source (the flat form the
+// tests compare).
 func (f *fakeFirewall) desired() acl.Desired {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.last
+	return flatten(f.last)
+}
+
+// flatten expands identities into per-source elements.
+func flatten(e acl.Enforced) acl.Desired {
+	d := acl.Desired{Local: e.Local, Audit: e.Audit}
+	ids := map[uint32]acl.Identity{}
+	for _, id := range e.Identities {
+		ids[id.ID] = id
+	}
+	for _, s := range e.Sources {
+		id := ids[s.ID]
+		switch {
+		case id.Any:
+			d.Any = append(d.Any, s.Addr)
+			continue
+		case id.ICMP:
+			d.ICMP = append(d.ICMP, s.Addr)
+		}
+		for _, r := range id.TCP {
+			d.Ports = append(d.Ports, acl.PortElement{Src: s.Addr, Proto: acl.ProtoTCP, PortLo: r.Lo, PortHi: r.Hi})
+		}
+		for _, r := range id.UDP {
+			d.Ports = append(d.Ports, acl.PortElement{Src: s.Addr, Proto: acl.ProtoUDP, PortLo: r.Lo, PortHi: r.Hi})
+		}
+	}
+	return d
 }
 func (f *fakeFirewall) Counters() (uint64, uint64, error) { return 0, 0, nil }
-func (f *fakeFirewall) DeniedBySource() (map[netip.Addr]acl.Count, error) {
-	return map[netip.Addr]acl.Count{}, nil
+func (f *fakeFirewall) DeniedBySource() (map[netip.Addr]nft.Count, error) {
+	return map[netip.Addr]nft.Count{}, nil
 }
 func (f *fakeFirewall) Remove() error { f.ev.add("fw.remove"); return nil }
 func (f *fakeFirewall) Close() error  { return nil }
@@ -186,7 +216,7 @@ func newRig(t *testing.T, dir string, policyFile string) *rig {
 			r.gossip.docs = c.Documents
 			return r.gossip, nil
 		},
-		NewFirewall:     func(acl.Config, *slog.Logger) (Firewall, error) { return r.fw, nil },
+		NewFirewall:     func(nft.Config, *slog.Logger) (Firewall, error) { return r.fw, nil },
 		DeleteConntrack: func(a []netip.Addr) (int, error) { r.conntrak <- a; return len(a), nil },
 		AutoMTU:         func(netip.Addr) (int, error) { return 1420, nil },
 		OpenFlowReader: func(uint16, *slog.Logger) (FlowReader, error) {

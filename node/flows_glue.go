@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/flows"
 )
@@ -35,9 +36,9 @@ func (n *Node) openFlows() (*flowPipeline, error) {
 		}
 		fp.file = f
 	}
-	nl, err := n.deps.OpenFlowReader(acl.LogGroup, n.log.With("sub", "flows"))
+	nl, err := n.deps.OpenFlowReader(nft.LogGroup, n.log.With("sub", "flows"))
 	if err != nil {
-		n.log.Warn("flow visibility off: cannot read NFLOG", "group", acl.LogGroup, "err", err)
+		n.log.Warn("flow visibility off: cannot read NFLOG", "group", nft.LogGroup, "err", err)
 	} else {
 		fp.nflog = nl
 	}

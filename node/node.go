@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/config"
 	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/gossip"
@@ -46,18 +47,23 @@ type Node struct {
 	gossip Gossip
 	ctl    *controlServer
 
-	mu      sync.Mutex // guards everything below
-	cfg     *config.Config
-	claim   claim
-	view    view
-	track   tracker
-	ready   bool
-	policy  policyState
-	trust   *trustState         // CA mode; nil: trust open
-	peerIPs map[netip.Addr]bool // overlay addresses of the WireGuard peers at the last successful apply (sync loop)
-	applied compileInputs       // inputs of the last successful apply (sync loop)
-	indexed compileInputs       // inputs byAddr was built from
-	records verifyCache         // verified records of the members (sync.go)
+	mu    sync.Mutex // guards everything below
+	cfg   *config.Config
+	claim claim
+	book  addrBook // address memory (addrbook.go)
+	// selfRemembered: at start the memory held this node's persisted claim
+	// (within address_retention), so its claim time counts again.
+	selfRemembered bool
+	view           view
+	track          tracker
+	ready          bool
+	policy         policyState
+	trust          *trustState            // CA mode; nil: trust open
+	peerIPs        map[netip.Addr]bool    // overlay addresses of the WireGuard peers at the last successful apply (sync loop)
+	applied        compileInputs          // inputs of the last successful apply (sync loop)
+	ids            *acl.IdentityAllocator // identity numbers of the compiled sets (with mu; see identities)
+	indexed        compileInputs          // inputs byAddr was built from
+	records        verifyCache            // verified records of the members (sync.go)
 
 	syncNow chan struct{}      // cap 1: ask the loop for an immediate sync
 	syncReq chan chan struct{} // a sync whose completion the caller awaits
@@ -107,8 +113,19 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		return nil, err
 	}
 	n.adoptCertIdentity()
+	n.book = newAddrBook(cfg.AddressRetention)
+	if err := n.book.load(cfg.StateDir, cfg.Network); err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
 	if n.claim, err = loadClaim(cfg.StateDir, cfg.Network, n.pub, n.runStart); err != nil {
 		return nil, err
+	}
+	n.selfRemembered = n.book.remembers(n.claim.Address, n.pub, n.runStart)
+	if held := n.book.heldByOthers(n.pub, n.runStart); held[n.claim.Address] && !n.selfRemembered {
+		// Choose around the holders this node remembers.
+		if a, ok := nextFree(cfg.Network, n.pub, held); ok {
+			n.claim = claim{Network: cfg.Network, Address: a, Claimed: n.runStart}
+		}
 	}
 	if fixed := n.fixedAddress(); fixed.IsValid() {
 		if !cfg.Network.Contains(fixed) {
@@ -135,7 +152,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 	}
 	// Security invariant 2: the fail-closed table, with the persisted policy
 	// compiled for no peers, is in place before the interface exists.
-	if n.fw, err = deps.NewFirewall(acl.Config{Interface: cfg.Interface, Network4: cfg.Network, Network6: cfg.Network6}, log.With("sub", "acl")); err != nil {
+	if n.fw, err = deps.NewFirewall(nft.Config{Interface: cfg.Interface, Network4: cfg.Network, Network6: cfg.Network6}, log.With("sub", "acl")); err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	cleanup = append(cleanup, n.fw.Close, n.fw.Remove)

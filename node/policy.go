@@ -99,10 +99,13 @@ type docHandler struct{ n *Node }
 
 // MergeDocument accepts a newer, valid policy from the mesh.
 func (h docHandler) MergeDocument(kind string, data []byte) bool {
-	if kind != docKindPolicy && kind != docKindRevocations && kind != docKindRemove {
+	if kind != docKindPolicy && kind != docKindRevocations && kind != docKindRemove && kind != docKindAddresses {
 		return false
 	}
 	switch kind {
+	case docKindAddresses:
+		h.n.mergeAddressHints(data)
+		return false // hints go peer to peer in push/pull, never re-broadcast
 	case docKindRevocations:
 		return h.n.mergeRevocations(data)
 	case docKindRemove:
@@ -143,6 +146,9 @@ func (h docHandler) Documents() map[string][]byte {
 		if b, err := h.n.policy.doc.Encode(); err == nil {
 			out[docKindPolicy] = b
 		}
+	}
+	if b, err := h.n.book.encodeHints(); err == nil {
+		out[docKindAddresses] = b
 	}
 	if h.n.trust != nil && h.n.trust.revs.Version() > 0 {
 		if b, err := h.n.trust.revs.Encode(); err == nil {

@@ -2,10 +2,13 @@ package node
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/segmesh/segmesh/api"
+	"github.com/segmesh/segmesh/mesh"
 )
 
 // docKindRemove carries an operator's removal of a departed node.
@@ -35,14 +38,31 @@ func (n *Node) RemoveNode(q, by string) (*api.RemoveResult, error) {
 			found = p
 		}
 	}
-	n.mu.Unlock()
-	if found == nil {
-		return nil, fmt.Errorf("no node %q in the membership", q)
+	var name, key string
+	if found != nil {
+		name, key = found.rec.Name, found.name
+	} else if _, h, err := n.book.find(q); err == nil {
+		name, key = h.name, h.key.String() // gone from gossip, still remembered as an address holder
+	} else if !errors.Is(err, errNotRemembered) {
+		n.mu.Unlock()
+		return nil, err
 	}
-	if found.state == api.StateUp || found.state == api.StateSuspect {
+	n.mu.Unlock()
+	if key == "" {
+		return nil, fmt.Errorf("no node %q in the membership or the address memory", q)
+	}
+	if found != nil && (found.state == api.StateUp || found.state == api.StateSuspect) {
 		return nil, fmt.Errorf("%s (%s) is %s: stop it first; only dead or departed nodes can be removed", found.rec.Name, found.name, found.state)
 	}
-	r := removal{Node: found.name, By: by, Time: n.deps.Now().UTC()}
+	r := removal{Node: key, By: by, Time: n.deps.Now().UTC()}
+	res := &api.RemoveResult{Name: name, PublicKey: key}
+	n.mu.Lock()
+	if k, err := mesh.ParseKey(key); err == nil {
+		if a, ok := n.book.byKey[k]; ok {
+			res.Address = a.String()
+		}
+	}
+	n.mu.Unlock()
 	n.applyRemoval(r)
 	if b, err := json.Marshal(r); err == nil {
 		if err := n.gossip.Publish(docKindRemove, b); err != nil {
@@ -50,7 +70,13 @@ func (n *Node) RemoveNode(q, by string) (*api.RemoveResult, error) {
 		}
 	}
 	n.syncAndWait()
-	return &api.RemoveResult{Name: found.rec.Name, PublicKey: found.name}, nil
+	if res.Address != "" {
+		n.mu.Lock()
+		h, held := n.book.holder(netip.MustParseAddr(res.Address), n.deps.Now())
+		res.AddressFreed = !held || h.key.String() != key
+		n.mu.Unlock()
+	}
+	return res, nil
 }
 
 // applyRemoval forgets a dead or departed node (memberlist refuses to forget
@@ -65,6 +91,7 @@ func (n *Node) applyRemoval(r removal) bool {
 	}
 	n.removals[key] = true
 	n.track.forget(r.Node)
+	n.freeAddress(r)
 	n.mu.Unlock()
 	n.gossip.Forget(r.Node)
 	n.log.Warn("node removed by an operator", "node", r.Node, "by", r.By)
@@ -80,4 +107,29 @@ func (n *Node) mergeRemoval(data []byte) bool {
 		return false
 	}
 	return n.applyRemoval(r)
+}
+
+// freeAddress forgets a removed node's address claim, so a newcomer may take
+// the address. A holder seen alive within dead_peer_grace keeps it: a
+// removal (which anyone with the cluster key can send in trust: open) cannot
+// free the address of a node that is merely restarting. Callers hold mu.
+func (n *Node) freeAddress(r removal) {
+	k, err := mesh.ParseKey(r.Node)
+	if err != nil {
+		return
+	}
+	now := n.deps.Now()
+	if addr, ok := n.book.byKey[k]; ok {
+		if h := n.book.local[addr]; now.Sub(h.lastSeen) < n.cfg.DeadPeerGrace {
+			n.log.Warn("removal does not free the address: its holder was seen alive within dead_peer_grace",
+				"node", r.Node, "address", addr, "last_seen", h.lastSeen)
+			return
+		}
+	}
+	if addr, ok := n.book.forget(k, r.Time); ok {
+		n.log.Warn("address freed by an operator removal", "node", r.Node, "address", addr, "by", r.By)
+	}
+	if err := n.book.save(n.cfg.StateDir, now); err != nil {
+		n.log.Error("address memory not persisted; will retry", "err", err)
+	}
 }

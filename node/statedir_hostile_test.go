@@ -124,11 +124,11 @@ func applyV1WithPeer(t *testing.T, r *rig) acl.Desired {
 }
 
 func TestFullStateDirKeepsLastGoodPolicy(t *testing.T) {
-	needRoot(t, "mounts a 16 KiB tmpfs as state_dir")
+	needRoot(t, "mounts a 32 KiB tmpfs as state_dir")
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	noLeaks(t)
-	smallTmpfs(t, state, "16k") // registered before the rig: unmounted after the node stops
+	smallTmpfs(t, state, "32k") // registered before the rig: unmounted after the node stops
 	r := newRig(t, dir, "")
 	good := applyV1WithPeer(t, r)
 	filler := fill(t, state)

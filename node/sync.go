@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 )
@@ -27,8 +28,10 @@ func (n *Node) sync() {
 		self: n.pub, selfAddr4: n.claim.Address, selfEffective: n.selfEffective(),
 		net4: n.cfg.Network, net6: n.cfg.Network6, members: members, now: now,
 		grace: n.cfg.DeadPeerGrace, effective: n.track.effective, trust: n.trust, verified: &n.records,
+		book: &n.book, hintsCount: n.hintsCount(now),
 	})
 	n.records.end()
+	n.remember(v, now)
 	for _, name := range v.forget {
 		n.track.forget(name)
 	}
@@ -111,17 +114,59 @@ func (n *Node) stopWake() {
 	}
 }
 
-// selfEffective is our claim time in the clash rule: a claim carried over
-// from an earlier run counts from this run's start, so a node that comes
-// back yields to whoever took its address while it was away. Callers hold mu.
+// selfEffective is our claim time in the clash rule. A claim carried over
+// from an earlier run keeps its time when this node's memory still holds it
+// (it remembered itself within address_retention: the fleet does too);
+// otherwise it counts from this run's start, so nobody can back-date a
+// claim nobody remembers. Callers hold mu.
 func (n *Node) selfEffective() time.Time {
 	if n.fixedAddress().IsValid() {
 		return time.Time{} // a certificate-fixed address is authoritative
 	}
-	if n.claim.Claimed.Before(n.runStart) {
+	if n.claim.Claimed.Before(n.runStart) && !n.selfRemembered {
 		return n.runStart
 	}
 	return n.claim.Claimed
+}
+
+// hintWindow is how long after claiming an address (or first meeting the
+// mesh, whichever is later) other nodes' memory may still move this node
+// off it: long enough for the join's push/pull to bring their hints, short
+// enough that forged hints cannot renumber an established node.
+const hintWindow = 2 * time.Minute
+
+// hintsCount reports whether other nodes' memory may move this node off its
+// address now. A node that came back to a claim it remembers is never moved
+// by hints. Callers hold mu.
+func (n *Node) hintsCount(now time.Time) bool {
+	if n.selfRemembered || n.fixedAddress().IsValid() {
+		return false
+	}
+	since := n.claim.Claimed
+	if n.track.joinedAt.After(since) {
+		since = n.track.joinedAt
+	}
+	return n.track.joinedAt.IsZero() || now.Sub(since) < hintWindow
+}
+
+// remember records this sync's address holders in the address memory and
+// persists it. Callers hold mu.
+func (n *Node) remember(v view, now time.Time) {
+	if !v.selfLoses {
+		n.book.observe(n.claim.Address, n.pub, n.cfg.Name, n.selfEffective(), now)
+	}
+	for i := range v.peers {
+		p := &v.peers[i]
+		if p.holds4 && (p.state == api.StateUp || p.state == api.StateSuspect) {
+			n.book.observe(p.rec.Address4, p.key, p.rec.Name, p.claimed, now)
+		}
+	}
+	for _, h := range n.book.expire(now) {
+		n.log.Info("address memory: holder absent longer than address_retention; its address is free", "name", h.name, "public_key", h.key, "last_seen", h.lastSeen)
+	}
+	if err := n.book.save(n.cfg.StateDir, now); err != nil {
+		n.log.Error("address memory not persisted; will retry", "err", err)
+	}
 }
 
 // renumber moves this node to its next free IPv4 candidate after losing a
@@ -133,6 +178,9 @@ func (n *Node) renumber(held map[netip.Addr]bool, now time.Time) {
 	if n.fixedAddress().IsValid() {
 		n.log.Error("address clash on a certificate-fixed address: two certificates fix the same IPv4; keeping it", "address", old)
 		return
+	}
+	for a := range n.book.heldByOthers(n.pub, now) {
+		held[a] = true // newcomers choose around remembered addresses
 	}
 	addr, ok := nextFree(n.cfg.Network, n.pub, held)
 	if !ok {
@@ -149,6 +197,7 @@ func (n *Node) renumber(held map[netip.Addr]bool, now time.Time) {
 		return
 	}
 	n.claim = next
+	n.selfRemembered = false
 	if err := n.gossip.UpdateLocal(n.record()); err != nil {
 		n.log.Error("re-announce after renumbering failed", "err", err)
 	}

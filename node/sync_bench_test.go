@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/ca"
 	"github.com/segmesh/segmesh/config"
 	"github.com/segmesh/segmesh/gossip"
@@ -96,7 +96,7 @@ func newSyncBench(tb testing.TB, caMode bool) *syncBench {
 	deps := Deps{
 		OpenMesh:        func(mesh.Config, *slog.Logger) (Mesh, error) { return sb.mesh, nil },
 		NewGossip:       func(gossip.Config, gossip.Record) (Gossip, error) { return sb.gossip, nil },
-		NewFirewall:     func(acl.Config, *slog.Logger) (Firewall, error) { return sb.fw, nil },
+		NewFirewall:     func(nft.Config, *slog.Logger) (Firewall, error) { return sb.fw, nil },
 		DeleteConntrack: func(a []netip.Addr) (int, error) { return len(a), nil },
 		AutoMTU:         func(netip.Addr) (int, error) { return 1420, nil },
 		OpenFlowReader: func(uint16, *slog.Logger) (FlowReader, error) {

@@ -17,6 +17,9 @@ const (
 	ReasonAddress6Mismatch = "address6_mismatch"
 	ReasonAddress4Mismatch = "address4_mismatch"
 	ReasonSelfKey          = "self_key"
+	// ReasonAddressHeld: the record claims an IPv4 address that this node
+	// remembers as held by another key (addrbook.go).
+	ReasonAddressHeld = "address_held"
 	// ReasonPending: the full record (over 512 bytes) has not arrived yet;
 	// shown, not counted as a rejection.
 	ReasonPending = "pending"

@@ -24,6 +24,11 @@ type viewInput struct {
 	trust         *trustState // CA mode; nil: trust open
 	// effective returns the claim time this node grants a peer's record.
 	effective func(name string, rec gossip.Record) time.Time
+	// book is this node's address memory (nil: none); hintsCount is whether
+	// other nodes' memory may still move this node off its address (a claim
+	// of this run, within hintWindow of joining).
+	book       *addrBook
+	hintsCount bool
 	// verified holds the records verified in earlier syncs, begun for this
 	// round; nil: every record is verified afresh.
 	verified *verifyCache
@@ -43,6 +48,8 @@ type peerView struct {
 	fixed      bool           // its certificate fixes its IPv4 address
 	configured bool           // a WireGuard peer
 	allowed    []netip.Prefix // its overlay addresses WireGuard routes to it
+	holds4     bool           // it won its IPv4 address
+	claimed    time.Time      // its claim time as the clash rule saw it (when holds4)
 }
 
 // view is the outcome of one membership evaluation.
@@ -116,34 +123,56 @@ func memberToPeer(in viewInput, m gossip.Member) (peerView, bool) {
 }
 
 // resolveClashes gives each contested IPv4 address to its earliest claimant
-// (ties: lower key); losers keep only their IPv6 until they renumber.
+// (ties: lower key); losers keep only their IPv6 until they renumber. An
+// address this node remembers a holder of stays the holder's, present or
+// absent: another key claiming it is refused (security invariant 1).
 func resolveClashes(in viewInput, v *view) {
 	self := claimant{key: in.self, effective: in.selfEffective}
 	best := make(map[netip.Addr]claimant, len(v.peers)+1)
 	best[in.selfAddr4] = self
-	for _, p := range v.peers {
+	for i := range v.peers {
+		p := &v.peers[i]
 		if !p.configured {
 			continue
 		}
 		c := claimant{key: p.key, effective: in.effective(p.name, p.rec)}
+		if h, ok := in.book.holderOf(p.rec.Address4, in.now); ok && h.key == p.key && h.claimed.Before(c.effective) {
+			c.effective = h.claimed // a returning holder keeps its remembered claim
+		}
 		if p.fixed {
 			c.effective = time.Time{} // a certificate-fixed address is authoritative
 		}
+		p.claimed = c.effective
 		if cur, ok := best[p.rec.Address4]; !ok || c.wins(cur) {
 			best[p.rec.Address4] = c
 		}
 	}
-	if best[in.selfAddr4].key != in.self {
+	held := heldAddresses(in, v, best)
+	if h, ok := held[in.selfAddr4]; ok && h.key != in.self {
 		v.selfLoses = true
-		v.held = make(map[netip.Addr]bool, len(best)) // for renumbering, the only reader
+	} else if !ok && best[in.selfAddr4].key != in.self {
+		v.selfLoses = true
+	}
+	if !v.selfLoses && in.hintsCount && in.book.hintedForOther(in.selfAddr4, in.self, in.now) {
+		v.selfLoses = true // a newcomer moves off an address another node remembers
+	}
+	if v.selfLoses {
+		v.held = in.book.heldByOthers(in.self, in.now) // for renumbering, the only reader
 	}
 	for i := range v.peers {
 		p := &v.peers[i]
 		if !p.configured {
 			continue
 		}
-		w := best[p.rec.Address4]
-		if w.key == p.key {
+		h, remembered := held[p.rec.Address4]
+		if remembered && h.key != p.key {
+			p.rejected = &rejection{ReasonAddressHeld, fmt.Sprintf("%v is held by %s (%s), last seen %s; `segmesh node remove %s` frees it",
+				p.rec.Address4, h.name, h.key, h.lastSeen.UTC().Format(time.RFC3339), h.key)}
+			p.state, p.reason, p.configured, p.allowed = api.StateUntrusted, p.rejected.String(), false, nil
+			continue
+		}
+		if remembered || best[p.rec.Address4].key == p.key {
+			p.holds4 = true
 			if v.held != nil {
 				v.held[p.rec.Address4] = true
 			}
@@ -152,6 +181,38 @@ func resolveClashes(in viewInput, v *view) {
 		p.reason = fmt.Sprintf("address conflict: %v is held by an earlier claim", p.rec.Address4)
 		p.allowed = []netip.Prefix{netip.PrefixFrom(p.rec.Address6, 128)}
 	}
+}
+
+// heldAddresses returns the claimed addresses this node remembers a holder
+// of, with that holder: it keeps them against every other claim, live or
+// not, except a holder seen claiming another address (it moved) and a
+// certificate-fixed claim (authoritative).
+func heldAddresses(in viewInput, v *view, best map[netip.Addr]claimant) map[netip.Addr]holding {
+	out := map[netip.Addr]holding{}
+	if in.book == nil {
+		return out
+	}
+	at := make(map[mesh.Key]netip.Addr, len(v.peers)+1) // live claimants' addresses
+	at[in.self] = in.selfAddr4
+	for i := range v.peers {
+		if v.peers[i].configured {
+			at[v.peers[i].key] = v.peers[i].rec.Address4
+		}
+	}
+	for a, c := range best {
+		h, ok := in.book.holderOf(a, in.now)
+		if !ok {
+			continue
+		}
+		if cur, live := at[h.key]; live && cur != a {
+			continue // moved
+		}
+		if c.effective.IsZero() && c.key != h.key {
+			continue // a certificate fixes it to another key
+		}
+		out[a] = h
+	}
+	return out
 }
 
 // wgPeers returns the WireGuard peers of a view.

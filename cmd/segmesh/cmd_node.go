@@ -20,6 +20,12 @@ func newNode(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s (%s) from the mesh\n", r.Name, r.PublicKey)
+			switch {
+			case r.Address != "" && r.AddressFreed:
+				fmt.Fprintf(cmd.OutOrStdout(), "address %s is free: another node may take it\n", r.Address)
+			case r.Address != "":
+				fmt.Fprintf(cmd.OutOrStdout(), "address %s is kept: the node was seen alive within dead_peer_grace; run this again after it\n", r.Address)
+			}
 			return nil
 		},
 	})

@@ -34,16 +34,54 @@ func nftObjects(ns string, args ...string) ([]map[string]json.RawMessage, error)
 	return out, nil
 }
 
-// segmeshSets reads the sets of table inet segmesh in ns, elements
+// segmeshSets reads table inet segmesh in ns and renders it per source,
+// as the model knows it: local4/local6, and for each source of map src4 or
+// src6 (address -> jump id_N) its identity's single ports (set id_N_p) in
+// allow4/allow6, its ranges (id_N_r) in allow4r/allow6r, and the icmp and
+// any rules of chain id_N in icmp4/icmp6 and any4/any6. Elements are
 // normalized as in nftSets.
 func segmeshSets(ns string) (nftSets, error) {
 	objs, err := nftObjects(ns, "list", "table", "inet", "segmesh")
 	if err != nil {
 		return nil, err
 	}
+	type ident struct {
+		ports, ranges []string // "PROTO LO-HI"
+		icmp, any     bool
+	}
+	ids := map[string]*ident{}
+	id := func(chain string) *ident {
+		if ids[chain] == nil {
+			ids[chain] = &ident{}
+		}
+		return ids[chain]
+	}
 	sets := nftSets{}
+	srcs := map[string]map[string]string{} // family -> address -> chain
 	for _, o := range objs {
+		if raw, ok := o["rule"]; ok {
+			var r struct {
+				Chain string            `json:"chain"`
+				Expr  []json.RawMessage `json:"expr"`
+			}
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, fmt.Errorf("decode rule: %w", err)
+			}
+			if !strings.HasPrefix(r.Chain, "id_") {
+				continue
+			}
+			switch {
+			case strings.Contains(string(raw), "echo-request"):
+				id(r.Chain).icmp = true
+			case len(r.Expr) == 1 && strings.Contains(string(r.Expr[0]), "accept"):
+				id(r.Chain).any = true
+			}
+			continue
+		}
 		raw, ok := o["set"]
+		if !ok {
+			raw, ok = o["map"]
+		}
 		if !ok {
 			continue
 		}
@@ -54,28 +92,73 @@ func segmeshSets(ns string) (nftSets, error) {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return nil, fmt.Errorf("decode set: %w", err)
 		}
-		elems := []string{}
-		for _, e := range s.Elem {
-			str, err := normElem(e)
-			if err != nil {
-				return nil, fmt.Errorf("set %s: %w", s.Name, err)
+		switch {
+		case s.Name == "src4" || s.Name == "src6":
+			m := map[string]string{}
+			for _, e := range s.Elem {
+				var kv []json.RawMessage
+				var addr string
+				var v struct {
+					Jump struct {
+						Target string `json:"target"`
+					} `json:"jump"`
+				}
+				if err := json.Unmarshal(e, &kv); err != nil || len(kv) != 2 || json.Unmarshal(kv[0], &addr) != nil || json.Unmarshal(kv[1], &v) != nil {
+					return nil, fmt.Errorf("map %s: unexpected element %s", s.Name, e)
+				}
+				m[addr] = v.Jump.Target
 			}
-			elems = append(elems, str)
+			srcs[s.Name[3:]] = m
+		case strings.HasPrefix(s.Name, "id_"):
+			for _, e := range s.Elem {
+				str, err := normElem(e)
+				if err != nil {
+					return nil, fmt.Errorf("set %s: %w", s.Name, err)
+				}
+				chain, kind := s.Name[:len(s.Name)-2], s.Name[len(s.Name)-1:]
+				if kind == "p" {
+					id(chain).ports = append(id(chain).ports, str)
+				} else {
+					id(chain).ranges = append(id(chain).ranges, str)
+				}
+			}
+		case s.Name == "local4" || s.Name == "local6":
+			elems := []string{}
+			for _, e := range s.Elem {
+				str, err := normElem(e)
+				if err != nil {
+					return nil, fmt.Errorf("set %s: %w", s.Name, err)
+				}
+				elems = append(elems, str)
+			}
+			sets[s.Name] = elems
 		}
-		// The range sets are sharded by source (allow4r_000..allow4r_127):
-		// the model knows them as one set per family.
-		name := s.Name
-		if i := strings.Index(name, "r_"); i > 0 && strings.HasPrefix(name, "allow") {
-			name = name[:i+1]
+	}
+	for fam, m := range srcs {
+		for addr, chain := range m {
+			i := id(chain)
+			switch {
+			case i.any:
+				sets["any"+fam] = append(sets["any"+fam], addr)
+				continue
+			case i.icmp:
+				sets["icmp"+fam] = append(sets["icmp"+fam], addr)
+			}
+			for _, p := range i.ports {
+				sets["allow"+fam] = append(sets["allow"+fam], addr+" "+p)
+			}
+			for _, p := range i.ranges {
+				sets["allow"+fam+"r"] = append(sets["allow"+fam+"r"], addr+" "+p)
+			}
 		}
-		elems = append(sets[name], elems...)
-		sort.Strings(elems)
-		sets[name] = elems
+	}
+	for _, v := range sets {
+		sort.Strings(v)
 	}
 	return sets, nil
 }
 
-// normElem renders one set element: "ADDR" or "ADDR PROTO LO-HI".
+// normElem renders one set element: "ADDR" or "PROTO LO-HI".
 func normElem(raw json.RawMessage) (string, error) {
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -91,14 +174,14 @@ func normElem(raw json.RawMessage) (string, error) {
 		return x, nil
 	case map[string]any:
 		parts, ok := x["concat"].([]any)
-		if !ok || len(parts) != 3 {
+		if !ok || len(parts) != 2 {
 			return "", fmt.Errorf("unexpected element %s", raw)
 		}
-		lo, hi, err := portRange(parts[2])
+		lo, hi, err := portRange(parts[1])
 		if err != nil {
 			return "", fmt.Errorf("element %s: %w", raw, err)
 		}
-		return fmt.Sprintf("%v %v %d-%d", parts[0], parts[1], lo, hi), nil
+		return fmt.Sprintf("%v %d-%d", parts[0], lo, hi), nil
 	}
 	return "", fmt.Errorf("unexpected element %s", raw)
 }

@@ -95,7 +95,7 @@ func TestRelCrashRestart(t *testing.T) {
 		t.Logf("the crash left table inet segmesh in b's namespace: %v", left)
 		if left {
 			// A stale element in the kept table: the restart must drop it.
-			if out, err := b.Exec("nft", "add", "element", "inet", "segmesh", "allow4", "{ 100.80.99.99 . tcp . 9999 }"); err != nil {
+			if out, err := b.Exec("nft", "add", "element", "inet", "segmesh", "local4", "{ 100.80.99.99 }"); err != nil {
 				t.Fatalf("add a stale element: %v: %s", err, out)
 			}
 		}

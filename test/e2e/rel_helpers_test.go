@@ -410,6 +410,14 @@ func relTableLayout(n *harness.Node) (layout []string, rules int, err error) {
 				return nil, 0, fmt.Errorf("decode %s: %w", kind, err)
 			}
 			delete(m, "handle")
+			// Identity chains and their sets (id_N, id_N_p, id_N_r) come
+			// and go with the peers a node has: the layout is the rest.
+			if name, _ := m["name"].(string); strings.HasPrefix(name, "id_") {
+				continue
+			}
+			if chain, _ := m["chain"].(string); strings.HasPrefix(chain, "id_") {
+				continue
+			}
 			switch kind {
 			case "set", "map":
 				delete(m, "elem")

@@ -1,9 +1,10 @@
 // Command segmesh-probe is an end-to-end test tool that opens and checks
 // connections between network namespaces.
 //
-//	segmesh-probe serve [-addr IP] [-tcp 22,8080] [-udp 53,54]
+//	segmesh-probe serve [-addr IP] [-tcp 22,8080] [-udp 53,54] [-banner TEXT]
 //	    TCP and UDP echo servers on each port (all addresses, IPv4 and IPv6,
-//	    unless -addr names one). Prints "ready" once every port is bound,
+//	    unless -addr names one); with -banner a TCP connection is first sent
+//	    "TEXT\n". Prints "ready" once every port is bound,
 //	    then one line per accepted connection or received datagram:
 //	    "tcp LOCAL REMOTE" / "udp LOCAL REMOTE". Runs until SIGTERM.
 //
@@ -21,6 +22,10 @@
 //	    interval and prints "echo N UNIXNANO" for every line echoed back.
 //	    Prints "error ..." and exits 1 when the connection fails. Runs until
 //	    SIGTERM.
+//
+//	segmesh-probe banner [-timeout 2s] ADDR:PORT
+//	    Connects over TCP (exit codes as dial) and prints the first line the
+//	    server sends (a serve -banner): which server answered.
 //
 //	segmesh-probe get [-timeout 2s] URL
 //	    HTTP GET of URL (e.g. a node's metrics endpoint inside its
@@ -75,6 +80,8 @@ func main() {
 		code = stream(os.Args[2:])
 	case "get":
 		code = get(os.Args[2:])
+	case "banner":
+		code = bannerCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -82,7 +89,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: segmesh-probe serve|dial|stream|get ... (see the package doc)")
+	fmt.Fprintln(os.Stderr, "usage: segmesh-probe serve|dial|stream|banner|get ... (see the package doc)")
 	os.Exit(codeError)
 }
 
@@ -116,6 +123,7 @@ func serve(args []string) int {
 	addr := fs.String("addr", "", "bind address (default: every address, IPv4 and IPv6)")
 	tcpList := fs.String("tcp", "", "comma-separated TCP ports")
 	udpList := fs.String("udp", "", "comma-separated UDP ports")
+	banner := fs.String("banner", "", "first line sent on every TCP connection")
 	_ = fs.Parse(args)
 	tcpPorts, err := ports(*tcpList)
 	if err != nil {
@@ -140,7 +148,7 @@ func serve(args []string) int {
 			return codeError
 		}
 		closers = append(closers, l)
-		go acceptLoop(l)
+		go acceptLoop(l, *banner)
 	}
 	for _, p := range udpPorts {
 		c, err := net.ListenPacket("udp", net.JoinHostPort(*addr, strconv.Itoa(p)))
@@ -158,7 +166,7 @@ func serve(args []string) int {
 	return codeOK
 }
 
-func acceptLoop(l net.Listener) {
+func acceptLoop(l net.Listener, banner string) {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -167,6 +175,11 @@ func acceptLoop(l net.Listener) {
 		say("tcp %s %s", c.LocalAddr(), c.RemoteAddr())
 		go func() {
 			defer c.Close()
+			if banner != "" {
+				if _, err := fmt.Fprintln(c, banner); err != nil {
+					return
+				}
+			}
 			_, _ = io.Copy(c, c)
 		}()
 	}
@@ -359,5 +372,33 @@ func get(args []string) int {
 		fmt.Fprintln(os.Stderr, "get: write:", err)
 		return codeError
 	}
+	return codeOK
+}
+
+// bannerCmd prints the first line a TCP server sends; see the package doc.
+func bannerCmd(args []string) int {
+	fs := flag.NewFlagSet("banner", flag.ExitOnError)
+	timeout := fs.Duration("timeout", 2*time.Second, "connect and read timeout")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "banner: want ADDR:PORT")
+		return codeError
+	}
+	c, err := net.DialTimeout("tcp", fs.Arg(0), *timeout)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "banner:", err)
+		return classify(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(*timeout))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "banner: read:", err)
+		if code := classify(err); code != codeOK {
+			return code
+		}
+		return codeNoEcho
+	}
+	say("%s", strings.TrimSpace(line))
 	return codeOK
 }

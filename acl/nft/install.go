@@ -1,8 +1,7 @@
-package acl
+package nft
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -10,27 +9,27 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// Install puts table inet segmesh in place in its fail-closed state — empty
-// sets (only replies and ICMP errors pass on the mesh interface), enforce
-// mode — in ONE atomic batch. Call it before the mesh interface is up and
-// before any peer is configured.
+// Install puts table inet segmesh in place in its fail-closed state — no
+// sources, no identities (only replies and ICMP errors pass on the mesh
+// interface), enforce mode — in ONE atomic batch. Call it before the mesh
+// interface is up and before any peer is configured.
 //
-// A table left by a crash is reconciled, never duplicated: when its chains,
-// rules, sets and counter are exactly this version's layout it is kept with
-// its elements (so a restart does not cut flows that the next Apply keeps
-// allowing; that Apply reads and diffs them), and only its final rule is
-// switched back to enforce mode if it was in audit mode. Otherwise the table
-// is deleted and recreated in the same batch. No other table is read for
-// writing or written.
+// A table left by a crash is reconciled, never duplicated: when its fixed
+// chains, rules, sets and counter are this version's layout (identity
+// chains id_N and their sets aside) it is kept with its elements (the next
+// Apply reads and diffs them), and only its final rule is switched back to
+// enforce mode if it was in audit mode. The previous release's table (see
+// isLegacy) is kept as it is, still enforcing its elements, and the first
+// Apply replaces it in one batch. Any other table of that name is deleted
+// and recreated in the same batch. No other table is read for writing or
+// written.
 func (f *Firewall) Install() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.installed, f.known, f.cur = false, false, new(elementSet)
-	f.memo.forget()
+	f.installed, f.known, f.legacy, f.cur = false, false, false, state{}
 	lay := newLayout()
 	exists, err := f.tableExists()
 	if err != nil {
@@ -45,6 +44,11 @@ func (f *Firewall) Install() error {
 		}
 		if why == "" {
 			return f.keep(lay, handle, audit)
+		}
+		if legacy, err := f.isLegacy(lay.table); err == nil && legacy {
+			f.lay, f.installed, f.legacy = lay, true, true
+			f.log.Info("nftables table of the previous release found; the first apply converts it", "table", "inet "+TableName)
+			return nil
 		}
 		f.log.Warn("existing nftables table differs from this layout; recreating it", "table", "inet "+TableName, "reason", why)
 		f.conn.DelTable(lay.table)
@@ -63,10 +67,34 @@ func (f *Firewall) Install() error {
 		return fmt.Errorf("install table inet %s: kernel did not report the final rule's handle", TableName)
 	}
 	lay.finalHandle = final.Handle
-	f.lay, f.installed, f.known, f.audit = lay, true, true, false
-	f.cur = new(elementSet)
+	f.lay, f.installed, f.known = lay, true, true
+	f.cur = state{ids: map[uint32]*content{}}
 	f.log.Info("nftables table installed", "table", "inet "+TableName, "interface", f.cfg.Interface, "recreated", exists)
 	return nil
+}
+
+// isLegacy reports whether table t is the previous release's layout: chain
+// mesh_in and the per-source sets allow4 and allow6r_000 (shards).
+func (f *Firewall) isLegacy(t *nftables.Table) (bool, error) {
+	sets, err := f.conn.GetSets(t)
+	if err != nil {
+		return false, fmt.Errorf("list sets: %w", err)
+	}
+	names := map[string]bool{}
+	for _, s := range sets {
+		names[s.Name] = true
+	}
+	chains, err := f.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("list chains: %w", err)
+	}
+	meshIn := false
+	for _, c := range chains {
+		if c.Table != nil && c.Table.Name == TableName && c.Name == chainMeshIn {
+			meshIn = true
+		}
+	}
+	return meshIn && names["allow4"] && names["allow6"] && names["allow4r_000"] && names["ranges4"] && !names[mapSrc4], nil
 }
 
 // keep adopts an existing table whose layout matches; it switches the final
@@ -79,7 +107,7 @@ func (f *Firewall) keep(lay *layout, finalHandle uint64, audit bool) error {
 			return fmt.Errorf("switch kept table inet %s to enforce mode: %w", TableName, err)
 		}
 	}
-	f.lay, f.installed, f.known, f.audit = lay, true, false, false
+	f.lay, f.installed, f.known = lay, true, false
 	f.log.Info("nftables table kept from a previous run", "table", "inet "+TableName, "was_audit", audit)
 	return nil
 }
@@ -93,9 +121,16 @@ func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why str
 	}
 	var mine []*nftables.Chain
 	for _, c := range chains {
-		if c.Table != nil && c.Table.Name == TableName {
-			mine = append(mine, c)
+		if c.Table == nil || c.Table.Name != TableName {
+			continue
 		}
+		if _, ok := parseIDChain(c.Name); ok {
+			if c.Hooknum != nil {
+				return 0, false, "identity chain " + c.Name + " is a base chain", nil
+			}
+			continue
+		}
+		mine = append(mine, c)
 	}
 	if why := compareChains(mine, lay); why != "" {
 		return 0, false, why, nil
@@ -116,15 +151,6 @@ func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why str
 	}
 	if o, ok := objs[0].(*nftables.NamedObj); !ok || o.Name != counterFinal || o.Type != nftables.ObjTypeCounter {
 		return 0, false, "stateful object is not counter " + counterFinal, nil
-	}
-	for _, m := range []string{mapRanges4, mapRanges6} {
-		elems, err := f.conn.GetSetElements(lay.sets[m])
-		if err != nil {
-			return 0, false, "", fmt.Errorf("list elements of map %s: %w", m, err)
-		}
-		if why := compareShardMap(m, elems); why != "" {
-			return 0, false, why, nil
-		}
 	}
 	want := lay.rules(f.cfg, false)
 	var got []*nftables.Rule
@@ -191,65 +217,37 @@ func compareChains(got []*nftables.Chain, lay *layout) string {
 }
 
 func compareSets(got []*nftables.Set, lay *layout) string {
-	if len(got) != len(lay.sets) {
-		return fmt.Sprintf("%d sets, want %d", len(got), len(lay.sets))
-	}
+	n := 0
 	for _, s := range got {
-		w, ok := lay.sets[s.Name]
+		if w, ok := lay.sets[s.Name]; ok {
+			n++
+			// The library does not decode a set's own expressions (the seen
+			// sets' counter); the update rules that use them are compared.
+			if s.KeyType.Name != w.KeyType.Name || s.KeyType.Bytes != w.KeyType.Bytes ||
+				s.Interval != w.Interval || s.Concatenation != w.Concatenation ||
+				s.Constant != w.Constant || s.Anonymous || s.IsMap != w.IsMap || s.DataType.Name != w.DataType.Name ||
+				s.HasTimeout != w.HasTimeout || s.Dynamic != w.Dynamic || s.Timeout != w.Timeout || s.Size != w.Size {
+				return "set " + s.Name + " has another type, flags, timeout or size"
+			}
+			continue
+		}
+		id, ok := parseIDChain(strings.TrimSuffix(strings.TrimSuffix(s.Name, "_p"), "_r"))
 		if !ok {
 			return "unknown set " + s.Name
 		}
-		size := w.Size
-		if w.Constant {
-			size = rangeShards // the element count, sent as the size
+		p, r := lay.identitySets(id)
+		w := p
+		if s.Name == r.Name {
+			w = r
+		} else if s.Name != p.Name {
+			return "unknown set " + s.Name
 		}
-		// The library does not decode a set's own expressions (the seen
-		// sets' counter); the update rules that use them are compared.
-		if s.KeyType.Name != w.KeyType.Name || s.KeyType.Bytes != w.KeyType.Bytes ||
-			s.Interval != w.Interval || s.Concatenation != w.Concatenation ||
-			s.Constant != w.Constant || s.Anonymous || s.IsMap != w.IsMap || s.DataType.Name != w.DataType.Name ||
-			s.HasTimeout != w.HasTimeout || s.Dynamic != w.Dynamic || s.Timeout != w.Timeout || s.Size != size {
-			return "set " + s.Name + " has another type, flags, timeout or size"
+		if s.KeyType.Name != w.KeyType.Name || s.Interval != w.Interval || s.Concatenation != w.Concatenation || s.IsMap || s.Anonymous {
+			return "set " + s.Name + " has another type or flags"
 		}
 	}
-	return ""
-}
-
-// compareShardMap compares the elements of map ranges4 or ranges6 with
-// shardMapElements.
-func compareShardMap(name string, got []nftables.SetElement) string {
-	want := shardMapElements(name == mapRanges6)
-	if len(got) != len(want) {
-		return fmt.Sprintf("map %s has %d elements, want %d", name, len(got), len(want))
-	}
-	verdicts := make(map[string]string, len(got))
-	for _, e := range got {
-		// The library returns a verdict's attributes undecoded.
-		var code int32
-		chain := ""
-		as, err := netlink.UnmarshalAttributes(e.Val)
-		if err != nil {
-			return fmt.Sprintf("map %s: element %x: %v", name, e.Key, err)
-		}
-		for _, a := range as {
-			switch a.Type &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER) {
-			case unix.NFTA_VERDICT_CODE:
-				if len(a.Data) == 4 {
-					code = int32(binary.BigEndian.Uint32(a.Data))
-				}
-			case unix.NFTA_VERDICT_CHAIN:
-				chain = strings.TrimRight(string(a.Data), "\x00")
-			}
-		}
-		if code != int32(expr.VerdictJump) {
-			return fmt.Sprintf("map %s: element %x is not a jump", name, e.Key)
-		}
-		verdicts[string(e.Key)] = chain
-	}
-	for _, w := range want {
-		if verdicts[string(w.Key)] != w.VerdictData.Chain {
-			return fmt.Sprintf("map %s: element %x does not jump to %s", name, w.Key, w.VerdictData.Chain)
-		}
+	if n != len(lay.sets) {
+		return fmt.Sprintf("%d of the %d fixed sets", n, len(lay.sets))
 	}
 	return ""
 }

@@ -1,4 +1,9 @@
-package acl
+// Package nft is the kernel backend of the segment policy: it owns table
+// `inet segmesh` and keeps it equal to the compiler's output (acl.Enforced:
+// identities, their ports, and source address → identity) by one atomic
+// netlink batch per change. It imports acl for that output only; acl never
+// imports it.
+package nft
 
 import (
 	"errors"
@@ -6,7 +11,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/google/nftables"
 )
@@ -16,15 +20,11 @@ import (
 const TableName = "segmesh"
 
 // LogGroup is the NFLOG group that receives the denied (enforce mode) or
-// audited (audit mode) packets of the mesh interface: the third rule from
-// the end of chain mesh_in logs them with `log group 8476 snaplen 128`,
-// rate-limited to LogRate packets per second for the whole node (burst
-// LogRate) so a flood cannot drown the reader; the next two count every one
-// of them per source (see DeniedBySource) and the last rule counts every one
-// of them (see Counters) and drops or accepts it. Every such packet is a candidate, not
-// only the first of a flow (original-direction packets are checked each
-// time), so a reader aggregates flows. A flow log reader subscribes to this
-// group (nfnetlink_log). Packets dropped because they are not addressed to
+// audited (audit mode) packets of the mesh interface: the rules at the end
+// of chain mesh_in log them with `log group 8476 snaplen 128`, rate-limited
+// to LogRate packets per second for the whole node (burst LogRate), count
+// them per source (see DeniedBySource) and in total (see Counters), and
+// drop or accept them. Packets dropped because they are not addressed to
 // this node (only-to-me) are neither logged nor counted there.
 const LogGroup uint16 = 8476
 
@@ -55,54 +55,52 @@ func (c Config) validate() error {
 	return nil
 }
 
-// Firewall is the nftables enforcement of one node: it owns `table inet
-// segmesh` (see DESIGN.md "nftables") and keeps its set elements equal to the
-// last Desired state by atomic diffs. Its methods are safe for concurrent use.
+// Firewall is the nftables enforcement of one node. Its methods are safe
+// for concurrent use.
 //
 // Order of use: NewFirewall, Install (before the mesh interface is up and
 // before any WireGuard peer is configured), Apply on every change, Remove on
 // graceful shutdown (not on a crash or a restart that should stay filtered),
 // Close.
 type Firewall struct {
-	cfg   Config
-	log   *slog.Logger
-	conn  *nftables.Conn // Install, dumps, Remove
-	bconn batchConn      // Apply's batches (see elemBatch)
+	cfg  Config
+	log  *slog.Logger
+	conn *nftables.Conn
 
 	mu        sync.Mutex
 	installed bool
-	lay       *layout // names of the installed objects; final rule handle
-	// known is true when cur and audit reflect the kernel. It is false after
-	// Install kept an existing table and after a failed Apply, so the next
-	// Apply reads the kernel's elements first.
+	lay       *layout
+	// legacy is set when Install found the previous release's table: it
+	// keeps enforcing until the first Apply replaces it in one batch.
+	legacy bool
+	// known is true when cur reflects the kernel. It is false after Install
+	// kept an existing table and after a failed Apply, so the next Apply
+	// reads the kernel first.
 	known bool
-	cur   *elementSet // what the kernel holds (when known)
-	spare *elementSet // buffers reused for the next desired state
-	build elemBuilder
-	batch elemBatch // reused by every Apply
-	memo  portMemo  // the d.Ports behind cur (see portMemo); forgotten whenever known is false
-	audit bool
+	cur   state
 	last  batchStats // what the last successful Apply sent (tests, logs)
-	// lastFlush is how long the last Apply's batch took to send and
-	// commit (netlink encoding and the kernel's work).
-	lastFlush time.Duration
 }
 
 // batchStats describes one Apply batch.
 type batchStats struct {
-	Adds, Dels   int  // set elements added / deleted
-	ModeSwitched bool // the final rule was replaced
+	SourceAdds, SourceDels [2]int // map elements per family (0: IPv4)
+	IdentitiesNew          int    // identity chains created
+	IdentitiesRewritten    int    // identity chains whose sets and rules were rewritten
+	IdentitiesDeleted      int
+	PortElements           int // per-identity set elements written
+	Local                  int // local4/local6 elements added or deleted
+	ModeSwitched           bool
+	Converted              bool // the previous release's table was replaced
 }
 
 // ErrNotInstalled is returned by Apply, Counters and DeniedBySource before
 // Install.
 var ErrNotInstalled = errors.New("nftables table not installed")
 
-// NewFirewall validates cfg and opens two lasting netlink connections of
-// the nftables family: one for Install, Remove and reading, one for Apply's
-// batches (see elemBatch). opts are passed to nftables.New (e.g.
-// nftables.WithNetNSFd to work in another network namespace, or
-// nftables.WithTestDial in tests). It does not touch the ruleset.
+// NewFirewall validates cfg and opens a lasting netlink connection of the
+// nftables family. opts are passed to nftables.New (e.g.
+// nftables.WithNetNSFd, or nftables.WithTestDial in tests). It does not
+// touch the ruleset.
 func NewFirewall(cfg Config, log *slog.Logger, opts ...nftables.ConnOption) (*Firewall, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("nftables config: %w", err)
@@ -116,20 +114,14 @@ func NewFirewall(cfg Config, log *slog.Logger, opts ...nftables.ConnOption) (*Fi
 	if err != nil {
 		return nil, fmt.Errorf("open nftables netlink connection: %w", err)
 	}
-	f := &Firewall{cfg: cfg, log: log.With("component", "nftables"), conn: conn,
-		bconn: batchConn{netns: conn.NetNS, testDial: conn.TestDial}}
-	if err := f.bconn.dial(); err != nil {
-		_ = conn.CloseLasting()
-		return nil, fmt.Errorf("open nftables batch connection: %w", err)
-	}
-	return f, nil
+	return &Firewall{cfg: cfg, log: log.With("component", "nftables"), conn: conn}, nil
 }
 
 // Counters returns the packets and bytes counted by the final rule of chain
 // mesh_in: mesh-interface packets that no rule allowed (dropped in enforce
 // mode, accepted in audit mode). The count lives in a named counter object
-// (`counter final`), so it survives mode switches and daemon restarts that
-// keep the table.
+// (`counter final`), so it survives mode switches and restarts that keep the
+// table.
 func (f *Firewall) Counters() (packets, bytes uint64, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -152,15 +144,11 @@ type Count struct{ Packets, Bytes uint64 }
 
 // DeniedBySource returns, per source address, the packets and bytes counted
 // by the final rule of chain mesh_in (see Counters): denied in enforce mode,
-// audited in audit mode — the sets do not tell the two apart, so a caller
-// that labels them by mode attributes the growth between two reads to the
-// mode of that time. The kernel keeps them in the dynamic sets seen4 and
+// audited in audit mode. The kernel keeps them in the dynamic sets seen4 and
 // seen6 (`update @seen4 { ip saddr counter }` just before the final rule).
-// A source is forgotten SeenTimeout after its last such packet, and counts
-// from zero if it comes back; a source that arrives while a set holds 65535
-// sources is not counted per source (the final counter still counts it).
-// The counts survive mode switches and restarts that keep the table.
-// IPv4 sources are returned as 4-byte addresses.
+// A source is forgotten SeenTimeout after its last such packet; a source
+// that arrives while a set holds 65535 sources is not counted per source
+// (the final counter still counts it). IPv4 sources are 4-byte addresses.
 func (f *Firewall) DeniedBySource() (map[netip.Addr]Count, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -168,7 +156,7 @@ func (f *Firewall) DeniedBySource() (map[netip.Addr]Count, error) {
 		return nil, ErrNotInstalled
 	}
 	out := make(map[netip.Addr]Count)
-	for _, name := range seenSetNames {
+	for _, name := range []string{setSeen4, setSeen6} {
 		elems, err := f.conn.GetSetElements(f.lay.sets[name])
 		if err != nil {
 			return nil, fmt.Errorf("list elements of set %s: %w", name, err)
@@ -188,14 +176,12 @@ func (f *Firewall) DeniedBySource() (map[netip.Addr]Count, error) {
 	return out, nil
 }
 
-// Remove deletes table inet segmesh (graceful shutdown): mesh traffic is no
-// longer filtered afterwards, so the daemon removes the mesh interface (or
-// its peers) first. Removing a table that is not there is not an error.
+// Remove deletes table inet segmesh (graceful shutdown). Removing a table
+// that is not there is not an error.
 func (f *Firewall) Remove() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.installed, f.known, f.cur = false, false, new(elementSet)
-	f.memo.forget()
+	f.installed, f.known, f.legacy, f.cur = false, false, false, state{}
 	exists, err := f.tableExists()
 	if err != nil {
 		return err
@@ -211,18 +197,14 @@ func (f *Firewall) Remove() error {
 	return nil
 }
 
-// Close releases the netlink connections. The ruleset is left as it is.
+// Close releases the netlink connection. The ruleset is left as it is.
 func (f *Firewall) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var errs []error
 	if err := f.conn.CloseLasting(); err != nil {
-		errs = append(errs, fmt.Errorf("close nftables netlink connection: %w", err))
+		return fmt.Errorf("close nftables netlink connection: %w", err)
 	}
-	if err := f.bconn.close(); err != nil {
-		errs = append(errs, fmt.Errorf("close nftables batch connection: %w", err))
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // tableExists reports whether table inet segmesh exists.

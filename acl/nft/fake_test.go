@@ -1,4 +1,4 @@
-package acl
+package nft
 
 import (
 	"bytes"
@@ -109,8 +109,8 @@ func (k *fakeKernel) table(family byte, name string) *fakeTable {
 	return nil
 }
 
-// elements returns the described elements of a set of table inet segmesh;
-// for allow4r and allow6r, those of all their shards.
+// elements returns the keys (hex, key-end after a dash) of a set of table
+// inet segmesh, sorted.
 func (k *fakeKernel) elements(set string) []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -118,15 +118,15 @@ func (k *fakeKernel) elements(set string) []string {
 	if t == nil {
 		return nil
 	}
-	names := []string{set}
-	if i, ok := logicalSet[set]; ok {
-		names = kernelSetNames(i)
-	}
 	var out []string
 	for _, s := range t.sets {
-		if slices.Contains(names, s.name) {
+		if s.name == set {
 			for _, e := range s.elems {
-				out = append(out, describeElement(set, nftables.SetElement{Key: e.key, KeyEnd: e.end}))
+				d := fmt.Sprintf("%x", e.key)
+				if e.end != nil && !bytes.Equal(e.end, e.key) {
+					d += fmt.Sprintf("-%x", e.end)
+				}
+				out = append(out, d)
 			}
 		}
 	}
@@ -287,6 +287,45 @@ func (k *fakeKernel) apply(m netlink.Message) (*netlink.Message, unix.Errno) {
 		t.objs = append(t.objs, as)
 	case unix.NFT_MSG_NEWRULE:
 		return k.newRule(m, fam, as)
+	case unix.NFT_MSG_DELRULE: // without a handle: flush the chain
+		t := k.table(fam, attrStr(as, unix.NFTA_RULE_TABLE))
+		if t == nil || attr(as, unix.NFTA_RULE_HANDLE) != nil {
+			return nil, unix.ENOENT
+		}
+		chain := attrStr(as, unix.NFTA_RULE_CHAIN)
+		t.rules = slices.DeleteFunc(t.rules, func(r *fakeRule) bool { return r.chain == chain })
+	case unix.NFT_MSG_DELCHAIN:
+		t := k.table(fam, attrStr(as, unix.NFTA_CHAIN_TABLE))
+		if t == nil {
+			return nil, unix.ENOENT
+		}
+		name := attrStr(as, unix.NFTA_CHAIN_NAME)
+		i := slices.IndexFunc(t.chains, func(c []netlink.Attribute) bool { return attrStr(c, unix.NFTA_CHAIN_NAME) == name })
+		if i < 0 {
+			return nil, unix.ENOENT
+		}
+		if slices.ContainsFunc(t.rules, func(r *fakeRule) bool { return r.chain == name }) {
+			return nil, unix.EBUSY
+		}
+		for _, set := range t.sets {
+			for _, e := range set.elems {
+				if bytes.Contains(e.raw, []byte(name+"\x00")) {
+					return nil, unix.EBUSY // a map element still jumps to it
+				}
+			}
+		}
+		t.chains = slices.Delete(t.chains, i, i+1)
+	case unix.NFT_MSG_DELSET:
+		t := k.table(fam, attrStr(as, unix.NFTA_SET_TABLE))
+		if t == nil {
+			return nil, unix.ENOENT
+		}
+		name := attrStr(as, unix.NFTA_SET_NAME)
+		i := slices.IndexFunc(t.sets, func(x *fakeSet) bool { return x.name == name })
+		if i < 0 {
+			return nil, unix.ENOENT
+		}
+		t.sets = slices.Delete(t.sets, i, i+1)
 	case unix.NFT_MSG_NEWSETELEM, unix.NFT_MSG_DELSETELEM:
 		t := k.table(fam, attrStr(as, unix.NFTA_SET_ELEM_LIST_TABLE))
 		if t == nil {

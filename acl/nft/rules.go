@@ -1,4 +1,4 @@
-package acl
+package nft
 
 import (
 	"net/netip"
@@ -68,14 +68,12 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 
 	// mesh_in, one block per family
 	for _, fam := range []struct {
-		v4                      bool
-		local, allow, icmp, any string
-		ranges                  string
-		saddr, daddr, size      uint32
-		icmpProto, echoRequest  uint8
+		v4                 bool
+		local, src         string
+		saddr, daddr, size uint32
 	}{
-		{true, setLocal4, setAllow4, setICMP4, setAny4, mapRanges4, 12, 16, 4, unix.IPPROTO_ICMP, 8},
-		{false, setLocal6, setAllow6, setICMP6, setAny6, mapRanges6, 8, 24, 16, unix.IPPROTO_ICMPV6, 128},
+		{true, setLocal4, mapSrc4, 12, 16, 4},
+		{false, setLocal6, mapSrc6, 8, 24, 16},
 	} {
 		addr := netip.IPv6Unspecified()
 		if fam.v4 {
@@ -86,23 +84,9 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 			l.lookup(fam.local, true),
 			&expr.Counter{},
 			drop())...)
-		in(l.portMatch(fam.v4, fam.allow)...)
-		// saddr & <rangeShards-1> vmap @ranges: jump to the source's shard.
-		mask := make([]byte, fam.size)
-		mask[fam.size-1] = rangeShards - 1
+		// saddr vmap @src: jump to the source's identity chain.
 		in(guard(netHeader(fam.saddr, fam.size, 1),
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: fam.size, Mask: mask, Xor: make([]byte, fam.size)},
-			&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: fam.ranges, SetID: l.sets[fam.ranges].ID})...)
-		in(guard(netHeader(fam.saddr, fam.size, 1),
-			l.lookup(fam.icmp, false),
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam.icmpProto}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam.echoRequest}},
-			accept())...)
-		in(guard(netHeader(fam.saddr, fam.size, 1),
-			l.lookup(fam.any, false),
-			accept())...)
+			&expr.Lookup{SourceRegister: 1, IsDestRegSet: true, DestRegister: 0, SetName: fam.src, SetID: l.sets[fam.src].ID})...)
 	}
 	in(&expr.Limit{Type: expr.LimitTypePkts, Rate: LogRate, Unit: expr.LimitTimeSecond, Burst: LogRate},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: LogGroup, Snaplen: LogSnaplen})
@@ -111,32 +95,41 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 	in(append(nfproto(netip.IPv4Unspecified()), netHeader(12, 4, 1), l.seenUpdate(setSeen4))...)
 	in(append(nfproto(netip.IPv6Unspecified()), netHeader(8, 16, 1), l.seenUpdate(setSeen6))...)
 	out = append(out, ruleSpec{chain: l.meshIn, exprs: finalExprs(audit), final: true})
-	// The shard chains: one rule each.
-	for f := range l.shards {
-		for i, ch := range l.shards[f] {
-			out = append(out, ruleSpec{chain: ch, exprs: l.portMatch(f == 0, shardNames[f][i])})
-		}
-	}
 	return out
 }
 
-// portMatch is `ip saddr . meta l4proto . th dport @set accept` (ip6 when
-// not v4).
-func (l *layout) portMatch(v4 bool, set string) []expr.Any {
-	// Registers of `meta l4proto` and `th dport` in the concatenation:
-	// the 32-bit registers after the address (reg 1 = 32-bit registers
-	// 8-11). The kernel reports the 32-bit register 12 as reg 2, so the
-	// IPv6 layout names it that way to compare equal when read back.
-	addr, saddr, size, protoReg, portReg := netip.IPv6Unspecified(), uint32(8), uint32(16), uint32(2), uint32(13)
-	if v4 {
-		addr, saddr, size, protoReg, portReg = netip.IPv4Unspecified(), 12, 4, 9, 10
+// identityRules returns the rules of the chain of identity id: its port
+// sets (ports and ranges are set objects, possibly added in the same batch),
+// then echo requests when icmp, then everything when any.
+func identityRules(ports, ranges *nftables.Set, icmp, any bool) [][]expr.Any {
+	match := func(s *nftables.Set) []expr.Any {
+		// meta l4proto . th dport: the protocol in the first 32-bit
+		// register of reg 1, the port in the next one (reg 9).
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+			accept(),
+		}
 	}
-	return append(nfproto(addr),
-		netHeader(saddr, size, 1),
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: protoReg},
-		&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		l.lookup(set, false),
-		accept())
+	out := [][]expr.Any{match(ports), match(ranges)}
+	if icmp {
+		for _, f := range []struct {
+			addr          netip.Addr
+			proto, echoRq uint8
+		}{{netip.IPv4Unspecified(), unix.IPPROTO_ICMP, 8}, {netip.IPv6Unspecified(), unix.IPPROTO_ICMPV6, 128}} {
+			out = append(out, append(nfproto(f.addr),
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.proto}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.echoRq}},
+				accept()))
+		}
+	}
+	if any {
+		out = append(out, []expr.Any{accept()})
+	}
+	return out
 }
 
 // finalExprs is the final rule of mesh_in: the only rule that differs

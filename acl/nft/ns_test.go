@@ -1,4 +1,4 @@
-package acl
+package nft
 
 import (
 	"log/slog"

@@ -1,14 +1,16 @@
-package acl
+package nft
 
 import (
 	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/segmesh/segmesh/acl"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -32,7 +34,11 @@ var (
 	srv6 = netip.MustParseAddr("fd5e:6d00::2")
 )
 
-func newMeshPair(t *testing.T) *meshPair {
+func newMeshPair(t *testing.T) *meshPair { return newMeshPairWith(t, nil) }
+
+// newMeshPairWith is newMeshPair with setup, when not nil, putting the
+// server's table in place instead of Install (before the links come up).
+func newMeshPairWith(t *testing.T, setup func(server *testNS)) *meshPair {
 	requireRoot(t)
 	p := &meshPair{t: t, client: newTestNS(t), server: newTestNS(t)}
 	c, s := p.client, p.server
@@ -49,9 +55,13 @@ func newMeshPair(t *testing.T) *meshPair {
 
 	// Filtered from the first packet: the table goes in before the links
 	// come up.
-	p.fw = s.firewall(testConfig())
-	if err := p.fw.Install(); err != nil {
-		t.Fatal(err)
+	if setup != nil {
+		setup(s)
+	} else {
+		p.fw = s.firewall(testConfig())
+		if err := p.fw.Install(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, l := range []struct {
 		ns  *testNS
@@ -169,9 +179,9 @@ func (p *meshPair) mustTimeOut(addr netip.Addr, port uint16) {
 	}
 }
 
-func (p *meshPair) apply(d Desired) {
+func (p *meshPair) apply(e acl.Enforced) {
 	p.t.Helper()
-	if err := p.fw.Apply(d); err != nil {
+	if err := p.fw.Apply(e); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -185,13 +195,24 @@ func (p *meshPair) denied() uint64 {
 	return n
 }
 
+var srvLocal = []netip.Addr{srv4, srv6}
+
+// enf builds an Enforced: ids, then the sources of each identity.
+func enf(ids []acl.Identity, srcs ...acl.Source) acl.Enforced {
+	slices.SortFunc(srcs, func(a, b acl.Source) int { return a.Addr.Compare(b.Addr) })
+	return acl.Enforced{Local: srvLocal, Identities: ids, Sources: srcs}
+}
+
+func tcpID(id uint32, rs ...acl.PortRange) acl.Identity { return acl.Identity{ID: id, TCP: rs} }
+func pr(lo, hi uint16) acl.PortRange                    { return acl.PortRange{Lo: lo, Hi: hi} }
+func src(a netip.Addr, id uint32) acl.Source            { return acl.Source{Addr: a, ID: id} }
+
 func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
 	p := newMeshPair(t)
 	// Fail closed: nothing is allowed before the first Apply.
 	p.mustTimeOut(srv4, 8080)
 
-	base := Desired{Local: []netip.Addr{srv4, srv6},
-		Ports: []PortElement{{cli4, ProtoTCP, 8080, 8080}, {cli6, ProtoTCP, 8080, 8080}}}
+	base := enf([]acl.Identity{tcpID(1, pr(8080, 8080))}, src(cli4, 1), src(cli6, 1))
 	p.apply(base)
 	p.mustConnect(srv4, 8080)
 	p.mustConnect(srv6, 8080)
@@ -213,8 +234,7 @@ func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
 		}
 	}
 
-	// Only to me: 10.99.0.1 is the server's, but not an overlay address;
-	// the allow element for cli4 . tcp . 8080 must not open it.
+	// Only to me: 10.99.0.1 is the server's, but not an overlay address.
 	other := netip.MustParseAddr("10.99.0.1")
 	p.mustTimeOut(other, 8080)
 
@@ -235,87 +255,75 @@ func TestRootPacketsPortsAndOnlyToMe(t *testing.T) {
 	p.apply(base)
 	p.mustConnect(srv4, 8080)
 
-	// Port ranges: interval elements (allow4r/allow6r), next to a single
-	// port (allow4).
-	p.apply(Desired{Local: base.Local, Ports: []PortElement{{cli4, ProtoTCP, 9000, 9100}}})
+	// Port ranges (interval set of the identity), next to a single port
+	// (hash set).
+	p.apply(enf([]acl.Identity{tcpID(1, pr(9000, 9100))}, src(cli4, 1)))
 	p.mustConnect(srv4, 9090)
 	p.mustTimeOut(srv4, 8080)
-	p.apply(Desired{Local: base.Local, Ports: []PortElement{
-		{cli4, ProtoTCP, 8080, 8080}, {cli4, ProtoTCP, 9000, 9100}, {cli6, ProtoTCP, 9085, 9095}}})
+	p.apply(enf([]acl.Identity{tcpID(1, pr(8080, 8080), pr(9000, 9100)), tcpID(2, pr(9085, 9095))}, src(cli4, 1), src(cli6, 2)))
 	p.mustConnect(srv4, 8080)
 	p.mustConnect(srv4, 9090)
 	p.mustConnect(srv6, 9090)
 	p.mustTimeOut(srv6, 8080)
-	if p.fw.cur[sAllow4R] == nil || p.fw.cur[sAllow4] == nil || p.fw.cur[sAllow6R] == nil {
-		t.Fatalf("test premise: exact and range sets used: %v", p.fw.cur)
-	}
-	// Range shards: the ranges of other sources, in the client's shard
-	// (100.80.0.129 and fd5e:6d00::81 are 1 modulo 128, like the client's
-	// addresses) or in another one, do not open their ports to the client;
-	// its own range in the same shard set does.
-	sameShard4, sameShard6 := netip.MustParseAddr("100.80.0.129"), netip.MustParseAddr("fd5e:6d00::81")
-	otherShard4, otherShard6 := netip.MustParseAddr("100.80.0.5"), netip.MustParseAddr("fd5e:6d00::5")
-	if shardOf(addrElem(sameShard4)) != shardOf(addrElem(cli4)) || shardOf(addrElem(sameShard6)) != shardOf(addrElem(cli6)) ||
-		shardOf(addrElem(otherShard4)) == shardOf(addrElem(cli4)) {
-		t.Fatal("test premise: shards")
-	}
-	p.apply(Desired{Local: base.Local, Ports: []PortElement{
-		{cli4, ProtoTCP, 8000, 8100}, {otherShard4, ProtoTCP, 9000, 9100}, {sameShard4, ProtoTCP, 9000, 9100},
-		{cli6, ProtoTCP, 8000, 8100}, {otherShard6, ProtoTCP, 9000, 9100}, {sameShard6, ProtoTCP, 9000, 9100}}})
+	// Other identities' ports do not open to the client.
+	o4, o6 := netip.MustParseAddr("100.80.0.5"), netip.MustParseAddr("fd5e:6d00::5")
+	p.apply(enf([]acl.Identity{tcpID(1, pr(8000, 8100)), tcpID(3, pr(9000, 9100), pr(7000, 7000))},
+		src(cli4, 1), src(cli6, 1), src(o4, 3), src(o6, 3)))
 	p.mustConnect(srv4, 8080)
 	p.mustConnect(srv6, 8080)
 	p.mustTimeOut(srv4, 9090)
 	p.mustTimeOut(srv6, 9090)
 
-	// "any" and ICMP sets.
-	p.apply(Desired{Local: base.Local, Any: []netip.Addr{cli6}})
+	// "any" and ICMP.
+	p.apply(enf([]acl.Identity{{ID: 4, Any: true}}, src(cli6, 4)))
 	p.mustConnect(srv6, 9090)
 	p.mustTimeOut(srv4, 9090)
 	if _, err := p.client.Try("ping", "-c", "1", "-W", "1", "100.80.0.2"); err == nil {
-		t.Error("ping passed without an icmp element")
+		t.Error("ping passed without icmp")
 	}
-	p.apply(Desired{Local: base.Local, ICMP: []netip.Addr{cli4, cli6}})
+	p.apply(enf([]acl.Identity{{ID: 4, ICMP: true}}, src(cli4, 4), src(cli6, 4)))
 	p.client.Run("ping", "-c", "1", "-W", "2", "100.80.0.2")
 	p.client.Run("ping", "-6", "-c", "1", "-W", "2", "fd5e:6d00::2")
+	p.mustTimeOut(srv4, 9090)
 }
 
 func TestRootPacketsRevocationAuditAndConntrack(t *testing.T) {
 	p := newMeshPair(t)
-	base := Desired{Local: []netip.Addr{srv4, srv6},
-		Ports: []PortElement{{cli4, ProtoTCP, 8080, 8080}, {cli6, ProtoTCP, 8080, 8080}}}
-	p.apply(base)
+	ids := []acl.Identity{tcpID(1, pr(8080, 8080), pr(9000, 9100))}
+	p.apply(enf(ids, src(cli4, 1), src(cli6, 1)))
 	c4 := p.mustConnect(srv4, 8080)
 	c6 := p.mustConnect(srv6, 8080)
+	c9 := p.mustConnect(srv4, 9090)
 
-	// Removing the element stops the established flow at once.
-	p.apply(Desired{Local: base.Local, Ports: base.Ports[1:]})
+	// Removing the map element stops the established flows at once.
+	p.apply(enf(ids, src(cli6, 1)))
 	if err := echo(c4, denyWait); err == nil {
-		t.Fatal("established connection still passes data after its element was removed")
+		t.Fatal("established connection still passes data after its source was removed")
+	}
+	if err := echo(c9, denyWait); err == nil {
+		t.Fatal("established range connection still passes data after its source was removed")
 	}
 	if err := echo(c6, 5*time.Second); err != nil {
 		t.Fatalf("the other flow stopped too: %v", err)
 	}
-
-	// The same for a range element (allow4r), next to a single-port one.
-	p.apply(Desired{Local: base.Local, Ports: []PortElement{base.Ports[1], {cli4, ProtoTCP, 9000, 9100}}})
-	c9 := p.mustConnect(srv4, 9090)
-	p.apply(Desired{Local: base.Local, Ports: base.Ports[1:]})
-	if err := echo(c9, denyWait); err == nil {
-		t.Fatal("established connection still passes data after its range element was removed")
-	}
-	if err := echo(c6, 5*time.Second); err != nil {
-		t.Fatalf("the single-port flow stopped too: %v", err)
+	// A policy change (the identity's ports) cuts the flows it no longer
+	// allows.
+	p.apply(enf([]acl.Identity{tcpID(1, pr(9090, 9090))}, src(cli6, 1)))
+	if err := echo(c6, denyWait); err == nil {
+		t.Fatal("established connection still passes data after its port was removed")
 	}
 
 	// Audit mode: the denied connection goes through and is counted.
 	before := p.denied()
-	p.apply(Desired{Local: base.Local, Audit: true})
+	e := enf(nil)
+	e.Audit = true
+	p.apply(e)
 	p.mustConnect(srv4, 9090)
 	if after := p.denied(); after <= before {
 		t.Errorf("audit counter %d -> %d", before, after)
 	}
 	p.mustTimeOut(netip.MustParseAddr("10.99.0.1"), 8080) // only-to-me holds in audit mode
-	p.apply(Desired{Local: base.Local})
+	p.apply(enf(nil))
 	p.mustTimeOut(srv4, 9090)
 
 	// DeleteConntrack removes the entries of one address, and only those.

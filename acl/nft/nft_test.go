@@ -1,0 +1,180 @@
+package nft
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// These tests run the Firewall against the fake kernel (fake_test.go,
+// through nftables.WithTestDial): the messages of each batch, no root.
+
+// batchSummary describes a batch: per message its type and target
+// (set, chain) and, for element messages, the element count.
+func batchSummary(msgs []netlink.Message) []string {
+	var out []string
+	for _, m := range msgs {
+		as := parseAttrs(m.Data[4:])
+		var s string
+		switch typ := nftType(m); typ {
+		case unix.NFT_MSG_NEWSETELEM, unix.NFT_MSG_DELSETELEM:
+			op := "add"
+			if typ == unix.NFT_MSG_DELSETELEM {
+				op = "del"
+			}
+			n := 0
+			if l := attr(as, unix.NFTA_SET_ELEM_LIST_ELEMENTS); l != nil {
+				n = len(parseAttrs(l))
+			}
+			s = op + " " + attrStr(as, unix.NFTA_SET_ELEM_LIST_SET) + " " + string(rune('0'+min(n, 9)))
+		case unix.NFT_MSG_NEWCHAIN:
+			s = "chain " + attrStr(as, unix.NFTA_CHAIN_NAME)
+		case unix.NFT_MSG_DELCHAIN:
+			s = "delchain " + attrStr(as, unix.NFTA_CHAIN_NAME)
+		case unix.NFT_MSG_NEWSET:
+			s = "set " + attrStr(as, unix.NFTA_SET_NAME)
+		case unix.NFT_MSG_DELSET:
+			s = "delset " + attrStr(as, unix.NFTA_SET_NAME)
+		case unix.NFT_MSG_NEWRULE:
+			s = "rule " + attrStr(as, unix.NFTA_RULE_CHAIN)
+		case unix.NFT_MSG_DELRULE:
+			s = "flush " + attrStr(as, unix.NFTA_RULE_CHAIN)
+		default:
+			s = "type " + string(rune('0'+typ%10))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestFakeJoinIsOneElementPerFamily(t *testing.T) {
+	k := newFakeKernel(t)
+	f := k.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	e := meshState(100, 5)
+	if err := f.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(k.elements("src4")); n != 100 {
+		t.Fatalf("src4 holds %d elements, want 100", n)
+	}
+	before := k.batchCount()
+	if err := f.Apply(joined(e, 100, 3)); err != nil {
+		t.Fatal(err)
+	}
+	if k.batchCount() != before+1 {
+		t.Fatalf("%d batches, want 1", k.batchCount()-before)
+	}
+	got := strings.Join(batchSummary(k.batch(before)), ", ")
+	if want := "add src4 1, add src6 1"; got != want {
+		t.Fatalf("join batch: %s, want %s", got, want)
+	}
+	if s := k.elements("src4"); len(s) != 101 {
+		t.Fatalf("src4: %d elements", len(s))
+	}
+
+	// A policy change of one identity rewrites only its sets and chain.
+	p := joined(e, 100, 3)
+	p.Identities[1].UDP = nil
+	before = k.batchCount()
+	if err := f.Apply(p); err != nil {
+		t.Fatal(err)
+	}
+	got = strings.Join(batchSummary(k.batch(before)), ", ")
+	if want := "del id_2_p 0, del id_2_r 0, add id_2_p 9, add id_2_r 9, flush id_2, rule id_2, rule id_2, rule id_2, rule id_2"; got != want {
+		t.Fatalf("policy change batch: %s\nwant %s", got, want)
+	}
+
+	// Nothing changed: nothing sent.
+	before = k.batchCount()
+	if err := f.Apply(p); err != nil || k.batchCount() != before {
+		t.Fatalf("unchanged Apply: %v, %d batches", err, k.batchCount()-before)
+	}
+
+	// An identity no longer used: its sources, then its objects, go.
+	q := meshState(100, 5)
+	q.Identities = q.Identities[:4]
+	q.Sources = q.Sources[:0]
+	for _, s := range meshState(100, 5).Sources {
+		if s.ID != 5 {
+			q.Sources = append(q.Sources, s)
+		}
+	}
+	before = k.batchCount()
+	if err := f.Apply(q); err != nil {
+		t.Fatal(err)
+	}
+	got = strings.Join(batchSummary(k.batch(before)), ", ")
+	if !strings.HasSuffix(got, "flush id_5, delchain id_5, delset id_5_p, delset id_5_r") || !strings.Contains(got, "del src4 9") {
+		t.Fatalf("identity removal batch: %s", got)
+	}
+}
+
+func TestFakeCapacityRefusedBeforeSending(t *testing.T) {
+	k := newFakeKernel(t)
+	f := k.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	before := k.batchCount()
+	e := meshState(10, 2)
+	e.Sources = e.Sources[:0]
+	for i := range SourceCapacity + 1 {
+		e.Sources = append(e.Sources, src(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 1))
+	}
+	err := f.Apply(e)
+	if !errors.Is(err, ErrCapacity) {
+		t.Fatalf("Apply: %v, want ErrCapacity", err)
+	}
+	if k.batchCount() != before {
+		t.Fatalf("a refused Apply sent %d batches", k.batchCount()-before)
+	}
+	// Invalid input is refused too: unsorted sources, unknown identities.
+	bad := meshState(3, 1)
+	bad.Sources[0], bad.Sources[1] = bad.Sources[1], bad.Sources[0]
+	if err := f.Apply(bad); err == nil || !strings.Contains(err.Error(), "sorted") {
+		t.Fatalf("unsorted sources: %v", err)
+	}
+	bad = meshState(3, 1)
+	bad.Sources[0].ID = 9
+	if err := f.Apply(bad); err == nil || !strings.Contains(err.Error(), "not listed") {
+		t.Fatalf("unknown identity: %v", err)
+	}
+	if k.batchCount() != before {
+		t.Fatalf("refused Applies sent %d batches", k.batchCount()-before)
+	}
+}
+
+// BenchmarkDiffOneJoin is the Go side of one peer joining among 10,000
+// into an existing identity (and leaving again, alternately): validation,
+// the diff and the batch's encoding, against the fake kernel (no root).
+func BenchmarkDiffOneJoin(b *testing.B) {
+	k := newFakeKernel(b)
+	k.light = true
+	f := k.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		b.Fatal(err)
+	}
+	e := meshState(10000, 5)
+	j := joined(e, 10000, 3)
+	if err := f.Apply(e); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		next := j
+		if i%2 == 1 {
+			next = e
+		}
+		if err := f.Apply(next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

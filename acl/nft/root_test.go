@@ -1,0 +1,373 @@
+package nft
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmesh/segmesh/acl"
+	"golang.org/x/sys/unix"
+)
+
+// These tests run the Firewall against the real kernel, in throwaway network
+// namespaces (root only; see requireRoot).
+
+// nftJSON is the part of `nft -j list ...` the tests read.
+type nftJSON struct {
+	Nftables []map[string]json.RawMessage `json:"nftables"`
+}
+
+type nftObjects struct {
+	tables, chains, rules, sets map[string]int // per table
+	prerouting                  map[string]any
+	setTypes                    map[string]string // set -> type/flags
+	elems                       map[string]int    // set -> element count
+}
+
+func listJSON(t testing.TB, ns *testNS, args ...string) nftObjects {
+	t.Helper()
+	out := ns.Run(append([]string{"nft", "-j", "list"}, args...)...)
+	var doc nftJSON
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("nft -j: %v: %s", err, out)
+	}
+	o := nftObjects{tables: map[string]int{}, chains: map[string]int{}, rules: map[string]int{}, sets: map[string]int{},
+		setTypes: map[string]string{}, elems: map[string]int{}}
+	for _, item := range doc.Nftables {
+		for kind, raw := range item {
+			var v map[string]any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				continue // metainfo
+			}
+			table := fmt.Sprint(v["family"], " ", v["table"])
+			switch kind {
+			case "table":
+				o.tables[fmt.Sprint(v["family"], " ", v["name"])]++
+			case "chain":
+				o.chains[table]++
+				if v["table"] == TableName && v["name"] == "prerouting" {
+					o.prerouting = v
+				}
+			case "rule":
+				o.rules[table]++
+			case "set", "map":
+				o.sets[table]++
+				if v["table"] == TableName {
+					o.setTypes[fmt.Sprint(v["name"])] = fmt.Sprint(v["type"], " ", v["flags"])
+					if e, ok := v["elem"].([]any); ok {
+						o.elems[fmt.Sprint(v["name"])] = len(e)
+					}
+				}
+			}
+		}
+	}
+	return o
+}
+
+var (
+	self4 = netip.MustParseAddr("100.80.0.1")
+	self6 = netip.MustParseAddr("fd5e:6d00::1")
+)
+
+func peer4(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{100, 81 + byte(i>>16), byte(i >> 8), byte(i)})
+}
+func peer6(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0xfd, 0x5e, 0x6d, 0, 12: 1, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+}
+
+// meshState is n peers (both families) in nIDs identities of 20 ports
+// each (10 single tcp ports, 9 tcp ranges, udp 53, icmp), peer i in
+// identity 1 + i % nIDs.
+func meshState(n, nIDs int) acl.Enforced {
+	e := acl.Enforced{Local: []netip.Addr{self4, self6}}
+	for id := 1; id <= nIDs; id++ {
+		ident := acl.Identity{ID: uint32(id), ICMP: true, UDP: []acl.PortRange{{Lo: 53, Hi: 53}}}
+		for j := range 10 {
+			p := uint16(1000*id + 2*j)
+			ident.TCP = append(ident.TCP, acl.PortRange{Lo: p, Hi: p})
+		}
+		for j := range 9 {
+			p := uint16(1000*id + 100 + 20*j)
+			ident.TCP = append(ident.TCP, acl.PortRange{Lo: p, Hi: p + 10})
+		}
+		e.Identities = append(e.Identities, ident)
+	}
+	for i := range n {
+		id := uint32(1 + i%nIDs)
+		e.Sources = append(e.Sources, acl.Source{Addr: peer4(i), ID: id})
+	}
+	for i := range n {
+		id := uint32(1 + i%nIDs)
+		e.Sources = append(e.Sources, acl.Source{Addr: peer6(i), ID: id})
+	}
+	return e
+}
+
+// joined returns e with peer n (both families) added to identity id.
+func joined(e acl.Enforced, n int, id uint32) acl.Enforced {
+	e.Sources = append(slices.Clone(e.Sources), acl.Source{Addr: peer4(n), ID: id}, acl.Source{Addr: peer6(n), ID: id})
+	slices.SortFunc(e.Sources, func(a, b acl.Source) int { return a.Addr.Compare(b.Addr) })
+	return e
+}
+
+func TestRootInstallLayoutAndCoexistence(t *testing.T) {
+	requireRoot(t)
+	ns := newTestNS(t)
+	// The host's own firewall, which must stay untouched.
+	ns.Run("nft", "add table inet hostfw")
+	ns.Run("nft", "add chain inet hostfw input { type filter hook input priority 0; policy accept; }")
+	ns.Run("nft", "add rule inet hostfw input tcp dport 22 counter accept")
+	ns.Run("nft", "add set inet hostfw blocked { type ipv4_addr; elements = { 192.0.2.9 } }")
+	hostfw := ns.Run("nft", "-a", "-j", "list", "table", "inet", "hostfw")
+
+	f := ns.firewall(testConfig())
+	g := ns.gen()
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if d := ns.gen() - g; d != 1 {
+		t.Errorf("Install committed %d transactions, want 1", d)
+	}
+	o := listJSON(t, ns, "ruleset")
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 16 || o.sets["inet segmesh"] != 6 {
+		t.Errorf("layout counts: tables %v chains %v rules %v sets %v", o.tables, o.chains, o.rules, o.sets)
+	}
+	if p := o.prerouting; p["type"] != "filter" || p["hook"] != "prerouting" || p["prio"] != float64(-150) || p["policy"] != "accept" {
+		t.Errorf("prerouting chain %v", p)
+	}
+	meshIn := ns.Run("nft", "list", "chain", "inet", "segmesh", "mesh_in")
+	for _, want := range []string{"ip daddr != @local4 counter", "ip saddr vmap @src4", "ip6 saddr vmap @src6",
+		"log group 8476 snaplen 128", "update @seen4 { ip saddr }", `counter name "final" drop`} {
+		if !strings.Contains(meshIn, want) {
+			t.Errorf("mesh_in lacks %q:\n%s", want, meshIn)
+		}
+	}
+	for _, bad := range []string{"mark", "allow4", "ranges"} {
+		if tbl := ns.Run("nft", "list", "table", "inet", "segmesh"); strings.Contains(tbl, bad) {
+			t.Errorf("table holds %q:\n%s", bad, tbl)
+		}
+	}
+
+	// Elements and mode switch, then a restart (Install by a new Firewall)
+	// over the crash-left table: kept, not duplicated, back in enforce mode.
+	e := meshState(4, 2)
+	e.Audit = true
+	if err := f.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	tbl := ns.Run("nft", "list", "table", "inet", "segmesh")
+	for _, want := range []string{peer4(1).String() + " : jump id_2", peer6(2).String() + " : jump id_1",
+		"chain id_1 {", "meta l4proto . th dport @id_1_p accept", "meta l4proto . th dport @id_2_r accept",
+		"icmp type echo-request accept", "icmpv6 type echo-request accept", "tcp . 2100-2110", "udp . 53", `counter name "final" accept`} {
+		if !strings.Contains(tbl, want) {
+			t.Errorf("table lacks %q:\n%s", want, tbl)
+		}
+	}
+	handles := ns.Run("nft", "-a", "list", "chain", "inet", "segmesh", "prerouting")
+	f2 := ns.firewall(testConfig())
+	if err := f2.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.Run("nft", "-a", "list", "chain", "inet", "segmesh", "prerouting"); got != handles {
+		t.Errorf("kept table's rules were recreated:\n%s\nbefore:\n%s", got, handles)
+	}
+	o = listJSON(t, ns, "ruleset")
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 4 || o.elems["src4"] != 4 || o.elems["id_1_r"] != 9 {
+		t.Errorf("after Install over our table: tables %v chains %v elements %v", o.tables, o.chains, o.elems)
+	}
+	if chain := ns.Run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {
+		t.Errorf("Install did not return to enforce mode:\n%s", chain)
+	}
+	// The first Apply of the new Firewall diffs against the kernel: the
+	// sources stay, the identities (content unknown) are rewritten.
+	g = ns.gen()
+	if err := f2.Apply(joined(meshState(4, 2), 4, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if d := ns.gen() - g; d != 1 || f2.last.SourceAdds != [2]int{1, 1} || f2.last.SourceDels != [2]int{} || f2.last.IdentitiesRewritten != 2 {
+		t.Errorf("first Apply after restart: %d transactions, %+v", d, f2.last)
+	}
+	// An identity no longer used is deleted with its sets.
+	one := meshState(4, 1)
+	if err := f2.Apply(one); err != nil {
+		t.Fatal(err)
+	}
+	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 3 || o.sets["inet segmesh"] != 8 || o.elems["src4"] != 4 {
+		t.Errorf("after dropping identity 2: chains %v sets %v elements %v", o.chains, o.sets, o.elems)
+	}
+
+	// A table that is not exactly ours is replaced in one transaction.
+	ns.Run("nft", "add rule inet segmesh prerouting counter")
+	ns.Run("nft", "add chain inet segmesh stray")
+	g = ns.gen()
+	f3 := ns.firewall(testConfig())
+	if err := f3.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if d := ns.gen() - g; d != 1 {
+		t.Errorf("recreating Install committed %d transactions, want 1", d)
+	}
+	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 2 || o.rules["inet segmesh"] != 16 {
+		t.Errorf("after recreation: chains %v rules %v", o.chains, o.rules)
+	}
+	if err := f3.Apply(one); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := f3.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f3.Remove(); err != nil {
+		t.Fatalf("second Remove: %v", err)
+	}
+	if o := listJSON(t, ns, "ruleset"); o.tables["inet segmesh"] != 0 {
+		t.Errorf("table still there after Remove: %v", o.tables)
+	}
+	if got := ns.Run("nft", "-a", "-j", "list", "table", "inet", "hostfw"); got != hostfw {
+		t.Errorf("table inet hostfw changed:\n%s\nbefore:\n%s", got, hostfw)
+	}
+}
+
+// TestRootLargeApplyIsOneBatch: 10,000 peers in 5 identities; a join into
+// an existing identity is one map element per family; a tag change moves
+// one element; a policy change rewrites one identity only.
+func TestRootLargeApplyIsOneBatch(t *testing.T) {
+	requireRoot(t)
+	ns := newTestNS(t)
+	f := ns.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	e := meshState(10000, 5)
+	g := ns.gen()
+	start := time.Now()
+	if err := f.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first Apply of 10,000 peers: %v", time.Since(start))
+	if got := ns.gen() - g; got != 1 || f.last.SourceAdds != [2]int{10000, 10000} || f.last.IdentitiesNew != 5 {
+		t.Fatalf("%d transactions, %+v", got, f.last)
+	}
+	o := listJSON(t, ns, "table", "inet", "segmesh")
+	if o.elems["src4"] != 10000 || o.elems["src6"] != 10000 || o.elems["id_3_p"] != 11 || o.elems["id_3_r"] != 9 {
+		t.Fatalf("kernel holds %v", o.elems)
+	}
+	j := joined(e, 10000, 3)
+	g = ns.gen()
+	if err := f.Apply(j); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.gen() - g; got != 1 || f.last != (batchStats{SourceAdds: [2]int{1, 1}}) {
+		t.Fatalf("join: %d transactions, %+v; want 1 transaction of one element per family", got, f.last)
+	}
+	if m := ns.Run("nft", "list", "map", "inet", "segmesh", "src4"); !strings.Contains(m, peer4(10000).String()+" : jump id_3") {
+		t.Errorf("new element missing")
+	}
+	// Tag change: peer 10000 moves to identity 4.
+	for i := range j.Sources {
+		if a := j.Sources[i].Addr; a == peer4(10000) || a == peer6(10000) {
+			j.Sources[i].ID = 4
+		}
+	}
+	if err := f.Apply(j); err != nil {
+		t.Fatal(err)
+	}
+	if f.last != (batchStats{SourceAdds: [2]int{1, 1}, SourceDels: [2]int{1, 1}}) {
+		t.Fatalf("tag change: %+v", f.last)
+	}
+	// Policy change of one identity.
+	j.Identities = slices.Clone(j.Identities)
+	j.Identities[1].UDP = append(slices.Clone(j.Identities[1].UDP), acl.PortRange{Lo: 123, Hi: 123})
+	if err := f.Apply(j); err != nil {
+		t.Fatal(err)
+	}
+	if f.last != (batchStats{IdentitiesRewritten: 1, PortElements: 21}) {
+		t.Fatalf("policy change: %+v", f.last)
+	}
+	// A restarted daemon reads the elements back: only the identities are
+	// rewritten.
+	f2 := ns.firewall(testConfig())
+	if err := f2.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f2.Apply(j); err != nil {
+		t.Fatal(err)
+	}
+	if f2.last != (batchStats{IdentitiesRewritten: 5, PortElements: 101}) {
+		t.Errorf("restart: %+v", f2.last)
+	}
+}
+
+// TestRootCapacity: 100,000 peers with a 20-port policy fit; more sources
+// than a map holds are refused before anything is sent.
+func TestRootCapacity(t *testing.T) {
+	requireRoot(t)
+	ns := newTestNS(t)
+	f := ns.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	e := meshState(100000, 50)
+	start := time.Now()
+	if err := f.Apply(e); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first Apply of 100,000 peers in 50 identities: %v", time.Since(start))
+	before := ns.Run("nft", "list", "chain", "inet", "segmesh", "id_7")
+	g := ns.gen()
+	big := meshState(SourceCapacity+1, 50)
+	big.Identities[6].TCP = nil
+	err := f.Apply(big)
+	if !errors.Is(err, ErrCapacity) || !strings.Contains(err.Error(), "IPv4 sources, at most 262144") {
+		t.Fatalf("Apply of %d sources: %v, want a capacity error", SourceCapacity+1, err)
+	}
+	if d := ns.gen() - g; d != 0 {
+		t.Errorf("a refused Apply committed %d transactions", d)
+	}
+	if got := ns.Run("nft", "list", "chain", "inet", "segmesh", "id_7"); got != before {
+		t.Errorf("table changed")
+	}
+	// Still in step: a join is one element per family.
+	if err := f.Apply(joined(e, 100000, 7)); err != nil || f.last != (batchStats{SourceAdds: [2]int{1, 1}}) {
+		t.Fatalf("join after refusal: %v, %+v", err, f.last)
+	}
+}
+
+// TestRootApplyFailureIsReportedAndRecovered: a batch the kernel refuses
+// (the table was deleted behind the Firewall's back) fails as a whole with
+// the kernel's error; after Install the next Apply succeeds.
+func TestRootApplyFailureIsReportedAndRecovered(t *testing.T) {
+	requireRoot(t)
+	ns := newTestNS(t)
+	f := ns.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(meshState(10, 2)); err != nil {
+		t.Fatal(err)
+	}
+	ns.Run("nft", "delete", "table", "inet", TableName)
+	big := meshState(2000, 3)
+	g := ns.gen()
+	if err := f.Apply(big); !errors.Is(err, unix.ENOENT) {
+		t.Fatalf("Apply on a deleted table: %v, want ENOENT", err)
+	}
+	if d := ns.gen() - g; d != 0 {
+		t.Errorf("the refused batch committed %d transactions", d)
+	}
+	if err := f.Install(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Apply(big); err != nil {
+		t.Fatalf("Apply after Install: %v", err)
+	}
+	if o := listJSON(t, ns, "table", "inet", "segmesh"); o.elems["src4"] != 2000 || o.elems["src6"] != 2000 {
+		t.Errorf("kernel holds %v", o.elems)
+	}
+}
