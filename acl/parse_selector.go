@@ -98,7 +98,7 @@ func (ps *parser) contradictions(seg *Segment, negated map[string]*yaml.Node) {
 	for key, at := range negated {
 		var plain, not *Term
 		if v, ok := seg.Selector[key]; ok {
-			plain = &Term{Key: key, Values: []string{v}}
+			plain = &Term{Key: key, Values: []string{v}, pair: true}
 		}
 		for i := range seg.Terms {
 			switch t := &seg.Terms[i]; {
