@@ -1,9 +1,11 @@
 package acl
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -106,4 +108,35 @@ func builtinNames() string {
 func isPortSyntax(s string) bool {
 	proto, _, hasSlash := strings.Cut(s, "/")
 	return hasSlash || slices.Contains(protocolWords, proto)
+}
+
+// FlowPort reads one flow as policy explain takes it: tcp/N, udp/N or icmp,
+// or the name of a service (p's or built in; p may be nil) of exactly one
+// such port. It returns the port and the service name ("" for a port).
+func (p *Policy) FlowPort(s string) (Port, string, error) {
+	oneFlow := func(pt Port) bool { return pt.Proto != protoNameAny && pt.Lo == pt.Hi }
+	if isPortSyntax(s) {
+		pt, err := ParsePort(s)
+		if err != nil {
+			return Port{}, "", err
+		}
+		if !oneFlow(pt) {
+			return Port{}, "", errors.New("give one protocol and port, e.g. tcp/5432 or icmp")
+		}
+		return pt, "", nil
+	}
+	svc, ok := p.Service(s)
+	switch {
+	case !ok:
+		return Port{}, "", fmt.Errorf("unknown service %q (want a service of the policy or a built-in one: %s; or a port such as tcp/5432)", s, builtinNames())
+	case len(svc.Ports) == 0:
+		return Port{}, "", fmt.Errorf("service %q has no ports", s)
+	case len(svc.Ports) != 1 || !oneFlow(svc.Ports[0]):
+		eg := svc.Ports[0].Proto
+		if eg != protoNameICMP {
+			eg += "/" + strconv.Itoa(int(svc.Ports[0].Lo))
+		}
+		return Port{}, "", fmt.Errorf("service %q is %s: give one flow, e.g. %s", s, describePorts(svc.Ports), eg)
+	}
+	return svc.Ports[0], s, nil
 }
