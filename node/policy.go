@@ -113,7 +113,16 @@ func (h docHandler) MergeDocument(kind string, data []byte) bool {
 	}
 	doc, pol, err := acl.DecodeDocument(data)
 	if err != nil {
-		h.n.log.Warn("policy document rejected", "err", err)
+		// E.g. a policy an older binary accepted that this one cannot read
+		// (an unknown service, a contradictory selector): keep enforcing
+		// the active policy and say why.
+		h.n.mu.Lock()
+		var active uint64
+		if h.n.policy.doc != nil {
+			active = h.n.policy.doc.Version
+		}
+		h.n.mu.Unlock()
+		h.n.log.Warn("policy document rejected; keeping the active policy", "active_version", active, "err", err)
 		return false
 	}
 	h.n.mu.Lock()
