@@ -9,16 +9,11 @@ import (
 )
 
 // Explain resolves FROM and TO (names, keys or overlay IPs of this node or
-// its admitted peers) and gives the active policy's verdict for port (one
-// flow, or a service of the active policy or a built-in one of one port),
-// with how every rule fared.
+// its admitted peers) and gives the active policy's verdict for port (see
+// Explanation).
 func (n *Node) Explain(from, to, port string) (*api.Explanation, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	p, svc, err := n.policy.pol.FlowPort(port)
-	if err != nil {
-		return nil, fmt.Errorf("port %q: %w", port, err)
-	}
 	members := append([]acl.Member{n.selfMember()}, n.view.admitted()...)
 	fm, err := resolve(members, from)
 	if err != nil {
@@ -28,15 +23,28 @@ func (n *Node) Explain(from, to, port string) (*api.Explanation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}
-	v := acl.Explain(n.policy.pol, fm, tm, p.Proto, p.Lo)
-	e := &api.Explanation{Verdict: "deny", From: fm.Name, To: tm.Name, FromSegments: nonNil(v.FromSegments),
-		ToSegments: nonNil(v.ToSegments), Port: p.String(), Rules: nonNil(v.Rules), Mode: string(v.Mode),
-		Service: svc, Considered: explainedRules(v.Trace)}
+	var version uint64
+	if n.policy.doc != nil {
+		version = n.policy.doc.Version
+	}
+	return Explanation(n.policy.pol, version, fm, tm, port)
+}
+
+// Explanation gives policy p's verdict (p is version version; nil allows
+// nothing) for a flow from node from to node to on port: one flow, or a
+// service of p or a built-in one of exactly one port. It lists how every
+// rule fared.
+func Explanation(p *acl.Policy, version uint64, from, to acl.Member, port string) (*api.Explanation, error) {
+	pt, svc, err := p.FlowPort(port)
+	if err != nil {
+		return nil, fmt.Errorf("port %q: %w", port, err)
+	}
+	v := acl.Explain(p, from, to, pt.Proto, pt.Lo)
+	e := &api.Explanation{Verdict: "deny", From: from.Name, To: to.Name, FromSegments: nonNil(v.FromSegments),
+		ToSegments: nonNil(v.ToSegments), Port: pt.String(), Rules: nonNil(v.Rules), Mode: string(v.Mode),
+		Version: version, Service: svc, Considered: explainedRules(v.Trace)}
 	if v.Allow {
 		e.Verdict = "allow"
-	}
-	if n.policy.doc != nil {
-		e.Version = n.policy.doc.Version
 	}
 	return e, nil
 }

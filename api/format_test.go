@@ -1,4 +1,4 @@
-package main
+package api_test
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"github.com/segmesh/segmesh/api"
 )
 
-func TestWriteExplanation(t *testing.T) {
+func TestFormatExplanation(t *testing.T) {
 	e := &api.Explanation{
 		Verdict: "deny", From: "api-1", To: "db-2", FromSegments: []string{"api"}, ToSegments: []string{},
 		Port: "tcp/5432", Service: "postgres", Rules: []string{}, Mode: "enforce", Version: 3,
@@ -38,7 +38,7 @@ func TestWriteExplanation(t *testing.T) {
 		},
 	}
 	var b bytes.Buffer
-	writeExplanation(&b, e)
+	api.FormatExplanation(&b, e)
 	want := `DENY: api-1 -> db-2 tcp/5432 (service postgres) (policy v3, enforce mode)
   api-1 segments: api
   db-2 segments: (none)
