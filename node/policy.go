@@ -1,10 +1,12 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,8 +123,15 @@ func (h docHandler) MergeDocument(kind string, data []byte) bool {
 		if h.n.policy.doc != nil {
 			active = h.n.policy.doc.Version
 		}
+		sum := acl.Hash(data)
+		again := h.n.rejectedDoc == sum
+		h.n.rejectedDoc = sum
 		h.n.mu.Unlock()
-		h.n.log.Warn("policy document rejected; keeping the active policy", "active_version", active, "err", err)
+		level := slog.LevelWarn
+		if again {
+			level = slog.LevelDebug
+		}
+		h.n.log.Log(context.Background(), level, "policy document rejected; keeping the active policy", "active_version", active, "err", err)
 		return false
 	}
 	h.n.mu.Lock()

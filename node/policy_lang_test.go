@@ -12,7 +12,8 @@ import (
 // TestGossipBadDocumentKeepsPolicy: a newer document from gossip that this
 // binary cannot parse (as an older or newer binary's view of the language
 // might be) is refused: the node keeps enforcing its active policy,
-// persists nothing, and logs why with file:line:col.
+// persists nothing, and logs why with file:line:col (a warning the first
+// time, debug when push/pull brings the same document back).
 func TestGossipBadDocumentKeepsPolicy(t *testing.T) {
 	logs := newLogRecords()
 	dir := t.TempDir()
@@ -58,12 +59,20 @@ func TestGossipBadDocumentKeepsPolicy(t *testing.T) {
 				t.Errorf("mode %s, firewall audit %v: the active enforce policy must stay in force", mode, d.Audit)
 			}
 			recs := logs.find("policy document rejected; keeping the active policy")
-			if len(recs) != i+1 {
-				t.Fatalf("%d rejection records, want %d", len(recs), i+1)
+			if len(recs) != 2*i+1 {
+				t.Fatalf("%d rejection records, want %d", len(recs), 2*i+1)
 			}
-			rec := recs[i]
+			rec := recs[2*i]
 			if rec.Level != slog.LevelWarn || rec.Attrs["active_version"] != "1" || !strings.Contains(rec.Attrs["err"], tc.want) {
 				t.Errorf("logged %+v, want a warning with active_version 1 and err containing %q", rec, tc.want)
+			}
+			// Push/pull brings the same document back: still refused, at debug level.
+			if r.gossip.docs.MergeDocument(docKindPolicy, b) {
+				t.Fatal("the same bad document was accepted the second time")
+			}
+			recs = logs.find("policy document rejected; keeping the active policy")
+			if len(recs) != 2*i+2 || recs[2*i+1].Level != slog.LevelDebug {
+				t.Errorf("the repeat logged %+v, want one debug record", recs[2*i:])
 			}
 		})
 	}
