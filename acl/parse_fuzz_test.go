@@ -10,11 +10,15 @@ import (
 // must be a non-empty ErrorList whose entries all name the file and a
 // position (line and column >= 1), and an accepted policy must compile,
 // explain and run its tests without panicking. The seeds (every file of the
-// parse tests and the example) run in plain `go test`.
+// parse tests, the language tests and the example) run in plain `go test`.
 func FuzzParse(f *testing.F) {
 	for _, tc := range parseErrorCases {
 		f.Add([]byte(tc.src))
 	}
+	for _, tc := range langErrorCases {
+		f.Add([]byte(tc.src))
+	}
+	f.Add([]byte(langPolicy))
 	if data, err := os.ReadFile("testdata/example.yaml"); err == nil {
 		f.Add(data)
 	} else {
