@@ -3,6 +3,7 @@ package acl
 import (
 	"errors"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -58,6 +59,23 @@ func FuzzParse(f *testing.F) {
 		d := Compile(p, self, peers)
 		polCheckDesired(t, d)
 		_ = p.RunTests()
-		_ = Explain(p, peers[0], self, "tcp", 80)
+		v := Explain(p, peers[0], self, "tcp", 80)
+		var traced []string
+		for _, tr := range v.Trace {
+			if tr.Allow {
+				traced = append(traced, tr.Rule)
+			}
+		}
+		if !slices.Equal(traced, v.Rules) {
+			t.Fatalf("explain trace allows %v, verdict %v", traced, v.Rules)
+		}
+		// A rendered policy reads back the same.
+		if out, err := p.WithRules(nil); err != nil {
+			t.Fatalf("render: %v", err)
+		} else if q, err := Parse("rendered", out); err != nil {
+			t.Fatalf("rendered policy does not parse: %v\n%s", err, out)
+		} else if r, s, m := Diff(p, q); len(r)+len(s) != 0 || m != "" {
+			t.Fatalf("rendered policy differs: %+v %+v %q\n%s", r, s, m, out)
+		}
 	})
 }
