@@ -411,3 +411,43 @@ func TestLangRoundTrip(t *testing.T) {
 		}
 	})
 }
+
+// contractPolicy is the design doc's example, verbatim.
+const contractPolicy = `services:                       # named port sets, usable wherever a port entry is
+  web: [tcp/80, tcp/443]
+  metrics: [tcp/9100-9110]
+segments:
+  prod-db:  {role: db, env: [prod, staging]}   # a list: the tag is one of them
+  tagged:   {team: "*"}                        # "*": the tag is present, any value
+  stable:   {role: web, "!canary": "*"}        # "!key": "*" = tag absent; a value or list = not one of them
+  api:      {role: app, svc: api}
+rules:
+  - {name: web-in, from: ["*"], to: [stable], ports: [web, icmp]}
+  - {name: api-db, from: [api], to: [prod-db], ports: [postgres]}   # built-in service name
+tests:
+  - {from: api, to: prod-db, port: postgres, expect: allow}         # a service of exactly one port
+`
+
+func TestContractExample(t *testing.T) {
+	p := polMustParse(t, contractPolicy)
+	if f := p.RunTests(); len(f) != 0 {
+		t.Fatalf("tests fail: %v", f)
+	}
+	api := polMember("api", "100.80.0.2", "", map[string]string{"role": "app", "svc": "api"})
+	for _, tc := range []struct {
+		to    map[string]string
+		port  uint16
+		allow []string
+	}{
+		{map[string]string{"role": "db", "env": "staging"}, 5432, []string{"api-db"}},
+		{map[string]string{"role": "db", "env": "dev"}, 5432, nil},
+		{map[string]string{"role": "web"}, 443, []string{"web-in"}},
+		{map[string]string{"role": "web", "canary": "1"}, 443, nil},
+		{map[string]string{"role": "web"}, 8080, nil},
+	} {
+		v := Explain(p, api, polMember("to", "100.80.0.3", "", tc.to), "tcp", tc.port)
+		if !slices.Equal(v.Rules, tc.allow) {
+			t.Errorf("api -> %v tcp/%d: allowed by %v, want %v", tc.to, tc.port, v.Rules, tc.allow)
+		}
+	}
+}
