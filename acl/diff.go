@@ -79,7 +79,7 @@ func Diff(oldP, newP *Policy) (rules []RuleChange, segments []SegmentChange, mod
 		switch n, ok := newSegs[name]; {
 		case !ok:
 			segments = append(segments, SegmentChange{Kind: ChangeRemoved, Name: name, Old: diffCloneSegment(o)})
-		case !maps.Equal(o.Selector, n.Selector):
+		case !sameSelector(o, n):
 			segments = append(segments, SegmentChange{Kind: ChangeChanged, Name: name, Old: diffCloneSegment(o), New: diffCloneSegment(n)})
 		}
 	}
@@ -196,11 +196,19 @@ func diffSegmentNames(ss []Segment) []string {
 func diffCloneRule(r *Rule) *Rule {
 	c := *r
 	c.From, c.To, c.Ports = slices.Clone(r.From), slices.Clone(r.To), slices.Clone(r.Ports)
+	c.Entries = slices.Clone(r.Entries)
+	for i := range c.Entries {
+		c.Entries[i].Ports = slices.Clone(c.Entries[i].Ports)
+	}
 	return &c
 }
 
 func diffCloneSegment(s *Segment) *Segment {
 	c := *s
 	c.Selector = maps.Clone(s.Selector)
+	c.Terms = slices.Clone(s.Terms)
+	for i := range c.Terms {
+		c.Terms[i].Values = slices.Clone(c.Terms[i].Values)
+	}
 	return &c
 }

@@ -2,7 +2,6 @@ package acl
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -32,11 +31,11 @@ func FormatDiff(rules []RuleChange, segments []SegmentChange, modeChange string,
 	for _, c := range segments {
 		switch {
 		case c.Kind == ChangeAdded && c.New != nil:
-			fmt.Fprintf(&b, "+ segment %s: %s\n", c.Name, diffFormatSelector(c.New.Selector))
+			fmt.Fprintf(&b, "+ segment %s: %s\n", c.Name, c.New.SelectorString())
 		case c.Kind == ChangeRemoved && c.Old != nil:
-			fmt.Fprintf(&b, "- segment %s: %s\n", c.Name, diffFormatSelector(c.Old.Selector))
+			fmt.Fprintf(&b, "- segment %s: %s\n", c.Name, c.Old.SelectorString())
 		case c.Kind == ChangeChanged && c.Old != nil && c.New != nil:
-			fmt.Fprintf(&b, "~ segment %s: %s -> %s\n", c.Name, diffFormatSelector(c.Old.Selector), diffFormatSelector(c.New.Selector))
+			fmt.Fprintf(&b, "~ segment %s: %s -> %s\n", c.Name, c.Old.SelectorString(), c.New.SelectorString())
 		}
 	}
 	for _, c := range rules {
@@ -92,16 +91,6 @@ func diffFormatPorts(ports []Port) string {
 		s[i] = pt.String()
 	}
 	return diffFormatList(s)
-}
-
-// diffFormatSelector gives "{env: prod, role: db}" (keys sorted).
-func diffFormatSelector(sel map[string]string) string {
-	pairs := make([]string, 0, len(sel))
-	for k, v := range sel {
-		pairs = append(pairs, k+": "+v)
-	}
-	slices.Sort(pairs)
-	return "{" + strings.Join(pairs, ", ") + "}"
 }
 
 // diffFormatDenied gives

@@ -53,6 +53,9 @@ type parser struct {
 	file    string
 	errs    ErrorList
 	defined map[string]bool // segment names defined so far
+
+	defServices  map[string]Service // the policy's valid services by name
+	serviceNames map[string]bool    // every name the services section defines, valid or not
 }
 
 func (ps *parser) errorf(line, col int, format string, args ...any) {

@@ -3,6 +3,7 @@ package acl
 import (
 	"errors"
 	"os"
+	"slices"
 	"testing"
 )
 
@@ -10,11 +11,15 @@ import (
 // must be a non-empty ErrorList whose entries all name the file and a
 // position (line and column >= 1), and an accepted policy must compile,
 // explain and run its tests without panicking. The seeds (every file of the
-// parse tests and the example) run in plain `go test`.
+// parse tests, the language tests and the example) run in plain `go test`.
 func FuzzParse(f *testing.F) {
 	for _, tc := range parseErrorCases {
 		f.Add([]byte(tc.src))
 	}
+	for _, tc := range langErrorCases {
+		f.Add([]byte(tc.src))
+	}
+	f.Add([]byte(langPolicy))
 	if data, err := os.ReadFile("testdata/example.yaml"); err == nil {
 		f.Add(data)
 	} else {
@@ -54,6 +59,23 @@ func FuzzParse(f *testing.F) {
 		d := Compile(p, self, peers)
 		polCheckDesired(t, d)
 		_ = p.RunTests()
-		_ = Explain(p, peers[0], self, "tcp", 80)
+		v := Explain(p, peers[0], self, "tcp", 80)
+		var traced []string
+		for _, tr := range v.Trace {
+			if tr.Allow {
+				traced = append(traced, tr.Rule)
+			}
+		}
+		if !slices.Equal(traced, v.Rules) {
+			t.Fatalf("explain trace allows %v, verdict %v", traced, v.Rules)
+		}
+		// A rendered policy reads back the same.
+		if out, err := p.WithRules(nil); err != nil {
+			t.Fatalf("render: %v", err)
+		} else if q, err := Parse("rendered", out); err != nil {
+			t.Fatalf("rendered policy does not parse: %v\n%s", err, out)
+		} else if r, s, m := Diff(p, q); len(r)+len(s) != 0 || m != "" {
+			t.Fatalf("rendered policy differs: %+v %+v %q\n%s", r, s, m, out)
+		}
 	})
 }

@@ -1,7 +1,9 @@
 package acl
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -12,7 +14,7 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 	if root == nil {
 		return nil
 	}
-	top := ps.fields(root, "the policy", "mode", "segments", "rules", "tests")
+	top := ps.fields(root, "the policy", "mode", "services", "segments", "rules", "tests")
 	pol := &Policy{Mode: ModeEnforce}
 	if f, ok := top["mode"]; ok {
 		if s, ok := ps.str(f.val, "mode"); ok {
@@ -24,7 +26,12 @@ func (ps *parser) policy(root *yaml.Node) *Policy {
 			}
 		}
 	}
-	// Segments first: rules and tests may come before them in the file.
+	// Services and segments first: rules and tests may come before them in
+	// the file.
+	ps.defServices, ps.serviceNames = map[string]Service{}, map[string]bool{}
+	if f, ok := top["services"]; ok && !isNull(f.val) {
+		pol.Services = ps.services(f.val)
+	}
 	ps.defined = map[string]bool{}
 	if f, ok := top["segments"]; ok && !isNull(f.val) {
 		pol.Segments = ps.segments(f.val)
@@ -52,16 +59,7 @@ func (ps *parser) segments(n *yaml.Node) []Segment {
 			continue
 		}
 		seg := Segment{Name: p.name, Selector: map[string]string{}, Pos: posOf(p.key)}
-		what := "the selector of segment " + strconv.Quote(p.name)
-		pairs := ps.pairs(p.val, what)
-		if p.val.Kind == yaml.MappingNode && len(p.val.Content) == 0 {
-			ps.nodeErrorf(p.val, "segment %q has an empty selector (it would match no node); give at least one tag, e.g. {role: web}", p.name)
-		}
-		for _, sp := range pairs {
-			if v, ok := ps.str(sp.val, "tag "+strconv.Quote(sp.name)+" in "+what); ok {
-				seg.Selector[sp.name] = v
-			}
-		}
+		ps.selector(&seg, p.val)
 		out = append(out, seg)
 	}
 	return out
@@ -106,17 +104,14 @@ func (ps *parser) rules(n *yaml.Node) []Rule {
 		if p, ok := f["ports"]; !ok {
 			ps.nodeErrorf(item, "%s has no ports", label)
 		} else {
-			for _, pn := range ps.list(p.val, label+" ports", "[tcp/443, icmp]") {
-				s, ok := ps.str(pn, "a port")
-				if !ok {
-					continue
+			for _, pn := range ps.list(p.val, label+" ports", "[tcp/443, icmp, https]") {
+				if e, ok := ps.portEntry(pn, true); ok {
+					r.Entries = append(r.Entries, e)
+					r.Ports = append(r.Ports, e.Ports...)
 				}
-				port, err := ParsePort(s)
-				if err != nil {
-					ps.nodeErrorf(pn, "%v", err)
-					continue
-				}
-				r.Ports = append(r.Ports, port)
+			}
+			if !slices.ContainsFunc(r.Entries, func(e PortEntry) bool { return e.Service != "" }) {
+				r.Entries = nil // all plain ports: Ports says it all
 			}
 		}
 		out = append(out, r)
@@ -182,16 +177,7 @@ func (ps *parser) tests(n *yaml.Node) []Test {
 			t.To, _ = ps.segmentRef(p.val, "test to")
 		}
 		if p, ok := f["port"]; ok {
-			if s, ok := ps.str(p.val, "port"); ok {
-				switch port, err := ParsePort(s); {
-				case err != nil:
-					ps.nodeErrorf(p.val, "%v", err)
-				case port.Proto == protoNameAny || port.Lo != port.Hi:
-					ps.nodeErrorf(p.val, "test port %q must be one flow: tcp/PORT, udp/PORT or icmp", s)
-				default:
-					t.Port = port
-				}
-			}
+			t.Port, t.Service = ps.testPort(p.val)
 		}
 		if p, ok := f["expect"]; ok {
 			if s, ok := ps.str(p.val, "expect"); ok {
@@ -205,4 +191,35 @@ func (ps *parser) tests(n *yaml.Node) []Test {
 		out = append(out, t)
 	}
 	return out
+}
+
+// testPort reads a test's port: one flow (tcp/N, udp/N or icmp), or the
+// name of a service of exactly one such port.
+func (ps *parser) testPort(n *yaml.Node) (Port, string) {
+	e, ok := ps.portEntry(n, true)
+	if !ok {
+		return Port{}, ""
+	}
+	one := len(e.Ports) == 1 && e.Ports[0].Proto != protoNameAny && e.Ports[0].Lo == e.Ports[0].Hi
+	switch {
+	case one:
+		return e.Ports[0], e.Service
+	case e.Service != "":
+		ps.nodeErrorf(n, "test port %q is a service of %s; a test checks one flow: name a service of one port, or write tcp/PORT, udp/PORT or icmp", e.Service, describePorts(e.Ports))
+	default:
+		ps.nodeErrorf(n, "test port %q must be one flow: tcp/PORT, udp/PORT or icmp", n.Value)
+	}
+	return Port{}, ""
+}
+
+// describePorts gives "2 ports (udp/53, tcp/53)" or "the range tcp/2379-2380".
+func describePorts(ports []Port) string {
+	if len(ports) == 1 {
+		return "the entry " + ports[0].String()
+	}
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = p.String()
+	}
+	return strconv.Itoa(len(ports)) + " ports (" + strings.Join(s, ", ") + ")"
 }

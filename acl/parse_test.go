@@ -74,14 +74,14 @@ var parseErrorCases = []struct {
 		"  db: {role: db, prod: true}",
 		"  x: {role: ~}",
 		"  y: {1: a}",
-		"  z: {role: [a]}",
+		"  z: {role: [a, 1]}",
 		"  w: role=web",
 	), []string{
 		`2:15: tag "role" in the selector of segment "web" must be a string, got the number 1`,
 		`3:24: tag "prod" in the selector of segment "db" must be a string, got the boolean true`,
 		`4:13: must be a string, got nothing (null)`,
 		`5:7: a key in the selector of segment "y" must be a string, got the number 1`,
-		`6:13: must be a string, got a list`,
+		`6:17: a value of tag "role" in the selector of segment "z" must be a string, got the number 1`,
 		`7:6: the selector of segment "w" must be a mapping`,
 	}},
 	{"bad ports", yamlLines(

@@ -29,17 +29,21 @@ const Wildcard = "*"
 // matching nothing).
 type Policy struct {
 	Mode     Mode
+	Services []Service // the policy's own services, in file order (built-ins are not listed)
 	Segments []Segment // in file order
 	Rules    []Rule    // in file order
 	Tests    []Test    // in file order
 }
 
 // Segment names a set of nodes by tags: a node is in the segment when every
-// selector pair equals one of its tags. A node may be in several segments.
+// selector pair equals one of its tags and it meets every one of Terms. A
+// node may be in several segments.
 type Segment struct {
 	Name     string
-	Selector map[string]string // never empty in a parsed policy
+	Selector map[string]string // key: value pairs (exact match)
+	Terms    []Term            // the other terms (lists, "*", "!key"), sorted by key
 	Pos      Pos
+	// In a parsed policy Selector and Terms are never both empty.
 }
 
 // Rule allows traffic from nodes in any of From to nodes in any of To on
@@ -47,14 +51,32 @@ type Segment struct {
 type Rule struct {
 	Name     string
 	From, To []string
-	Ports    []Port
+	Ports    []Port      // every port the rule allows, services expanded, in file order
+	Entries  []PortEntry // the ports list as written when it names a service (else nil: Ports is all there is)
 	Pos      Pos
+}
+
+// PortEntry is one entry of a rule's ports list as written: a port (Service
+// empty, one Port) or a service name and its ports.
+type PortEntry struct {
+	Service string
+	Ports   []Port
+	Pos     Pos
+}
+
+// String gives the entry as written: the service name or the port.
+func (e PortEntry) String() string {
+	if e.Service == "" && len(e.Ports) == 1 {
+		return e.Ports[0].String()
+	}
+	return e.Service
 }
 
 // Test is one expectation of the policy's tests section; see RunTests.
 type Test struct {
 	From, To string // segment names or Wildcard
 	Port     Port   // a single flow: tcp/N, udp/N or icmp
+	Service  string // the service the test's port names ("" when it is a port)
 	Expect   string // "allow" or "deny"
 	Pos      Pos
 }
@@ -90,11 +112,16 @@ func (p *Policy) SegmentsOf(tags map[string]string) []string {
 
 // matches reports whether a node with tags is in s.
 func (s *Segment) matches(tags map[string]string) bool {
-	if len(s.Selector) == 0 {
+	if len(s.Selector) == 0 && len(s.Terms) == 0 {
 		return false
 	}
 	for k, v := range s.Selector {
 		if got, ok := tags[k]; !ok || got != v {
+			return false
+		}
+	}
+	for i := range s.Terms {
+		if !s.Terms[i].matches(tags) {
 			return false
 		}
 	}

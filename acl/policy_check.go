@@ -14,7 +14,8 @@ type TestFailure struct {
 }
 
 // Message describes the failure without a position, e.g.
-// `test web -> db tcp/5432: expected deny, got allow (rule "x")`.
+// `test web -> db tcp/5432: expected deny, got allow (rule "x")`; a test
+// naming a service shows it with its port: `postgres (tcp/5432)`.
 func (f TestFailure) Message() string {
 	why := "no rule allows it"
 	if len(f.Rules) > 0 {
@@ -24,7 +25,11 @@ func (f TestFailure) Message() string {
 		}
 		why = "allowed by rule " + strings.Join(q, ", ")
 	}
-	return fmt.Sprintf("test %s -> %s %s: expected %s, got %s (%s)", f.From, f.To, f.Port, f.Expect, f.Got, why)
+	port := f.Port.String()
+	if f.Service != "" {
+		port = f.Service + " (" + port + ")"
+	}
+	return fmt.Sprintf("test %s -> %s %s: expected %s, got %s (%s)", f.From, f.To, port, f.Expect, f.Got, why)
 }
 
 // Err gives the failure as an *Error at the test's position in file.

@@ -2,6 +2,7 @@ package acl
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -90,11 +91,18 @@ func renderYAML(n *yaml.Node) ([]byte, error) {
 func renderPolicyNode(p *Policy) *yaml.Node {
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	root.Content = append(root.Content, renderStr("mode"), renderStr(string(p.Mode)))
+	if len(p.Services) > 0 {
+		svcs := &yaml.Node{Kind: yaml.MappingNode}
+		for _, s := range p.Services {
+			svcs.Content = append(svcs.Content, renderStr(s.Name), renderFlowList(portStrings(s.Ports)))
+		}
+		root.Content = append(root.Content, renderStr("services"), svcs)
+	}
 	if len(p.Segments) > 0 {
 		segs := &yaml.Node{Kind: yaml.MappingNode}
 		for i := range p.Segments {
 			s := &p.Segments[i]
-			segs.Content = append(segs.Content, renderStr(s.Name), renderSelectorNode(s.Selector))
+			segs.Content = append(segs.Content, renderStr(s.Name), renderSelectorNode(s))
 		}
 		root.Content = append(root.Content, renderStr("segments"), segs)
 	}
@@ -111,7 +119,7 @@ func renderPolicyNode(p *Policy) *yaml.Node {
 			tests.Content = append(tests.Content, &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle, Content: []*yaml.Node{
 				renderStr("from"), renderStr(t.From),
 				renderStr("to"), renderStr(t.To),
-				renderStr("port"), renderStr(t.Port.String()),
+				renderStr("port"), renderStr(cmp.Or(t.Service, t.Port.String())),
 				renderStr("expect"), renderStr(t.Expect),
 			}})
 		}
@@ -120,25 +128,48 @@ func renderPolicyNode(p *Policy) *yaml.Node {
 	return root
 }
 
-// renderSelectorNode renders a selector as a flow mapping with sorted keys.
-func renderSelectorNode(sel map[string]string) *yaml.Node {
-	n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
-	keys := make([]string, 0, len(sel))
-	for k := range sel {
-		keys = append(keys, k)
+// renderSelectorNode renders a segment's selector as a flow mapping with
+// sorted keys, each term as written ("!key" keys sort first).
+func renderSelectorNode(s *Segment) *yaml.Node {
+	type pair struct {
+		key string
+		val *yaml.Node
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		n.Content = append(n.Content, renderStr(k), renderStr(sel[k]))
+	pairs := make([]pair, 0, len(s.Selector)+len(s.Terms))
+	for k, v := range s.Selector {
+		pairs = append(pairs, pair{k, renderStr(v)})
+	}
+	for _, t := range s.Terms {
+		key := t.Key
+		if t.Not {
+			key = SelectorNot + key
+		}
+		switch {
+		case t.Values == nil:
+			pairs = append(pairs, pair{key, renderStr(Wildcard)})
+		case t.Not && len(t.Values) == 1:
+			pairs = append(pairs, pair{key, renderStr(t.Values[0])})
+		default:
+			pairs = append(pairs, pair{key, renderFlowList(t.Values)})
+		}
+	}
+	slices.SortFunc(pairs, func(a, b pair) int { return strings.Compare(a.key, b.key) })
+	n := &yaml.Node{Kind: yaml.MappingNode, Style: yaml.FlowStyle}
+	for _, p := range pairs {
+		n.Content = append(n.Content, renderStr(p.key), p.val)
 	}
 	return n
 }
 
-// renderRuleNode renders one rule as a block mapping with flow lists.
+// renderRuleNode renders one rule as a block mapping with flow lists; its
+// ports as written when the rule was parsed (service names kept).
 func renderRuleNode(r *Rule) *yaml.Node {
-	ports := make([]string, len(r.Ports))
-	for i, pt := range r.Ports {
-		ports[i] = pt.String()
+	ports := portStrings(r.Ports)
+	if len(r.Entries) > 0 {
+		ports = make([]string, len(r.Entries))
+		for i, e := range r.Entries {
+			ports[i] = e.String()
+		}
 	}
 	return &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
 		renderStr("name"), renderStr(r.Name),
@@ -146,6 +177,14 @@ func renderRuleNode(r *Rule) *yaml.Node {
 		renderStr("to"), renderFlowList(r.To),
 		renderStr("ports"), renderFlowList(ports),
 	}}
+}
+
+func portStrings(ports []Port) []string {
+	out := make([]string, len(ports))
+	for i, pt := range ports {
+		out[i] = pt.String()
+	}
+	return out
 }
 
 func renderFlowList(items []string) *yaml.Node {

@@ -78,3 +78,92 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// Marks of policy explain's text output.
+const (
+	markOK   = "\u2713" // ✓
+	markFail = "\u2717" // ✗
+)
+
+func mark(ok bool) string {
+	if ok {
+		return markOK
+	}
+	return markFail
+}
+
+// FormatExplanation writes policy explain's text form: the verdict, both
+// nodes' segments, the allowing rules, then every rule with its from and to
+// segments (each selector term matched or not, with the node's tag when
+// not) and the port entry that matched (naming its service).
+func FormatExplanation(out io.Writer, e *Explanation) {
+	port := e.Port
+	if e.Service != "" {
+		port += " (service " + e.Service + ")"
+	}
+	fmt.Fprintf(out, "%s: %s -> %s %s (policy v%d, %s mode)\n", strings.ToUpper(e.Verdict), e.From, e.To, port, e.Version, e.Mode)
+	fmt.Fprintf(out, "  %s segments: %s\n  %s segments: %s\n", e.From, noneIfEmpty(e.FromSegments), e.To, noneIfEmpty(e.ToSegments))
+	if len(e.Rules) > 0 {
+		fmt.Fprintf(out, "  allowed by: %s\n", strings.Join(e.Rules, ", "))
+	} else {
+		fmt.Fprintln(out, "  no rule allows it (default deny)")
+	}
+	if len(e.Considered) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "  rules:")
+	for _, r := range e.Considered {
+		verdict := "does not apply"
+		if r.Allow {
+			verdict = "allows it"
+		}
+		fmt.Fprintf(out, "    %s: %s\n", r.Rule, verdict)
+		fmt.Fprintf(out, "      from %s\n", explainedSegments(r.From))
+		fmt.Fprintf(out, "      to %s\n", explainedSegments(r.To))
+		switch {
+		case r.Service != "":
+			fmt.Fprintf(out, "      port %s %s (service %s)\n", e.Port, markOK, r.Service)
+		case r.PortMatch != "":
+			fmt.Fprintf(out, "      port %s %s (%s)\n", e.Port, markOK, r.PortMatch)
+		default:
+			fmt.Fprintf(out, "      port %s %s (ports: %s)\n", e.Port, markFail, strings.Join(r.Ports, ", "))
+		}
+	}
+}
+
+// explainedSegments gives a rule's from or to list, e.g.
+// "prod-db ✗: env: [prod, staging] ✗ (env=dev), role: db ✓"; several
+// segments are separated by " | ".
+func explainedSegments(segs []ExplainedSegment) string {
+	parts := make([]string, len(segs))
+	for i, s := range segs {
+		switch {
+		case s.Segment == "*":
+			parts[i] = "*" + " " + mark(s.Match) + " (any node)"
+		case len(s.Terms) == 0:
+			parts[i] = s.Segment + " " + mark(s.Match) + " (no selector)"
+		default:
+			terms := make([]string, len(s.Terms))
+			for j, t := range s.Terms {
+				terms[j] = t.Term + " " + mark(t.Match)
+				switch {
+				case t.Match:
+				case t.Present:
+					terms[j] += " (" + t.Tag + "=" + t.Value + ")"
+				default:
+					terms[j] += " (" + t.Tag + " absent)"
+				}
+			}
+			parts[i] = s.Segment + " " + mark(s.Match) + ": " + strings.Join(terms, ", ")
+		}
+	}
+	return strings.Join(parts, " | ")
+}
+
+// noneIfEmpty joins s with ", ", or gives "(none)".
+func noneIfEmpty(s []string) string {
+	if len(s) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s, ", ")
+}

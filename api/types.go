@@ -105,6 +105,41 @@ type Explanation struct {
 	Rules        []string `json:"rules"`
 	Mode         string   `json:"mode"`
 	Version      uint64   `json:"policy_version"`
+	// Service is the service the port was given as ("" for a port).
+	Service string `json:"service,omitempty"`
+	// Considered is every rule of the policy in file order with how its
+	// from, to and ports fared.
+	Considered []ExplainedRule `json:"considered"`
+}
+
+// ExplainedRule is one rule as policy explain evaluated it.
+type ExplainedRule struct {
+	Rule      string             `json:"rule"`
+	Allow     bool               `json:"allow"`
+	From      []ExplainedSegment `json:"from"`
+	FromMatch bool               `json:"from_match"`
+	To        []ExplainedSegment `json:"to"`
+	ToMatch   bool               `json:"to_match"`
+	Ports     []string           `json:"ports"`                // the rule's ports list as written
+	PortMatch string             `json:"port_match,omitempty"` // the entry that matches the flow
+	Service   string             `json:"service,omitempty"`    // the service port_match names
+}
+
+// ExplainedSegment is one segment of a rule's from or to list evaluated on
+// the source or destination node ("*" matches any node and has no terms).
+type ExplainedSegment struct {
+	Segment string          `json:"segment"`
+	Match   bool            `json:"match"`
+	Terms   []ExplainedTerm `json:"terms,omitempty"`
+}
+
+// ExplainedTerm is one selector term evaluated on a node.
+type ExplainedTerm struct {
+	Term    string `json:"term"` // as written, e.g. "env: [prod, staging]"
+	Match   bool   `json:"match"`
+	Tag     string `json:"tag"`
+	Present bool   `json:"present"`         // whether the node has the tag
+	Value   string `json:"value,omitempty"` // its value there
 }
 
 // RemoveRequest is the body of POST /v1/nodes/remove.

@@ -2,13 +2,19 @@
 package docs_test
 
 import (
+	"bytes"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/config"
+	"github.com/segmesh/segmesh/node"
 )
 
 // TestConfigReferenceListsEveryKey fails when a config key exists in code
@@ -107,4 +113,145 @@ func yamlBlocks(md string) []string {
 		out = append(out, m[1])
 	}
 	return out
+}
+
+// fencedBlocks returns the fenced blocks of a Markdown text with their info
+// strings ("yaml", "yaml broken", "text", ...), in order.
+func fencedBlocks(md string) (infos, bodies []string) {
+	for _, m := range regexp.MustCompile("(?s)```([^\n`]*)\n(.*?)```").FindAllStringSubmatch(md, -1) {
+		infos, bodies = append(infos, m[1]), append(bodies, m[2])
+	}
+	return infos, bodies
+}
+
+// TestPolicyReferenceBuiltinServices: the table of built-in services in
+// docs/policy.md is acl.BuiltinServices, in order.
+func TestPolicyReferenceBuiltinServices(t *testing.T) {
+	doc, err := os.ReadFile("policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z-]+)` \\| ((?:tcp|udp)/[0-9, /a-z-]+) \\|$").FindAllStringSubmatch(string(doc), -1) {
+		got = append(got, m[1]+" "+m[2])
+	}
+	var want []string
+	for _, s := range acl.BuiltinServices() {
+		ports := make([]string, len(s.Ports))
+		for i, p := range s.Ports {
+			ports[i] = p.String()
+		}
+		want = append(want, s.Name+" "+strings.Join(ports, ", "))
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("built-in services in policy.md:\n%s\nin the code:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestPolicyReferenceSelectorTable: each row of the "node tags | segments"
+// table holds for the last yaml block before it.
+func TestPolicyReferenceSelectorTable(t *testing.T) {
+	b, err := os.ReadFile("policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	at := strings.Index(doc, "| node tags | segments |")
+	if at < 0 {
+		t.Fatal("policy.md has no node tags | segments table")
+	}
+	blocks := yamlBlocks(doc[:at])
+	p, err := acl.Parse("policy.md", []byte(blocks[len(blocks)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := regexp.MustCompile("(?m)^\\| `(\\{.*\\})` \\| (.*) \\|$").FindAllStringSubmatch(doc[at:], -1)
+	if len(rows) < 5 {
+		t.Fatalf("only %d rows in the selector table", len(rows))
+	}
+	for _, r := range rows {
+		var tags map[string]string
+		if err := yaml.Unmarshal([]byte(r[1]), &tags); err != nil {
+			t.Errorf("row %s: %v", r[1], err)
+			continue
+		}
+		want := r[2]
+		got := strings.Join(p.SegmentsOf(tags), ", ")
+		if got == "" {
+			got = "(none)"
+		}
+		if got != want {
+			t.Errorf("tags %s: segments %s, policy.md says %s", r[1], got, want)
+		}
+	}
+}
+
+// TestPolicyReferenceBrokenExamples: every ```yaml broken block gives
+// exactly the errors of the ```text block after it (as file policy.yaml).
+func TestPolicyReferenceBrokenExamples(t *testing.T) {
+	doc, err := os.ReadFile("policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, bodies := fencedBlocks(string(doc))
+	n := 0
+	for i, info := range infos {
+		if info != "yaml broken" {
+			continue
+		}
+		n++
+		if i+1 >= len(infos) || infos[i+1] != "text" {
+			t.Errorf("broken example %d is not followed by a text block of its errors", n)
+			continue
+		}
+		_, err := acl.Parse("policy.yaml", []byte(bodies[i]))
+		if err == nil {
+			t.Errorf("broken example %d parses", n)
+			continue
+		}
+		if got, want := err.Error(), strings.TrimSpace(bodies[i+1]); got != want {
+			t.Errorf("broken example %d gives:\n%s\npolicy.md says:\n%s", n, got, want)
+		}
+	}
+	if n == 0 {
+		t.Error("policy.md has no broken example")
+	}
+}
+
+// TestPolicyReferenceExplain: the policy explain output shown in
+// docs/policy.md is what explain prints for the selectors example with
+// api-1 {role: app, svc: api} and db-2 {role: db, env: dev}.
+func TestPolicyReferenceExplain(t *testing.T) {
+	b, err := os.ReadFile("policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	infos, bodies := fencedBlocks(doc)
+	var shown string
+	for i, info := range infos {
+		if info == "text" && strings.HasPrefix(bodies[i], "DENY: api-1 -> db-2") {
+			shown = bodies[i]
+		}
+	}
+	if shown == "" {
+		t.Fatal("policy.md shows no explain output for api-1 -> db-2")
+	}
+	at := strings.Index(doc, "| node tags | segments |")
+	blocks := yamlBlocks(doc[:at])
+	p, err := acl.Parse("policy.md", []byte(blocks[len(blocks)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api1 := acl.Member{Name: "api-1", Tags: map[string]string{"role": "app", "svc": "api"}}
+	db2 := acl.Member{Name: "db-2", Tags: map[string]string{"role": "db", "env": "dev"}}
+	e, err := node.Explanation(p, 3, api1, db2, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	api.FormatExplanation(&out, e)
+	if out.String() != shown {
+		t.Errorf("explain prints:\n%s\npolicy.md shows:\n%s", out.String(), shown)
+	}
 }

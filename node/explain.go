@@ -9,15 +9,9 @@ import (
 )
 
 // Explain resolves FROM and TO (names, keys or overlay IPs of this node or
-// its admitted peers) and gives the active policy's verdict for proto/port.
+// its admitted peers) and gives the active policy's verdict for port (see
+// Explanation).
 func (n *Node) Explain(from, to, port string) (*api.Explanation, error) {
-	p, err := acl.ParsePort(port)
-	if err != nil {
-		return nil, fmt.Errorf("port %q: %w", port, err)
-	}
-	if p.Proto == "any" || p.Lo != p.Hi {
-		return nil, fmt.Errorf("port %q: give one protocol and port, e.g. tcp/5432 or icmp", port)
-	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	members := append([]acl.Member{n.selfMember()}, n.view.admitted()...)
@@ -29,16 +23,50 @@ func (n *Node) Explain(from, to, port string) (*api.Explanation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}
-	v := acl.Explain(n.policy.pol, fm, tm, p.Proto, p.Lo)
-	e := &api.Explanation{Verdict: "deny", From: fm.Name, To: tm.Name, FromSegments: nonNil(v.FromSegments),
-		ToSegments: nonNil(v.ToSegments), Port: p.String(), Rules: nonNil(v.Rules), Mode: string(v.Mode)}
+	var version uint64
+	if n.policy.doc != nil {
+		version = n.policy.doc.Version
+	}
+	return Explanation(n.policy.pol, version, fm, tm, port)
+}
+
+// Explanation gives policy p's verdict (p is version version; nil allows
+// nothing) for a flow from node from to node to on port: one flow, or a
+// service of p or a built-in one of exactly one port. It lists how every
+// rule fared.
+func Explanation(p *acl.Policy, version uint64, from, to acl.Member, port string) (*api.Explanation, error) {
+	pt, svc, err := p.FlowPort(port)
+	if err != nil {
+		return nil, fmt.Errorf("port %q: %w", port, err)
+	}
+	v := acl.Explain(p, from, to, pt.Proto, pt.Lo)
+	e := &api.Explanation{Verdict: "deny", From: from.Name, To: to.Name, FromSegments: nonNil(v.FromSegments),
+		ToSegments: nonNil(v.ToSegments), Port: pt.String(), Rules: nonNil(v.Rules), Mode: string(v.Mode),
+		Version: version, Service: svc, Considered: explainedRules(v.Trace)}
 	if v.Allow {
 		e.Verdict = "allow"
 	}
-	if n.policy.doc != nil {
-		e.Version = n.policy.doc.Version
-	}
 	return e, nil
+}
+
+// explainedRules converts acl's rule traces to the API's form (never nil).
+func explainedRules(trace []acl.RuleTrace) []api.ExplainedRule {
+	segs := func(ts []acl.SegmentTrace) []api.ExplainedSegment {
+		out := make([]api.ExplainedSegment, len(ts))
+		for i, s := range ts {
+			out[i] = api.ExplainedSegment{Segment: s.Segment, Match: s.Match}
+			for _, t := range s.Terms {
+				out[i].Terms = append(out[i].Terms, api.ExplainedTerm{Term: t.Term, Match: t.Match, Tag: t.Tag, Present: t.Present, Value: t.Value})
+			}
+		}
+		return out
+	}
+	out := make([]api.ExplainedRule, len(trace))
+	for i, r := range trace {
+		out[i] = api.ExplainedRule{Rule: r.Rule, Allow: r.Allow, From: segs(r.From), FromMatch: r.FromMatch,
+			To: segs(r.To), ToMatch: r.ToMatch, Ports: nonNil(r.Entries), PortMatch: r.Entry, Service: r.Service}
+	}
+	return out
 }
 
 // resolve finds a member by name, public key or overlay address. A name

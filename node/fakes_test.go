@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -194,6 +196,12 @@ type rig struct {
 // newRig initialises a node directory (once per dir) and starts a node on it.
 func newRig(t *testing.T, dir string, policyFile string) *rig {
 	t.Helper()
+	return newRigLog(t, dir, policyFile, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// newRigLog is newRig with the node logging to log.
+func newRigLog(t *testing.T, dir string, policyFile string, log *slog.Logger) *rig {
+	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, "segmesh.yaml")); err != nil {
 		if _, err := config.InitDir(config.InitOptions{Dir: dir, Name: "self", Advertise: "192.0.2.1", Tags: map[string]string{"role": "db"}}); err != nil {
 			t.Fatal(err)
@@ -224,7 +232,7 @@ func newRig(t *testing.T, dir string, policyFile string) *rig {
 		},
 		Now: time.Now,
 	}
-	r.n, err = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps, "test")
+	r.n, err = New(cfg, log, deps, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,4 +278,56 @@ func (g *fakeGossip) Forget(name string) {
 			return
 		}
 	}
+}
+
+// logRecords is a slog.Handler keeping every record (attributes flattened
+// into "key=value" strings), for tests that check what a node logs.
+type logRecords struct {
+	mu   *sync.Mutex
+	recs *[]logRecord
+	with []string
+}
+
+type logRecord struct {
+	Level slog.Level
+	Msg   string
+	Attrs map[string]string
+}
+
+func newLogRecords() *logRecords { return &logRecords{mu: &sync.Mutex{}, recs: &[]logRecord{}} }
+
+func (h *logRecords) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logRecords) Handle(_ context.Context, r slog.Record) error {
+	rec := logRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
+	for _, kv := range h.with {
+		k, v, _ := strings.Cut(kv, "=")
+		rec.Attrs[k] = v
+	}
+	r.Attrs(func(a slog.Attr) bool { rec.Attrs[a.Key] = a.Value.String(); return true })
+	h.mu.Lock()
+	*h.recs = append(*h.recs, rec)
+	h.mu.Unlock()
+	return nil
+}
+func (h *logRecords) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *h
+	c.with = slices.Clone(h.with)
+	for _, a := range as {
+		c.with = append(c.with, a.Key+"="+a.Value.String())
+	}
+	return &c
+}
+func (h *logRecords) WithGroup(string) slog.Handler { return h }
+
+// find returns the records whose message contains msg.
+func (h *logRecords) find(msg string) []logRecord {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []logRecord
+	for _, r := range *h.recs {
+		if strings.Contains(r.Msg, msg) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -74,6 +74,10 @@ type Node struct {
 	denyTotals    metrics.DenyTotals
 	stopMetrics   func() error
 	policyPending time.Time // when a newly accepted policy awaits enforcement (apply duration)
+	// rejectedDoc is the hash of the last policy document from the mesh
+	// that did not decode: push/pull brings it back every interval, and
+	// only its first arrival is worth a warning.
+	rejectedDoc string
 
 	flows    *flowPipeline
 	byAddr   map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)

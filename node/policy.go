@@ -1,10 +1,12 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,7 +115,23 @@ func (h docHandler) MergeDocument(kind string, data []byte) bool {
 	}
 	doc, pol, err := acl.DecodeDocument(data)
 	if err != nil {
-		h.n.log.Warn("policy document rejected", "err", err)
+		// E.g. a policy an older binary accepted that this one cannot read
+		// (an unknown service, a contradictory selector): keep enforcing
+		// the active policy and say why.
+		h.n.mu.Lock()
+		var active uint64
+		if h.n.policy.doc != nil {
+			active = h.n.policy.doc.Version
+		}
+		sum := acl.Hash(data)
+		again := h.n.rejectedDoc == sum
+		h.n.rejectedDoc = sum
+		h.n.mu.Unlock()
+		level := slog.LevelWarn
+		if again {
+			level = slog.LevelDebug
+		}
+		h.n.log.Log(context.Background(), level, "policy document rejected; keeping the active policy", "active_version", active, "err", err)
 		return false
 	}
 	h.n.mu.Lock()

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"maps"
 	"slices"
 
 	"github.com/segmesh/segmesh/api"
@@ -17,7 +16,7 @@ func (n *Node) Segments() []api.SegmentView {
 		return out
 	}
 	for _, seg := range n.policy.pol.Segments {
-		sv := api.SegmentView{Name: seg.Name, Selector: maps.Clone(seg.Selector), Members: []api.SegmentMember{}}
+		sv := api.SegmentView{Name: seg.Name, Selector: seg.SelectorMap(), Members: []api.SegmentMember{}}
 		if slices.Contains(n.policy.pol.SegmentsOf(n.cfg.Tags), seg.Name) {
 			sv.Members = append(sv.Members, api.SegmentMember{Name: n.cfg.Name, PublicKey: n.pub.String(),
 				Address: n.claim.Address.String(), State: api.StateUp, Self: true})

@@ -176,8 +176,8 @@ func newPolicyHistory(g *globals) *cobra.Command {
 func newPolicyExplain(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "explain FROM TO PROTO/PORT",
-		Short: "Verdict for FROM → TO (names, keys or overlay IPs), with both nodes' segments and the rules behind it",
+		Use:   "explain FROM TO PROTO/PORT|SERVICE",
+		Short: "Verdict for FROM → TO (names, keys or overlay IPs), with both nodes' segments and how every rule fared",
 		Args:  cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := api.NewClient(g.socketPath()).Explain(cmd.Context(), args[0], args[1], args[2])
@@ -188,23 +188,10 @@ func newPolicyExplain(g *globals) *cobra.Command {
 			if asJSON {
 				return json.NewEncoder(out).Encode(e)
 			}
-			fmt.Fprintf(out, "%s: %s -> %s %s (policy v%d, %s mode)\n", strings.ToUpper(e.Verdict), e.From, e.To, e.Port, e.Version, e.Mode)
-			fmt.Fprintf(out, "  %s segments: %s\n  %s segments: %s\n", e.From, orNone(e.FromSegments), e.To, orNone(e.ToSegments))
-			if len(e.Rules) > 0 {
-				fmt.Fprintf(out, "  allowed by: %s\n", strings.Join(e.Rules, ", "))
-			} else {
-				fmt.Fprintln(out, "  no rule allows it (default deny)")
-			}
+			api.FormatExplanation(out, e)
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
-}
-
-func orNone(s []string) string {
-	if len(s) == 0 {
-		return "(none)"
-	}
-	return strings.Join(s, ", ")
 }

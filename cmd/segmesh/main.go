@@ -31,13 +31,20 @@ func main() {
 		return
 	}
 	fmt.Fprintln(os.Stderr, "segmesh:", err)
+	os.Exit(exitCode(err))
+}
+
+// exitCode is the exit status for a command's error: an exitError's code,
+// 2 for a configuration error, else 1.
+func exitCode(err error) int {
 	var ee *exitError
 	switch {
+	case err == nil:
+		return 0
 	case errors.As(err, &ee):
-		os.Exit(ee.code)
+		return ee.code
 	case config.IsConfigError(err):
-		os.Exit(2)
-	default:
-		os.Exit(1)
+		return 2
 	}
+	return 1
 }
