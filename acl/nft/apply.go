@@ -25,8 +25,9 @@ import (
 //
 // When nothing differs nothing is sent. The diff is against what the
 // Firewall last wrote; after Install kept a table (and after a failed
-// Apply) the kernel is read first, and identity chains found there are
-// rewritten. After Install found the previous release's table, the first
+// Apply) the kernel is read first: identity chains found there whose rules
+// are not exactly what Apply writes for their sets' elements are rewritten,
+// the others diffed like the rest. After Install found the previous release's table, the first
 // Apply deletes it and creates the new table with e's content in the same
 // batch, so no packet sees neither.
 //

@@ -26,7 +26,7 @@ type state struct {
 	local [2][]netip.Addr     // local4, local6 (sorted)
 	src   []acl.Source        // the identities' source sets, strictly sorted by address
 	nsrc  [2]int              // sources per family (set by sourceDiff and refresh)
-	ids   map[uint32]*content // identity chains; nil content: read from the kernel, not known
+	ids   map[uint32]*content // identity chains; nil content: read from the kernel and not as Apply writes it
 	// order is the identities in the dispatch chains src4/src6, in rule
 	// order; nil when not known (read from the kernel): rewritten then.
 	order []uint32
@@ -117,8 +117,8 @@ func cleanRanges(rs []acl.PortRange) ([]acl.PortRange, error) {
 }
 
 // refresh reads the managed content of the kernel's table into f.cur: the
-// local sets, the source maps, the identity chains (their content unknown)
-// and the mode.
+// local sets, the identities (chains, port sets, source sets), the order
+// of the dispatch chains and the mode.
 func (f *Firewall) refresh() error {
 	cur := state{ids: map[uint32]*content{}}
 	for i, name := range []string{setLocal4, setLocal6} {
@@ -144,8 +144,13 @@ func (f *Firewall) refresh() error {
 			continue
 		}
 		if id, ok := parseIDChain(c.Name); ok {
-			cur.ids[id] = nil
+			if cur.ids[id], err = f.readIdentity(id); err != nil {
+				return err
+			}
 		}
+	}
+	if cur.order, err = f.readOrder(cur.ids); err != nil {
+		return err
 	}
 	for _, id := range slices.Sorted(maps.Keys(cur.ids)) {
 		for fa := range 2 {
