@@ -33,7 +33,7 @@ func Compile(p *Policy, self Member, peers []Member) Desired {
 		return d
 	}
 	d.Audit = p.Mode == ModeAudit
-	selfSegs := p.SegmentsOf(self.Tags)
+	selfSegs := p.SegmentsOfMember(self)
 	var rules []*Rule
 	for i := range p.Rules {
 		if listAdmits(p.Rules[i].To, selfSegs) {
@@ -57,7 +57,7 @@ func Compile(p *Policy, self Member, peers []Member) Desired {
 		if len(addrs) == 0 {
 			continue
 		}
-		peerSegs := p.SegmentsOf(peer.Tags)
+		peerSegs := p.SegmentsOfMember(*peer)
 		clear(mask)
 		matched := false
 		for j, r := range rules {

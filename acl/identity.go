@@ -68,7 +68,7 @@ func (a *IdentityAllocator) Compile(p *Policy, self Member, peers []Member) Enfo
 		return e
 	}
 	e.Audit = p.Mode == ModeAudit
-	selfSegs := p.SegmentsOf(self.Tags)
+	selfSegs := p.SegmentsOfMember(self)
 	var rules []*Rule
 	for i := range p.Rules {
 		if listAdmits(p.Rules[i].To, selfSegs) {
@@ -91,7 +91,7 @@ func (a *IdentityAllocator) Compile(p *Policy, self Member, peers []Member) Enfo
 		if len(addrs) == 0 {
 			continue
 		}
-		segs := p.SegmentsOf(peer.Tags)
+		segs := p.SegmentsOfMember(*peer)
 		key := strings.Join(segs, "\x00")
 		g, ok := groups[key]
 		if !ok {

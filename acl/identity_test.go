@@ -129,3 +129,59 @@ func TestIdentityNilPolicyAndLocal(t *testing.T) {
 		t.Fatalf("nil policy: %+v", e)
 	}
 }
+
+// TestIdentityWorkloads: a peer's identity at the receiver is the union of
+// the source segments of its node and of each of its workloads (node tags
+// and the workload's); peers with the same union share it. A workload tag
+// never redefines a node tag.
+func TestIdentityWorkloads(t *testing.T) {
+	p := polMustParse(t, `segments:
+  app: {role: app}
+  api: {role: app, svc: api}
+  cron: {svc: cron}
+  db: {role: db}
+rules:
+  - {name: api-db, from: [api], to: [db], ports: [tcp/5432]}
+  - {name: app-db, from: [app], to: [db], ports: [tcp/6379]}
+  - {name: cron-db, from: [cron], to: [db], ports: [icmp]}
+`)
+	self := polMember("db1", "100.80.250.1", "", map[string]string{"role": "db"})
+	app1 := polMember("app1", "100.80.0.1", "", map[string]string{"role": "app"})
+	app1.Workloads = []Workload{{Name: "api", Tags: map[string]string{"svc": "api"}}, {Name: "cron", Tags: map[string]string{"svc": "cron"}}}
+	app2 := polMember("app2", "100.80.0.2", "", map[string]string{"role": "app"})
+	app2.Workloads = []Workload{{Name: "cron", Tags: map[string]string{"svc": "cron"}}, {Name: "api", Tags: map[string]string{"svc": "api"}}}
+	app3 := polMember("app3", "100.80.0.3", "", map[string]string{"role": "app"})
+	// A workload tag redefining the node's role does not count.
+	app4 := polMember("app4", "100.80.0.4", "", map[string]string{"role": "app"})
+	app4.Workloads = []Workload{{Name: "x", Tags: map[string]string{"role": "db", "svc": "api"}}}
+	if got := p.SegmentsOfMember(app1); !slices.Equal(got, []string{"api", "app", "cron"}) {
+		t.Fatalf("app1's segments %v", got)
+	}
+	if got := p.SegmentsOfMember(app4); !slices.Equal(got, []string{"api", "app"}) {
+		t.Fatalf("app4's segments %v (a workload tag redefined the node's role?)", got)
+	}
+	e := NewIdentityAllocator().Compile(p, self, []Member{app1, app2, app3, app4})
+	idOf := map[string]uint32{}
+	for _, s := range e.Sources {
+		idOf[s.Addr.String()] = s.ID
+	}
+	if idOf["100.80.0.1"] == 0 || idOf["100.80.0.1"] != idOf["100.80.0.2"] {
+		t.Fatalf("app1 and app2 (same workloads, other order) have identities %d and %d", idOf["100.80.0.1"], idOf["100.80.0.2"])
+	}
+	if idOf["100.80.0.3"] == idOf["100.80.0.1"] || idOf["100.80.0.4"] == idOf["100.80.0.1"] {
+		t.Fatalf("identities %v: app3 (no workloads) and app4 (api only) must differ from app1", idOf)
+	}
+	for _, id := range e.Identities {
+		if id.ID != idOf["100.80.0.1"] {
+			continue
+		}
+		if !slices.Equal(id.Segments, []string{"api", "app", "cron"}) || !id.ICMP ||
+			!slices.Equal(id.TCP, []PortRange{{Lo: 5432, Hi: 5432}, {Lo: 6379, Hi: 6379}}) {
+			t.Fatalf("app1's identity %+v", id)
+		}
+	}
+	// Compile (per source) agrees.
+	if got, want := flatten(e), Compile(p, self, []Member{app1, app2, app3, app4}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("flattened identities differ from Compile:\n got %+v\nwant %+v", got, want)
+	}
+}

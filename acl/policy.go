@@ -110,6 +110,20 @@ func (p *Policy) SegmentsOf(tags map[string]string) []string {
 	return slices.Compact(out)
 }
 
+// SegmentsOfMember returns the sorted segments member m is in: those of
+// its node's tags and of every workload's (node tags and its own).
+func (p *Policy) SegmentsOfMember(m Member) []string {
+	out := p.SegmentsOf(m.Tags)
+	if len(m.Workloads) == 0 {
+		return out
+	}
+	for _, w := range m.Workloads {
+		out = append(out, p.SegmentsOf(WorkloadTags(m.Tags, w))...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // matches reports whether a node with tags is in s.
 func (s *Segment) matches(tags map[string]string) bool {
 	if len(s.Selector) == 0 && len(s.Terms) == 0 {

@@ -24,6 +24,32 @@ type Member struct {
 	Addr4 netip.Addr
 	Addr6 netip.Addr
 	Tags  map[string]string
+	// Workloads are the node's workloads whose tags count (DESIGN.md
+	// "Workloads"): each one's identity is Tags and its own tags. The
+	// member is in every segment its node or any of its workloads is in.
+	Workloads []Workload
+}
+
+// Workload is one workload of a member: a name unique on its node and the
+// tags it adds to the node's (never redefining a node tag key).
+type Workload struct {
+	Name string
+	Tags map[string]string
+}
+
+// WorkloadTags returns the tags of workload w of a node tagged node: the
+// node's tags and w's.
+func WorkloadTags(node map[string]string, w Workload) map[string]string {
+	out := make(map[string]string, len(node)+len(w.Tags))
+	for k, v := range node {
+		out[k] = v
+	}
+	for k, v := range w.Tags {
+		if _, set := node[k]; !set {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // PortElement allows traffic from Src with protocol Proto (TCP or UDP) to a

@@ -23,6 +23,7 @@ type Self struct {
 	Endpoint  string            `json:"endpoint"`
 	Tags      map[string]string `json:"tags"`
 	Segments  []string          `json:"segments"`
+	Workloads []Workload        `json:"workloads"`
 	// Extensions (CA mode): certificate validity end, and whether it ends
 	// within 30 days.
 	CertNotAfter    string `json:"cert_not_after,omitempty"`
@@ -47,6 +48,7 @@ type Peer struct {
 	Endpoint      string            `json:"endpoint"`
 	Tags          map[string]string `json:"tags"`
 	Segments      []string          `json:"segments"`
+	Workloads     []Workload        `json:"workloads"`
 	State         string            `json:"state"`
 	Reason        string            `json:"reason"`
 	LastHandshake *string           `json:"last_handshake"` // RFC3339 or null
@@ -59,6 +61,25 @@ type Peer struct {
 	// within 30 days.
 	CertNotAfter    string `json:"cert_not_after,omitempty"`
 	CertExpiresSoon bool   `json:"cert_expires_soon,omitempty"`
+}
+
+// Workload states.
+const (
+	WorkloadActive   = "active"
+	WorkloadMissing  = "missing"
+	WorkloadRejected = "rejected"
+)
+
+// Workload is one workload of a node (DESIGN.md "Workloads"): its own tags,
+// the segments its identity (node tags and its own) is in, its state and
+// why; Cgroup only for the local node's workloads.
+type Workload struct {
+	Name     string            `json:"name"`
+	Tags     map[string]string `json:"tags"`
+	Segments []string          `json:"segments"`
+	State    string            `json:"state"`
+	Reason   string            `json:"reason"`
+	Cgroup   string            `json:"cgroup,omitempty"`
 }
 
 // Policy is the active policy's identity; version 0 means none.

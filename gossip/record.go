@@ -27,13 +27,21 @@ type Record struct {
 	Address6   netip.Addr        `json:"a6"`            // overlay IPv6 (hash of the key)
 	Tags       map[string]string `json:"t,omitempty"`   // declared tags
 	Cert       []byte            `json:"crt,omitempty"` // CA mode: the node's certificate (compact form)
+	Workloads  []Workload        `json:"w,omitempty"`   // the node's declared workloads (DESIGN.md "Workloads")
 	// Ext is set only in a node meta stub: when the encoded record does not
 	// fit into memberlist's node meta (MaxMetaSize), the meta carries the
-	// record without Tags and Ext holds the digest of the full record, which
+	// record without Tags and Workloads and Ext holds the digest of the full record, which
 	// travels separately (see package gossip). Member.Meta holds the full
 	// record (Ext empty) once it has arrived and the stub until then, so a
 	// decoded record with Ext set means "tags not known yet".
 	Ext string `json:"x,omitempty"`
+}
+
+// Workload is one workload a node declares: its name and its own tags
+// (its identity is the node's tags and these).
+type Workload struct {
+	Name string            `json:"n"`
+	Tags map[string]string `json:"t,omitempty"`
 }
 
 // ErrBadRecord wraps every decode failure.

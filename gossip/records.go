@@ -50,20 +50,20 @@ func splitRecord(r Record) (localRecord, error) {
 		return localRecord{}, err
 	}
 	if len(full) > maxRecordSize {
-		return localRecord{}, fmt.Errorf("node record is %d bytes, more than %d (too many tags?)", len(full), maxRecordSize)
+		return localRecord{}, fmt.Errorf("node record is %d bytes, more than %d (too many tags or workloads?)", len(full), maxRecordSize)
 	}
 	if len(full) <= MaxMetaSize {
 		return localRecord{meta: full}, nil
 	}
 	stub := r
-	stub.Tags = nil
+	stub.Tags, stub.Workloads = nil, nil
 	stub.Ext = recordDigest(full)
 	meta, err := stub.Encode()
 	if err != nil {
 		return localRecord{}, err
 	}
 	if len(meta) > MaxMetaSize {
-		return localRecord{}, fmt.Errorf("node record without tags is %d bytes, more than %d", len(meta), MaxMetaSize)
+		return localRecord{}, fmt.Errorf("node record without tags and workloads is %d bytes, more than %d", len(meta), MaxMetaSize)
 	}
 	return localRecord{meta: meta, full: full, digest: stub.Ext}, nil
 }

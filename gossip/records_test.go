@@ -148,3 +148,37 @@ func TestStubShownUntilFullRecordArrives(t *testing.T) {
 		t.Fatalf("%d records stored, want 2", n)
 	}
 }
+
+// TestSplitRecordWorkloads: workloads travel with the full record; a
+// record too large for node meta leaves them out of the stub, like tags.
+func TestSplitRecordWorkloads(t *testing.T) {
+	r := testRecord("app1", map[string]string{"role": "app"})
+	for i := range 32 {
+		r.Workloads = append(r.Workloads, Workload{Name: fmt.Sprintf("workload-%02d", i), Tags: map[string]string{"svc": "service-name"}})
+	}
+	lr, err := splitRecord(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lr.full == nil || len(lr.meta) > MaxMetaSize {
+		t.Fatalf("meta %d bytes, full record separate: %v", len(lr.meta), lr.full != nil)
+	}
+	stub, err := DecodeRecord(lr.meta)
+	if err != nil || stub.Workloads != nil || stub.Tags != nil || stub.Ext == "" {
+		t.Fatalf("stub %+v, %v", stub, err)
+	}
+	full, err := DecodeRecord(lr.full)
+	if err != nil || len(full.Workloads) != 32 || full.Workloads[31].Name != "workload-31" || full.Workloads[0].Tags["svc"] != "service-name" {
+		t.Fatalf("full record workloads %+v, %v", full.Workloads, err)
+	}
+	// A small record carries them in the meta itself.
+	small := testRecord("app2", nil)
+	small.Workloads = []Workload{{Name: "api", Tags: map[string]string{"svc": "api"}}}
+	lr, err = splitRecord(small)
+	if err != nil || lr.full != nil {
+		t.Fatalf("small record split: %v, %v", lr.full != nil, err)
+	}
+	if got, err := DecodeRecord(lr.meta); err != nil || len(got.Workloads) != 1 || got.Workloads[0].Name != "api" {
+		t.Fatalf("small record %+v, %v", got, err)
+	}
+}

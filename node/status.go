@@ -16,7 +16,7 @@ func (n *Node) Status() api.Status {
 		Self: api.Self{
 			Name: n.cfg.Name, PublicKey: n.pub.String(), Address: n.claim.Address.String(),
 			Address6: mesh.Address6(n.cfg.Network6, n.pub).String(), Endpoint: n.endpoint.String(),
-			Tags: nonNilTags(n.cfg.Tags), Segments: n.segmentsOf(n.cfg.Tags),
+			Tags: nonNilTags(n.cfg.Tags), Segments: n.segmentsOf(n.cfg.Tags), Workloads: []api.Workload{},
 		},
 		Peers:     []api.Peer{},
 		Policy:    api.Policy{Version: 0, Hash: "", Mode: "enforce"},
@@ -36,6 +36,7 @@ func (n *Node) Status() api.Status {
 			Name: p.rec.Name, PublicKey: p.name, Tags: nonNilTags(p.rec.Tags), Segments: []string{},
 			State: p.state, Reason: p.reason,
 		}
+		ap.Workloads = n.peerWorkloads(p.rec, p.cert != nil, p.configured)
 		if p.configured {
 			ap.Segments = n.segmentsOf(p.rec.Tags)
 		}
