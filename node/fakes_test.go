@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -188,6 +187,7 @@ type rig struct {
 	fw       *fakeFirewall
 	conntrak chan []netip.Addr
 	cfg      *config.Config
+	logs     *syncBuffer
 	stop     func()
 }
 
@@ -206,7 +206,7 @@ func newRig(t *testing.T, dir string, policyFile string) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{ev: &events{}, cfg: cfg, conntrak: make(chan []netip.Addr, 16)}
+	r := &rig{ev: &events{}, cfg: cfg, conntrak: make(chan []netip.Addr, 16), logs: &syncBuffer{}}
 	r.mesh, r.fw = &fakeMesh{ev: r.ev}, &fakeFirewall{ev: r.ev}
 	r.gossip = &fakeGossip{ev: r.ev, changes: make(chan struct{}, 1)}
 	deps := Deps{
@@ -224,7 +224,7 @@ func newRig(t *testing.T, dir string, policyFile string) *rig {
 		},
 		Now: time.Now,
 	}
-	r.n, err = New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), deps, "test")
+	r.n, err = New(cfg, slog.New(slog.NewTextHandler(r.logs, nil)), deps, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
