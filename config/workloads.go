@@ -128,6 +128,8 @@ func checkUnit(u string) error {
 		return fmt.Errorf("%q: a unit name has no '/' (a cgroup path goes in cgroup)", u)
 	case len(u) > 255 || !unitRE.MatchString(u):
 		return fmt.Errorf("%q: want a systemd unit name ending in .service, .scope or .slice", u)
+	case u == "-.slice":
+		return fmt.Errorf("%q: the root slice holds every process; name a unit below it", u)
 	case strings.HasSuffix(strings.TrimSuffix(u, path.Ext(u)), "@"):
 		return fmt.Errorf("%q: a template unit runs no process; name an instance (NAME@INSTANCE.service)", u)
 	}

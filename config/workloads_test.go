@@ -106,6 +106,7 @@ func TestWorkloadsErrors(t *testing.T) {
 		{"unit with slash", "  - {name: api, unit: system.slice/a.service}\n", "workloads[0].unit", "no '/'"},
 		{"unit bad suffix", "  - {name: api, unit: a.socket}\n", "workloads[0].unit", ".service, .scope or .slice"},
 		{"unit no suffix", "  - {name: api, unit: api}\n", "workloads[0].unit", ".service, .scope or .slice"},
+		{"unit root slice", "  - {name: api, unit: \"-.slice\"}\n", "workloads[0].unit", "root slice"},
 		{"unit template", "  - {name: api, unit: getty@.service}\n", "workloads[0].unit", "template"},
 		{"unit space", "  - {name: api, unit: \"a b.service\"}\n", "workloads[0].unit", "systemd unit name"},
 		{"cgroup relative", "  - {name: api, cgroup: system.slice/a.service}\n", "workloads[0].cgroup", "absolute"},
