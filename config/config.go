@@ -1,6 +1,8 @@
 // Package config loads and validates the segmesh daemon configuration: a YAML
 // file read with viper, every key overridable by a SEGMESH_<KEY> environment
-// variable (nested keys joined by "_", e.g. SEGMESH_GOSSIP_ADVERTISE).
+// variable (nested keys joined by "_", e.g. SEGMESH_GOSSIP_ADVERTISE), except
+// workloads: a list of maps has no one-line form, so SEGMESH_WORKLOADS is an
+// error rather than silently ignored.
 //
 // Every key of the contract is accepted; unknown keys are errors. Errors name
 // the file and the key; the CLI exits 2 on them.
@@ -56,8 +58,10 @@ type Config struct {
 	FlowLog          string
 	Gossip           Gossip
 	Tags             map[string]string
-	PolicyFile       string
-	Trust            Trust
+	// Workloads: processes of this node with their own tags (at most 32).
+	Workloads  []Workload
+	PolicyFile string
+	Trust      Trust
 }
 
 // Gossip is the gossip section.

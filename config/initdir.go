@@ -20,6 +20,7 @@ type InitOptions struct {
 	Join      []string
 	Advertise string
 	Interface string
+	Workloads []Workload
 	Force     bool
 }
 
@@ -44,7 +45,10 @@ func InitDir(o InitOptions) (InitResult, error) {
 		if err != nil {
 			return r, fmt.Errorf("--dir: %w", err)
 		}
-		return InitDir(InitOptions{Dir: abs, Name: o.Name, Tags: o.Tags, Join: o.Join, Advertise: o.Advertise, Interface: o.Interface, Force: o.Force})
+		return InitDir(InitOptions{Dir: abs, Name: o.Name, Tags: o.Tags, Join: o.Join, Advertise: o.Advertise, Interface: o.Interface, Workloads: o.Workloads, Force: o.Force})
+	}
+	if err := ValidateWorkloads(o.Tags, o.Workloads); err != nil {
+		return r, fmt.Errorf("nothing written to %s: %w", o.Dir, err)
 	}
 	if !o.Force {
 		for _, p := range []string{r.ConfigFile, r.KeyFile} {
@@ -86,7 +90,7 @@ func InitDir(o InitOptions) (InitResult, error) {
 	}
 	text := Render(InitValues{
 		Name: name, Interface: ifname, PrivateKeyFile: r.KeyFile, SecretFile: r.ClusterKeyFile,
-		Advertise: o.Advertise, Join: o.Join, Tags: o.Tags,
+		Advertise: o.Advertise, Join: o.Join, Tags: o.Tags, Workloads: o.Workloads,
 	})
 	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
 	if !o.Force {

@@ -32,6 +32,7 @@ var Keys = []keySpec{
 	{"gossip.join", []string{}, "seeds host:port; the persisted peer cache is tried too"},
 	{"gossip.secret_file", DefaultSecretFile, "base64 32-byte cluster keys, one per line, first = primary"},
 	{"tags", map[string]string{}, "workload tags, e.g. role: db (keys are case-insensitive, stored lower-case)"},
+	{"workloads", []any{}, "processes of this node with their own tags, at most 32: name [a-z0-9-]{1,32} (unique), exactly one of unit (systemd unit) or cgroup (cgroup v2 path), tags added to the node's (no node tag key); file only, no SEGMESH_WORKLOADS"},
 	{"policy_file", "", "optional policy proposed at start and on reload when it changed (CA mode: signed, see policy sign)"},
 	{"trust.ca_file", "", "mesh CA public key(s), one per line; empty = trust: open"},
 	{"trust.cert_file", "", "this node's certificate (CA mode)"},

@@ -45,7 +45,9 @@ func unknownKeys(path string, v *viper.Viper) error {
 	var errs []error
 	var unknown []string
 	for _, k := range v.AllKeys() {
-		if known[k] || strings.HasPrefix(k, "tags.") {
+		// tags.* are the node's tags; workloads.* is a map where a list
+		// belongs, which validate reports as such.
+		if known[k] || strings.HasPrefix(k, "tags.") || strings.HasPrefix(k, "workloads.") {
 			continue
 		}
 		unknown = append(unknown, k)

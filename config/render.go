@@ -15,6 +15,7 @@ type InitValues struct {
 	Advertise      string
 	Join           []string
 	Tags           map[string]string
+	Workloads      []Workload
 }
 
 // Render returns a commented YAML config listing every key, with the given
@@ -29,7 +30,7 @@ func Render(iv InitValues) string {
 	}
 	var b strings.Builder
 	b.WriteString("# segmesh configuration. Every key may be overridden by SEGMESH_<KEY>\n")
-	b.WriteString("# (nested keys joined by _, e.g. SEGMESH_GOSSIP_ADVERTISE).\n")
+	b.WriteString("# (nested keys joined by _, e.g. SEGMESH_GOSSIP_ADVERTISE), except workloads.\n")
 	section := ""
 	for _, k := range Keys {
 		top, sub, nested := strings.Cut(k.Key, ".")
@@ -50,6 +51,8 @@ func Render(iv InitValues) string {
 			fmt.Fprintf(&b, "%s%s: [%s]\n", indent, sub, joinQuoted(iv.Join))
 		case "tags":
 			writeTags(&b, iv.Tags)
+		case "workloads":
+			writeWorkloads(&b, iv.Workloads)
 		default:
 			val, ok := set[k.Key]
 			if !ok || val == `""` && k.Default != "" {
@@ -77,6 +80,35 @@ func writeTags(b *strings.Builder, tags map[string]string) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		fmt.Fprintf(b, "  %s: %s\n", k, quote(tags[k]))
+	}
+}
+
+func writeWorkloads(b *strings.Builder, ws []Workload) {
+	if len(ws) == 0 {
+		b.WriteString("# e.g.\n")
+		b.WriteString("# workloads:\n")
+		b.WriteString("#   - name: api\n")
+		b.WriteString("#     unit: api.service        # or: cgroup: /system.slice/api.service\n")
+		b.WriteString("#     tags: {svc: api}\n")
+		b.WriteString("workloads: []\n")
+		return
+	}
+	b.WriteString("workloads:\n")
+	for _, w := range ws {
+		fmt.Fprintf(b, "  - name: %s\n", quote(w.Name))
+		if w.Unit != "" {
+			fmt.Fprintf(b, "    unit: %s\n", quote(w.Unit))
+		}
+		if w.Cgroup != "" {
+			fmt.Fprintf(b, "    cgroup: %s\n", quote(w.Cgroup))
+		}
+		var t strings.Builder
+		writeTags(&t, w.Tags)
+		for _, line := range strings.SplitAfter(t.String(), "\n") {
+			if line != "" {
+				b.WriteString("    " + line)
+			}
+		}
 	}
 }
 

@@ -179,6 +179,7 @@ func validate(path string, v *viper.Viper) (*Config, error) {
 	c.FlowLog = x.str("flow_log")
 	c.Gossip = x.gossip()
 	c.Tags = x.tags("tags")
+	c.Workloads = x.workloads(c.Tags)
 	c.PolicyFile = x.str("policy_file")
 	c.Trust = Trust{CAFile: x.str("trust.ca_file"), CertFile: x.str("trust.cert_file")}
 	x.laterFeatures(c)

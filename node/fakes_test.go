@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -190,16 +189,17 @@ type rig struct {
 	fw       *fakeFirewall
 	conntrak chan []netip.Addr
 	cfg      *config.Config
+	logs     *syncBuffer
 	stop     func()
 }
 
 // newRig initialises a node directory (once per dir) and starts a node on it.
 func newRig(t *testing.T, dir string, policyFile string) *rig {
 	t.Helper()
-	return newRigLog(t, dir, policyFile, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return newRigLog(t, dir, policyFile, nil)
 }
 
-// newRigLog is newRig with the node logging to log.
+// newRigLog is newRig with the node logging to log (nil: to r.logs).
 func newRigLog(t *testing.T, dir string, policyFile string, log *slog.Logger) *rig {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join(dir, "segmesh.yaml")); err != nil {
@@ -214,7 +214,7 @@ func newRigLog(t *testing.T, dir string, policyFile string, log *slog.Logger) *r
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{ev: &events{}, cfg: cfg, conntrak: make(chan []netip.Addr, 16)}
+	r := &rig{ev: &events{}, cfg: cfg, conntrak: make(chan []netip.Addr, 16), logs: &syncBuffer{}}
 	r.mesh, r.fw = &fakeMesh{ev: r.ev}, &fakeFirewall{ev: r.ev}
 	r.gossip = &fakeGossip{ev: r.ev, changes: make(chan struct{}, 1)}
 	deps := Deps{
@@ -231,6 +231,9 @@ func newRigLog(t *testing.T, dir string, policyFile string, log *slog.Logger) *r
 			return nil, errors.New("no NFLOG in unit tests")
 		},
 		Now: time.Now,
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(r.logs, nil))
 	}
 	r.n, err = New(cfg, log, deps, "test")
 	if err != nil {

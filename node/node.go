@@ -191,6 +191,9 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 	log.Info("node ready", "name", cfg.Name, "public_key", n.pub.String(), "address", n.claim.Address,
 		"address6", mesh.Address6(cfg.Network6, n.pub), "interface", cfg.Interface, "backend", n.mesh.Backend(),
 		"endpoint", n.endpoint)
+	if len(cfg.Workloads) > 0 {
+		log.Info("workloads configured", "workloads", workloadNames(cfg.Workloads))
+	}
 	return n, nil
 }
 

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"slices"
 
 	"github.com/segmesh/segmesh/config"
 )
 
 // Reload re-reads the config file (SIGHUP, `segmesh reload`). Tags and name
-// are re-announced and cluster keys installed into the keyring. Keys that
+// are re-announced and cluster keys installed into the keyring. A changed
+// workloads list is taken over (stored and logged; nothing acts on it yet). Keys that
 // need a restart are reported in the log and keep their running value. When
 // the new file is invalid, nothing changes and the error is returned.
 func (n *Node) Reload() error {
@@ -43,7 +45,9 @@ func (n *Node) Reload() error {
 	merged := *cur
 	merged.Name, merged.Tags, merged.PolicyFile = next.Name, next.Tags, next.PolicyFile
 	merged.DeadPeerGrace, merged.Gossip.Join = next.DeadPeerGrace, next.Gossip.Join
+	merged.Workloads = next.Workloads
 	n.cfg = &merged
+	workloadsChanged := !workloadsEqual(cur.Workloads, next.Workloads)
 	certChanged := false
 	if nextTrust != nil {
 		certChanged = !bytes.Equal(mustMarshal(nextTrust.cert), mustMarshal(n.trust.cert))
@@ -54,6 +58,10 @@ func (n *Node) Reload() error {
 	rec := n.record()
 	n.mu.Unlock()
 
+	if workloadsChanged {
+		n.log.Info("reload: workloads changed", "workloads", workloadNames(next.Workloads),
+			"before", workloadNames(cur.Workloads))
+	}
 	if changed {
 		if err := n.gossip.UpdateLocal(rec); err != nil {
 			return fmt.Errorf("reload: re-announce: %w", err)
@@ -70,6 +78,22 @@ func (n *Node) Reload() error {
 	}
 	n.kick()
 	return nil
+}
+
+// workloadsEqual reports whether two workload lists are the same, in order.
+func workloadsEqual(a, b []config.Workload) bool {
+	return slices.EqualFunc(a, b, func(x, y config.Workload) bool {
+		return x.Name == y.Name && x.Unit == y.Unit && x.Cgroup == y.Cgroup && maps.Equal(x.Tags, y.Tags)
+	})
+}
+
+// workloadNames lists workloads as name=unit-or-cgroup for the log.
+func workloadNames(ws []config.Workload) []string {
+	out := make([]string, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, w.Name+"="+w.Target())
+	}
+	return out
 }
 
 // restartOnly lists the keys that differ and cannot change on a live node.

@@ -16,6 +16,7 @@ import (
 func newInit() *cobra.Command {
 	var o config.InitOptions
 	var tags, join string
+	var workloads []string
 	cmd := &cobra.Command{
 		Use:   "init --dir DIR",
 		Short: "Write a config file, a WireGuard key and (if absent) a cluster key",
@@ -34,6 +35,16 @@ func newInit() *cobra.Command {
 					return &exitError{code: 2, err: fmt.Errorf("--join: %w", err)}
 				}
 				o.Join = append(o.Join, hp)
+			}
+			for _, s := range workloads {
+				w, err := config.ParseWorkload(s)
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--workload: %w", err)}
+				}
+				o.Workloads = append(o.Workloads, w)
+			}
+			if err := config.ValidateWorkloads(o.Tags, o.Workloads); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--workload (workloads[i] is the i-th flag, from 0): %w", err)}
 			}
 			r, err := config.InitDir(o)
 			if err != nil {
@@ -57,6 +68,7 @@ func newInit() *cobra.Command {
 	f.StringVar(&o.Name, "name", "", "node name (default: hostname)")
 	f.StringVar(&tags, "tags", "", "tags as k=v,k=v")
 	f.StringVar(&join, "join", "", "gossip seeds as host:port,host:port")
+	f.StringArrayVar(&workloads, "workload", nil, "a workload as NAME:UNIT:k=v,k=v (UNIT a systemd unit, or a cgroup v2 path when it starts with /); repeatable, at most 32")
 	f.StringVar(&o.Advertise, "advertise", "", "underlay address peers dial")
 	f.StringVar(&o.Interface, "interface", "", "WireGuard interface name (default segmesh0)")
 	f.BoolVar(&o.Force, "force", false, "overwrite an existing config and private key")
