@@ -26,7 +26,7 @@ const v1Only = `31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=75
 func TestParseMountinfo(t *testing.T) {
 	for _, tc := range []struct {
 		name, text, want string
-		err             error
+		err              error
 	}{
 		{"pure v2", pureV2, "/sys/fs/cgroup", nil},
 		{"hybrid", hybrid, "/sys/fs/cgroup/unified", nil},
