@@ -1,5 +1,10 @@
 package cgroup
 
-import "golang.org/x/sys/unix"
-
-func unixRmWatch(fd int, wd int32) (int, error) { return unix.InotifyRmWatch(fd, uint32(wd)) }
+// disableInotify removes the watcher's inotify watches for good: only the
+// periodic rescan sees changes afterwards.
+func (w *Watcher) disableInotify() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.noWatch = true
+	w.aimWatches(nil)
+}
