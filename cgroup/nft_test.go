@@ -204,6 +204,26 @@ func TestRootNftSocketCgroupv2(t *testing.T) {
 			}
 		}
 	}
+	// A unit restart: the cgroup made again at the same path gets a new id,
+	// and the rule naming the old one no longer matches (the watcher's
+	// new ID has to reach the rules).
+	if err := tr.rmdir("in"); err != nil {
+		t.Fatal(err)
+	}
+	tr.mkdir("in")
+	if r := runHelper(t, ns, tr, "in", []string{aCmp})[aCmp]; !refused(r) {
+		t.Errorf("from the recreated in to cmp(old id): %v", r)
+	}
+	// The rules still list without error when their cgroups are gone.
+	if err := tr.rmdir("in"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command("nsenter", "--net=/var/run/netns/"+ns.Name, "nft", "list", "chain", "ip", "segmesh_cgtest", "out").CombinedOutput()
+	t.Logf("nft list with the cgroup removed:\n%s", out)
+	if err != nil {
+		t.Fatalf("nft list chain: %v", err)
+	}
+
 	// And from this process (the root cgroup) in the namespace: refused at once.
 	ns.Do(func() error {
 		line := dialLine(aCmp)

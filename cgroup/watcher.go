@@ -250,8 +250,19 @@ func (w *Watcher) readEvents() {
 }
 
 // scanLocked recomputes every status, notifies a change and re-aims the
-// inotify watches. w.mu is held.
+// inotify watches. A directory that only now got a watch may have changed
+// before the watch was in place (mkdir -p of a cgroup and its parent), so
+// new watches mean one more look. w.mu is held.
 func (w *Watcher) scanLocked() {
+	for range 8 { // a deeper tree appearing at once is caught by the rescan
+		if !w.scanOnceLocked() {
+			return
+		}
+	}
+}
+
+// scanOnceLocked is one look; it reports whether a new watch was added.
+func (w *Watcher) scanOnceLocked() bool {
 	next := make([]Status, 0, len(w.decls))
 	want := map[string]bool{}
 	units := map[string]bool{}
@@ -286,7 +297,7 @@ func (w *Watcher) scanLocked() {
 		default:
 		}
 	}
-	w.aimWatches(want)
+	return w.aimWatches(want)
 }
 
 // status finds the cgroup of one workload.
@@ -356,11 +367,13 @@ func (w *Watcher) watchDir(cg string) string {
 const watchMask = unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO |
 	unix.IN_DELETE_SELF | unix.IN_ONLYDIR
 
-// aimWatches makes the inotify watches exactly the directories of want.
-func (w *Watcher) aimWatches(want map[string]bool) {
+// aimWatches makes the inotify watches exactly the directories of want;
+// it reports whether it added a watch that was not there before.
+func (w *Watcher) aimWatches(want map[string]bool) bool {
 	if w.noWatch {
 		want = nil
 	}
+	added := false
 	for dir, wd := range w.watches {
 		if !want[dir] {
 			_, _ = unix.InotifyRmWatch(w.ifd, uint32(wd)) // fails when the directory went away: fine
@@ -378,6 +391,10 @@ func (w *Watcher) aimWatches(want map[string]bool) {
 			delete(w.watches, dir)
 			continue
 		}
+		if old, ok := w.watches[dir]; !ok || old != int32(wd) {
+			added = true
+		}
 		w.watches[dir] = int32(wd)
 	}
+	return added
 }

@@ -258,3 +258,22 @@ func TestFindUnitBounds(t *testing.T) {
 		t.Fatal("unit with a slash accepted")
 	}
 }
+
+// The D-Bus path: skips where systemd does not run (as on the project's
+// test machine, where the watcher searches the tree instead).
+func TestSystemdHere(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	sd, err := NewSystemd(ctx)
+	if err != nil {
+		t.Skipf("no systemd on the system bus: %v", err)
+	}
+	defer sd.Close()
+	cg, err := sd.ControlGroup(ctx, "init.scope")
+	if err != nil || cg != "/init.scope" {
+		t.Fatalf("ControlGroup(init.scope) = %q, %v", cg, err)
+	}
+	if _, err := sd.ControlGroup(ctx, "x.target"); err == nil {
+		t.Fatal("a target has no cgroup")
+	}
+}
