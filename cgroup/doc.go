@@ -66,7 +66,8 @@
 // (&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}), and connect() failed
 // with ECONNREFUSED in 0.05-0.25 ms; with drop it hung until the dial
 // timeout. A socket keeps the cgroup it was created in: what counts is the
-// cgroup of the process when it opened the socket.
+// cgroup of the process when it opened the socket (a socket opened before
+// the process was moved into the granted cgroup was still refused).
 //
 // nft 1.0.6 lists these rules sanely: a match prints as
 // `socket cgroupv2 level 2 "unified/segmesh-test/in"` (it resolves the

@@ -21,13 +21,41 @@ import (
 
 // connectHelper is the test binary run as a helper: "ready", wait for a
 // line on stdin, then one "ADDR ok|err NANOS [ERROR]" line per address.
+// An address "early:IP:PORT" is connected with a socket opened before
+// "ready", that is, before the test moved the helper into a cgroup (a
+// blocking connect: use it only towards accept or reset).
 func connectHelper(addrs []string) int {
+	early := map[string]int{}
+	for _, a := range addrs {
+		if _, ok := strings.CutPrefix(a, "early:"); ok {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "socket:", err)
+				return 2
+			}
+			early[a] = fd
+		}
+	}
 	fmt.Println("ready")
 	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
 		return 2
 	}
 	for _, a := range addrs {
-		fmt.Println(dialLine(a))
+		fd, ok := early[a]
+		if !ok {
+			fmt.Println(dialLine(a))
+			continue
+		}
+		ap := netip.MustParseAddrPort(strings.TrimPrefix(a, "early:"))
+		start := time.Now()
+		err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+		d := time.Since(start)
+		_ = unix.Close(fd)
+		if err != nil {
+			fmt.Printf("%s err %d connect: %v\n", a, d.Nanoseconds(), err)
+		} else {
+			fmt.Printf("%s ok %d\n", a, d.Nanoseconds())
+		}
 	}
 	return 0
 }
@@ -204,6 +232,14 @@ func TestRootNftSocketCgroupv2(t *testing.T) {
 			}
 		}
 	}
+	// A socket keeps the cgroup it was opened in: one opened before the
+	// move into in is refused, one opened after it gets through.
+	res := runHelper(t, ns, tr, "in", []string{"early:" + aCmp, aCmp})
+	t.Logf("socket opened before the move: %v; after: %v", res["early:"+aCmp], res[aCmp])
+	if !refused(res["early:"+aCmp]) || !res[aCmp].ok {
+		t.Errorf("socket opened before the move: %v; after: %v", res["early:"+aCmp], res[aCmp])
+	}
+
 	// A unit restart: the cgroup made again at the same path gets a new id,
 	// and the rule naming the old one no longer matches (the watcher's
 	// new ID has to reach the rules).
