@@ -279,3 +279,32 @@ func runHelper(t *testing.T, ns *netnstest.NS, tr *testTree, rel string, addrs [
 	}
 	return res
 }
+
+// A unit without systemd: found by searching the real tree, followed
+// through a restart (removed, made again with a new id).
+func TestRootWatcherUnitSearch(t *testing.T) {
+	tr := requireCgroups(t)
+	unit := fmt.Sprintf("segmesh-test-%d.service", os.Getpid())
+	w, err := NewWatcher(Config{Mount: tr.mount, Log: testLog(t)}, []Workload{{Name: "u", Unit: unit}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if s := status(w, "u"); s.State != Missing {
+		t.Fatalf("before: %+v", s)
+	}
+	tr.mkdir(unit)
+	id1, _ := ID(tr.dir(unit))
+	d := waitFor(t, time.Second, "unit found", func() bool {
+		s := status(w, "u")
+		return s.State == Active && s.Path == tr.path(unit) && s.ID == id1 && s.Level == 2
+	})
+	t.Logf("unit found in %v", d)
+	if err := tr.rmdir(unit); err != nil {
+		t.Fatal(err)
+	}
+	tr.mkdir(unit)
+	id2, _ := ID(tr.dir(unit))
+	d = waitFor(t, time.Second, "restarted unit's new id", func() bool { s := status(w, "u"); return s.State == Active && s.ID == id2 })
+	t.Logf("restart seen in %v", d)
+}

@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -266,14 +267,18 @@ func (w *Watcher) scanOnceLocked() bool {
 	next := make([]Status, 0, len(w.decls))
 	want := map[string]bool{}
 	units := map[string]bool{}
+	slicesWatched := false
 	for _, d := range w.decls {
 		st := w.status(d)
 		next = append(next, st)
 		if d.Unit != "" {
 			units[d.Unit] = true
-			if st.State == Missing {
-				// Where a unit may appear: the root and system.slice.
-				want["/"], want["/system.slice"] = true, true
+			if st.State == Missing && !slicesWatched {
+				// Where a unit may appear: the root and the top-level
+				// slices (system.slice, user.slice, ...); deeper, the
+				// rescan finds it.
+				w.addSlices(want)
+				slicesWatched = true
 			}
 		}
 		if st.Path != "" {
@@ -298,6 +303,20 @@ func (w *Watcher) scanOnceLocked() bool {
 		}
 	}
 	return w.aimWatches(want)
+}
+
+// addSlices adds the root and its *.slice directories to want.
+func (w *Watcher) addSlices(want map[string]bool) {
+	want["/"] = true
+	entries, err := os.ReadDir(w.mount)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.IsDir() && strings.HasSuffix(e.Name(), ".slice") {
+			want["/"+e.Name()] = true
+		}
+	}
 }
 
 // status finds the cgroup of one workload.

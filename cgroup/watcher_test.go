@@ -129,6 +129,15 @@ func TestWatcherFakeTree(t *testing.T) {
 		return s.State == Missing && s.Path == "/system.slice/db.service"
 	})
 
+	// In another top-level slice, seen by inotify too.
+	if err := os.MkdirAll(filepath.Join(root, "custom.slice", "db.service"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "db active in custom.slice", func() bool {
+		s := status(w, "db")
+		return s.State == Active && s.Path == "/custom.slice/db.service"
+	})
+
 	// A config reload: db removed, a new one declared (already there).
 	if err := w.Update([]Workload{{Name: "api", Path: "/app.slice/api"}, {Name: "old", Path: "/old"}}); err != nil {
 		t.Fatal(err)
