@@ -301,6 +301,11 @@ func sourceDiff(cur state, want *state) (*sourceChanges, error) {
 	for ; i < len(cur.src); i++ {
 		del(cur.src[i])
 	}
+	for _, x := range cur.stray {
+		if x.ID <= maxID && known[x.ID] {
+			ch.add(false, x) // not counted: never in cur.nsrc
+		}
+	}
 	for f, k := range n {
 		if k > SourceCapacity {
 			return nil, fmt.Errorf("%w: %d IPv%d sources, at most %d", ErrCapacity, k, 4+2*f, SourceCapacity)
