@@ -54,16 +54,24 @@ func batchSummary(msgs []netlink.Message) []string {
 	return out
 }
 
-func TestFakeJoinIsOneElementPerFamily(t *testing.T) {
+// fakeApplied returns a fake kernel and a Firewall on it with meshState(n,
+// ids) applied.
+func fakeApplied(t *testing.T, n, ids int) (*fakeKernel, *Firewall, acl.Enforced) {
+	t.Helper()
 	k := newFakeKernel(t)
 	f := k.firewall(testConfig())
 	if err := f.Install(); err != nil {
 		t.Fatal(err)
 	}
-	e := meshState(100, 5)
+	e := meshState(n, ids)
 	if err := f.Apply(e); err != nil {
 		t.Fatal(err)
 	}
+	return k, f, e
+}
+
+func TestFakeJoinIsOneElementPerFamily(t *testing.T) {
+	k, f, e := fakeApplied(t, 100, 5)
 	if n := k.sources("4"); n != 100 {
 		t.Fatalf("the IPv4 source sets hold %d elements, want 100", n)
 	}
@@ -186,15 +194,7 @@ func BenchmarkDiffOneJoin(b *testing.B) {
 // TestFakeIncrementalValidation: after an Apply, only what differs from it
 // is validated — yet every invalid state is still refused, nothing sent.
 func TestFakeIncrementalValidation(t *testing.T) {
-	k := newFakeKernel(t)
-	f := k.firewall(testConfig())
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
-	e := meshState(100, 5)
-	if err := f.Apply(e); err != nil {
-		t.Fatal(err)
-	}
+	k, f, e := fakeApplied(t, 100, 5)
 	before := k.batchCount()
 	for _, c := range []struct {
 		name, err string

@@ -26,6 +26,7 @@ type state struct {
 	local [2][]netip.Addr     // local4, local6 (sorted)
 	src   []acl.Source        // the identities' source sets, strictly sorted by address
 	nsrc  [2]int              // sources per family (set by sourceDiff and refresh)
+	stray []acl.Source        // read from the kernel: addresses also in another identity's set, to delete
 	ids   map[uint32]*content // identity chains; nil content: read from the kernel and not as Apply writes it
 	// order is the identities in the dispatch chains src4/src6, in rule
 	// order; nil when not known (read from the kernel): rewritten then.
@@ -133,7 +134,10 @@ func (f *Firewall) refresh() error {
 			}
 			cur.local[i] = append(cur.local[i], a)
 		}
+		// A dump of a hash set the kernel is resizing may list an
+		// element twice.
 		slices.SortFunc(cur.local[i], netip.Addr.Compare)
+		cur.local[i] = slices.Compact(cur.local[i])
 	}
 	chains, err := f.conn.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -168,15 +172,28 @@ func (f *Firewall) refresh() error {
 			}
 		}
 	}
-	slices.SortFunc(cur.src, func(x, y acl.Source) int { return x.Addr.Compare(y.Addr) })
+	// By address, then identity. A dump of a hash set the kernel is
+	// resizing may list an element twice: equal entries count once. An
+	// address in the sets of two identities (not something Apply writes)
+	// stays in the first; the others are stray, deleted by the next Apply.
+	slices.SortFunc(cur.src, func(x, y acl.Source) int {
+		if c := x.Addr.Compare(y.Addr); c != 0 {
+			return c
+		}
+		return int(int64(x.ID) - int64(y.ID))
+	})
+	cur.src = slices.Compact(cur.src)
+	kept := cur.src[:0]
+	for i, x := range cur.src {
+		if i > 0 && cur.src[i-1].Addr == x.Addr {
+			cur.stray = append(cur.stray, x)
+			continue
+		}
+		kept = append(kept, x)
+	}
+	cur.src = kept
 	for _, x := range cur.src {
 		cur.nsrc[fam(x.Addr)]++
-	}
-	for i := 1; i < len(cur.src); i++ {
-		if cur.src[i-1].Addr == cur.src[i].Addr {
-			return fmt.Errorf("source %v is in the sets of identities %d and %d; Install again",
-				cur.src[i].Addr, cur.src[i-1].ID, cur.src[i].ID)
-		}
 	}
 	rules, err := f.conn.GetRules(f.lay.table, f.lay.meshIn)
 	if err != nil {

@@ -50,7 +50,7 @@ func srcChains(ns string) (map[string]string, error) {
 			if err := json.Unmarshal(e, &addr); err != nil {
 				return nil, fmt.Errorf("unexpected %s element %s", set.Name, e)
 			}
-			if other, dup := out[addr]; dup {
+			if other, dup := out[addr]; dup && other != chain { // the same twice: a dump during a resize
 				return nil, fmt.Errorf("%s is in the sources of %s and %s", addr, other, chain)
 			}
 			out[addr] = chain

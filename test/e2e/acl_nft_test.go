@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -103,7 +104,7 @@ func segmeshSets(ns string) (nftSets, error) {
 				if err := json.Unmarshal(e, &addr); err != nil {
 					return nil, fmt.Errorf("set %s: unexpected element %s", s.Name, e)
 				}
-				if other, dup := srcs[family][addr]; dup {
+				if other, dup := srcs[family][addr]; dup && other != chain { // the same twice: a dump during a resize
 					return nil, fmt.Errorf("%s is in the sources of %s and %s", addr, other, chain)
 				}
 				srcs[family][addr] = chain
@@ -151,8 +152,9 @@ func segmeshSets(ns string) (nftSets, error) {
 			}
 		}
 	}
-	for _, v := range sets {
+	for k, v := range sets {
 		sort.Strings(v)
+		sets[k] = slices.Compact(v) // a dump during a resize may list an element twice
 	}
 	return sets, nil
 }

@@ -13,6 +13,8 @@ var (
 	benchLineRE   = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+([0-9.]+) ns/op`)
 	elementsRE    = regexp.MustCompile(`\s([0-9.]+) elements`)
 	oldElementsRE = regexp.MustCompile(`([0-9.]+) old-elements`)
+	kernelKiBRE   = regexp.MustCompile(`\s([0-9.]+) kernel-KiB`)
+	oldKernelRE   = regexp.MustCompile(`([0-9.]+) old-kernel-KiB`)
 )
 
 // benchMetricOf is the value of a benchmark line's custom metric (0 when
@@ -79,9 +81,10 @@ func benchACL(env *Env, prm Params) []Row {
 	}
 	if l, ok := lines["BenchmarkTableElements10000"]; ok {
 		got, old := benchMetricOf(elementsRE, l), benchMetricOf(oldElementsRE, l)
-		row := Row{ID: "7i", What: "table elements at 10,000 peers × 20 ports vs the old layout", Target: "≥ 10× fewer",
-			Measured: fmt.Sprintf("%.0f elements (old layout: %.0f)", got, old), Verdict: Errored,
-			Note: "`BenchmarkTableElements10000` (./acl/nft/): the elements of table inet segmesh as `nft -j list` counts them after applying 10,000 peers (both families) in 5 identities of 20 ports; the old layout's count is one element per source and port (plus icmp), what the previous release stored."}
+		mem, oldMem := benchMetricOf(kernelKiBRE, l), benchMetricOf(oldKernelRE, l)
+		row := Row{ID: "7i", What: "table elements and kernel memory at 10,000 peers × 20 ports vs the old layout", Target: "≥ 10× fewer elements",
+			Measured: fmt.Sprintf("%.0f elements (old layout: %.0f); kernel memory %.1f MiB (old layout: %.1f MiB)", got, old, mem/1024, oldMem/1024), Verdict: Errored,
+			Note: "`BenchmarkTableElements10000` (./acl/nft/): the elements of table inet segmesh as `nft -j list` counts them after applying 10,000 peers (both families) in 5 identities of 20 ports; the old layout's count is one element per source and port (plus icmp), what the previous release stored. Kernel memory: growth of Slab + VmallocUsed (/proc/meminfo, read once steady) from no table to this table, and to the previous release's table with the same content loaded with `nft -f` (its per-source interval sets are pipapo sets, whose lookup tables dominate)."}
 		if got > 0 {
 			row.Ratio = fmt.Sprintf("%.1f× fewer", old/got)
 			row.Verdict = verdict(old/got >= 10)
