@@ -112,13 +112,8 @@ const (
 
 // keepalives gives each WireGuard peer its keepalive (see initiatorDelay):
 // two simultaneous initiations would void each other and cost a 5-15 s
-// retry. Until the higher key's keepalive is due, its peer also has no
-// endpoint: a local packet sent in that window would otherwise start a
-// second initiation that crosses the lower key's (seen as a first ping
-// lost for 5 s); without an endpoint it waits, and WireGuard learns the
-// endpoint from the lower key's authenticated initiation. It reports
-// whether a peer still waits for its keepalive, and sets keepaliveDue to
-// when the first of them gets it.
+// retry. It reports whether a peer still waits for its keepalive, and sets
+// keepaliveDue to when the first of them gets it.
 func (t *tracker) keepalives(self mesh.Key, peers []mesh.Peer, now time.Time) (pending bool) {
 	t.round++
 	t.keepaliveDue = time.Time{}
@@ -139,9 +134,6 @@ func (t *tracker) keepalives(self mesh.Key, peers []mesh.Peer, now time.Time) (p
 			continue
 		}
 		pending = true
-		if delay == responderDelay {
-			peers[i].Endpoint = netip.AddrPort{}
-		}
 		if due := c.first.Add(delay); t.keepaliveDue.IsZero() || due.Before(t.keepaliveDue) {
 			t.keepaliveDue = due
 		}
