@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"iter"
 	"net/netip"
 	"slices"
 )
@@ -48,15 +49,7 @@ func Compile(p *Policy, self Member, peers []Member) Desired {
 	cache := map[string]*allowSet{}
 	mask := make([]byte, (len(rules)+7)/8)
 	var srcs []srcAccess
-	for i := range peers {
-		peer := &peers[i]
-		if self.Key != "" && peer.Key == self.Key {
-			continue
-		}
-		addrs := memberAddrs(*peer)
-		if len(addrs) == 0 {
-			continue
-		}
+	for peer, addrs := range peersWithAddrs(self, peers) {
 		peerSegs := p.SegmentsOfMember(*peer)
 		clear(mask)
 		matched := false
@@ -148,6 +141,22 @@ func mergeSources(srcs []srcAccess) []srcAccess {
 
 // memberAddrs returns m's valid overlay addresses, unmapped and without
 // zone, IPv4 first, deduplicated.
+// peersWithAddrs yields the peers other than self that have an overlay
+// address, with their addresses (memberAddrs).
+func peersWithAddrs(self Member, peers []Member) iter.Seq2[*Member, []netip.Addr] {
+	return func(yield func(*Member, []netip.Addr) bool) {
+		for i := range peers {
+			peer := &peers[i]
+			if self.Key != "" && peer.Key == self.Key {
+				continue
+			}
+			if addrs := memberAddrs(*peer); len(addrs) > 0 && !yield(peer, addrs) {
+				return
+			}
+		}
+	}
+}
+
 func memberAddrs(m Member) []netip.Addr {
 	var out []netip.Addr
 	for _, a := range []netip.Addr{m.Addr4, m.Addr6} {

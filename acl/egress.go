@@ -56,15 +56,7 @@ func (a *IdentityAllocator) CompileEgress(p *Policy, self Member, peers []Member
 	}
 	dests := map[string]*dest{}
 	byAddr := map[netip.Addr]string{}
-	for i := range peers {
-		peer := &peers[i]
-		if self.Key != "" && peer.Key == self.Key {
-			continue
-		}
-		addrs := memberAddrs(*peer)
-		if len(addrs) == 0 {
-			continue
-		}
+	for peer, addrs := range peersWithAddrs(self, peers) {
 		segs := p.SegmentsOfMember(*peer)
 		key := strings.Join(segs, "\x00")
 		if dests[key] == nil {

@@ -82,15 +82,7 @@ func (a *IdentityAllocator) Compile(p *Policy, self Member, peers []Member) Enfo
 	groups := map[string]*group{} // by segment-set key
 	bySrc := map[netip.Addr]*group{}
 	mask := make([]byte, (len(rules)+7)/8)
-	for i := range peers {
-		peer := &peers[i]
-		if self.Key != "" && peer.Key == self.Key {
-			continue
-		}
-		addrs := memberAddrs(*peer)
-		if len(addrs) == 0 {
-			continue
-		}
+	for peer, addrs := range peersWithAddrs(self, peers) {
 		segs := p.SegmentsOfMember(*peer)
 		key := strings.Join(segs, "\x00")
 		g, ok := groups[key]
@@ -197,4 +189,31 @@ func portRanges(rs []allowRange) []PortRange {
 		out[i] = PortRange{Lo: r.lo, Hi: r.hi}
 	}
 	return out
+}
+
+// PerSource expands e into the per-source form of Compile (each source's
+// identity written out): what the identities enforce, source by source.
+func (e Enforced) PerSource() Desired {
+	d := Desired{Local: e.Local, Audit: e.Audit}
+	ids := make(map[uint32]Identity, len(e.Identities))
+	for _, id := range e.Identities {
+		ids[id.ID] = id
+	}
+	for _, s := range e.Sources {
+		id := ids[s.ID]
+		switch {
+		case id.Any:
+			d.Any = append(d.Any, s.Addr)
+			continue
+		case id.ICMP:
+			d.ICMP = append(d.ICMP, s.Addr)
+		}
+		for _, r := range id.TCP {
+			d.Ports = append(d.Ports, PortElement{Src: s.Addr, Proto: ProtoTCP, PortLo: r.Lo, PortHi: r.Hi})
+		}
+		for _, r := range id.UDP {
+			d.Ports = append(d.Ports, PortElement{Src: s.Addr, Proto: ProtoUDP, PortLo: r.Lo, PortHi: r.Hi})
+		}
+	}
+	return d
 }

@@ -8,32 +8,6 @@ import (
 	"testing"
 )
 
-// flatten expands e into the per-source form of Compile.
-func flatten(e Enforced) Desired {
-	d := Desired{Local: e.Local, Audit: e.Audit}
-	ids := map[uint32]Identity{}
-	for _, id := range e.Identities {
-		ids[id.ID] = id
-	}
-	for _, s := range e.Sources {
-		id := ids[s.ID]
-		switch {
-		case id.Any:
-			d.Any = append(d.Any, s.Addr)
-			continue
-		case id.ICMP:
-			d.ICMP = append(d.ICMP, s.Addr)
-		}
-		for _, r := range id.TCP {
-			d.Ports = append(d.Ports, PortElement{Src: s.Addr, Proto: ProtoTCP, PortLo: r.Lo, PortHi: r.Hi})
-		}
-		for _, r := range id.UDP {
-			d.Ports = append(d.Ports, PortElement{Src: s.Addr, Proto: ProtoUDP, PortLo: r.Lo, PortHi: r.Hi})
-		}
-	}
-	return d
-}
-
 const idSegs = "segments:\n  web: {role: web}\n  app: {role: app}\n  db: {role: db}\n  prod: {env: prod}\n"
 const idRules = "rules:\n  - {name: a, from: [web], to: [app], ports: [tcp/80, tcp/8000-8100]}\n" +
 	"  - {name: b, from: [prod], to: [app], ports: [udp/53, icmp]}\n  - {name: c, from: [db], to: ['*'], ports: [any]}\n"
@@ -59,7 +33,7 @@ func TestIdentityCompileMatchesCompile(t *testing.T) {
 	dup := polMember("dup", "100.80.0.2", "", map[string]string{"role": "web"})
 	peers = append(peers, dup)
 	e := NewIdentityAllocator().Compile(p, self, peers)
-	if got, want := flatten(e), Compile(p, self, peers); !reflect.DeepEqual(got, want) {
+	if got, want := e.PerSource(), Compile(p, self, peers); !reflect.DeepEqual(got, want) {
 		t.Fatalf("flattened identities differ from Compile:\n got %+v\nwant %+v", got, want)
 	}
 	// Sources of one segment set share one identity.
@@ -181,7 +155,7 @@ rules:
 		}
 	}
 	// Compile (per source) agrees.
-	if got, want := flatten(e), Compile(p, self, []Member{app1, app2, app3, app4}); !reflect.DeepEqual(got, want) {
+	if got, want := e.PerSource(), Compile(p, self, []Member{app1, app2, app3, app4}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("flattened identities differ from Compile:\n got %+v\nwant %+v", got, want)
 	}
 }

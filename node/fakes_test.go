@@ -145,34 +145,9 @@ func (f *fakeFirewall) Apply(d acl.Enforced) error {
 func (f *fakeFirewall) desired() acl.Desired {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return flatten(f.last)
+	return f.last.PerSource()
 }
 
-// flatten expands identities into per-source elements.
-func flatten(e acl.Enforced) acl.Desired {
-	d := acl.Desired{Local: e.Local, Audit: e.Audit}
-	ids := map[uint32]acl.Identity{}
-	for _, id := range e.Identities {
-		ids[id.ID] = id
-	}
-	for _, s := range e.Sources {
-		id := ids[s.ID]
-		switch {
-		case id.Any:
-			d.Any = append(d.Any, s.Addr)
-			continue
-		case id.ICMP:
-			d.ICMP = append(d.ICMP, s.Addr)
-		}
-		for _, r := range id.TCP {
-			d.Ports = append(d.Ports, acl.PortElement{Src: s.Addr, Proto: acl.ProtoTCP, PortLo: r.Lo, PortHi: r.Hi})
-		}
-		for _, r := range id.UDP {
-			d.Ports = append(d.Ports, acl.PortElement{Src: s.Addr, Proto: acl.ProtoUDP, PortLo: r.Lo, PortHi: r.Hi})
-		}
-	}
-	return d
-}
 func (f *fakeFirewall) Counters() (uint64, uint64, error) { return 0, 0, nil }
 func (f *fakeFirewall) DeniedBySource() (map[netip.Addr]nft.Count, error) {
 	return map[netip.Addr]nft.Count{}, nil

@@ -12,20 +12,9 @@ import (
 // 7b and 7c of BENCHMARKS.md, BenchmarkApply100000 row 7h,
 // BenchmarkTableElements10000 row 7i.
 
-func benchFirewall(b *testing.B) (*testNS, *Firewall) {
-	b.Helper()
-	requireRoot(b)
-	ns := newTestNS(b)
-	f := ns.firewall(testConfig())
-	if err := f.Install(); err != nil {
-		b.Fatal(err)
-	}
-	return ns, f
-}
-
 // benchFirst times the first Apply of e into a fresh table.
 func benchFirst(b *testing.B, n, ids int) {
-	_, f := benchFirewall(b)
+	_, f := installedFirewall(b)
 	e := meshState(n, ids)
 	b.ResetTimer()
 	for range b.N {
@@ -46,7 +35,7 @@ func benchFirst(b *testing.B, n, ids int) {
 // benchJoin times a peer joining into an existing identity (and, every
 // other iteration, leaving again) among n peers.
 func benchJoin(b *testing.B, n, ids int) {
-	_, f := benchFirewall(b)
+	_, f := installedFirewall(b)
 	e := meshState(n, ids)
 	j := joined(e, n, 3)
 	if err := f.Apply(e); err != nil {
@@ -70,7 +59,7 @@ func benchJoin(b *testing.B, n, ids int) {
 
 // benchTagChange times one peer moving between two existing identities.
 func benchTagChange(b *testing.B, n, ids int) {
-	_, f := benchFirewall(b)
+	_, f := installedFirewall(b)
 	e := meshState(n, ids)
 	moved := meshState(n, ids)
 	moved.Sources[0].ID, moved.Sources[n].ID = 2, 2 // peer 0 (both families): identity 1 -> 2

@@ -151,12 +151,7 @@ func tableElements(t testing.TB, ns *testNS) int {
 // ports the table holds at least 10 times fewer elements than the
 // previous layout did.
 func TestRootElementCount10000(t *testing.T) {
-	requireRoot(t)
-	ns := newTestNS(t)
-	f := ns.firewall(testConfig())
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	ns, f := installedFirewall(t)
 	e := meshState(10000, 5)
 	if err := f.Apply(e); err != nil {
 		t.Fatal(err)
@@ -174,12 +169,7 @@ func TestRootElementCount10000(t *testing.T) {
 // BenchmarkTableElements10000 reports row 7i's figures: the elements of
 // the table at 10,000 peers × 20 ports, and those of the old layout.
 func BenchmarkTableElements10000(b *testing.B) {
-	requireRoot(b)
-	ns := newTestNS(b)
-	f := ns.firewall(testConfig())
-	if err := f.Install(); err != nil {
-		b.Fatal(err)
-	}
+	ns, f := installedFirewall(b)
 	e := meshState(10000, 5)
 	if err := f.Apply(e); err != nil {
 		b.Fatal(err)

@@ -57,6 +57,19 @@ func (w testWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// installedFirewall returns a throwaway namespace (root only) and a
+// Firewall with its table installed there.
+func installedFirewall(tb testing.TB) (*testNS, *Firewall) {
+	tb.Helper()
+	requireRoot(tb)
+	ns := newTestNS(tb)
+	f := ns.firewall(testConfig())
+	if err := f.Install(); err != nil {
+		tb.Fatal(err)
+	}
+	return ns, f
+}
+
 func testConfig() Config {
 	return Config{
 		Interface: "smesh0",

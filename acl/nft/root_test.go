@@ -257,12 +257,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 // an existing identity is one set element per family; a tag change moves
 // one element; a policy change rewrites one identity only.
 func TestRootLargeApplyIsOneBatch(t *testing.T) {
-	requireRoot(t)
-	ns := newTestNS(t)
-	f := ns.firewall(testConfig())
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	ns, f := installedFirewall(t)
 	e := meshState(10000, 5)
 	g := ns.gen()
 	start := time.Now()
@@ -359,12 +354,7 @@ func TestRootLargeApplyIsOneBatch(t *testing.T) {
 // TestRootCapacity: 100,000 peers with a 20-port policy fit; more sources
 // than the table takes are refused before anything is sent.
 func TestRootCapacity(t *testing.T) {
-	requireRoot(t)
-	ns := newTestNS(t)
-	f := ns.firewall(testConfig())
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	ns, f := installedFirewall(t)
 	e := meshState(100000, 50)
 	start := time.Now()
 	if err := f.Apply(e); err != nil {
@@ -395,12 +385,7 @@ func TestRootCapacity(t *testing.T) {
 // (the table was deleted behind the Firewall's back) fails as a whole with
 // the kernel's error; after Install the next Apply succeeds.
 func TestRootApplyFailureIsReportedAndRecovered(t *testing.T) {
-	requireRoot(t)
-	ns := newTestNS(t)
-	f := ns.firewall(testConfig())
-	if err := f.Install(); err != nil {
-		t.Fatal(err)
-	}
+	ns, f := installedFirewall(t)
 	if err := f.Apply(meshState(10, 2)); err != nil {
 		t.Fatal(err)
 	}
