@@ -107,6 +107,7 @@ func (f *Firewall) convert(want *state, ch *sourceChanges) (batchStats, error) {
 	}
 	lay.finalHandle = final.Handle
 	f.legacy = false
+	f.eknown, f.ecur = true, newEgressState()
 	st.Converted = true
 	f.log.Info("nftables table of the previous release converted", "table", "inet "+TableName,
 		"sources", len(want.src), "identities", len(want.ids))

@@ -30,6 +30,7 @@ func (f *Firewall) Install() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.installed, f.known, f.legacy, f.cur = false, false, false, state{}
+	f.eknown, f.ecur = false, egressState{}
 	lay := newLayout()
 	exists, err := f.tableExists()
 	if err != nil {
@@ -69,6 +70,7 @@ func (f *Firewall) Install() error {
 	lay.finalHandle = final.Handle
 	f.lay, f.installed, f.known = lay, true, true
 	f.cur = state{ids: map[uint32]*content{}}
+	f.eknown, f.ecur = true, newEgressState()
 	f.log.Info("nftables table installed", "table", "inet "+TableName, "interface", f.cfg.Interface, "recreated", exists)
 	return nil
 }
@@ -98,11 +100,24 @@ func (f *Firewall) isLegacy(t *nftables.Table) (bool, error) {
 }
 
 // keep adopts an existing table whose layout matches; it switches the final
-// rule to enforce mode when it was in audit mode.
+// rule and egress's out_deny to enforce mode.
 func (f *Firewall) keep(lay *layout, finalHandle uint64, audit bool) error {
 	lay.finalHandle = finalHandle
 	if audit {
 		f.conn.ReplaceRule(&nftables.Rule{Table: lay.table, Chain: lay.meshIn, Handle: finalHandle, Exprs: finalExprs(false)})
+	}
+	// Egress too (its mode is its own chain's): the rest of egress keeps
+	// enforcing until the first ApplyEgress rewrites it.
+	deny, err := f.conn.GetRules(lay.table, lay.outDeny)
+	if err != nil {
+		return fmt.Errorf("list rules of chain %s: %w", chainOutDeny, err)
+	}
+	egressAudit := !sameRules(deny, outDenyRules(false))
+	if egressAudit {
+		f.conn.FlushChain(lay.outDeny)
+		lay.addRules(f.conn, lay.outDeny, outDenyRules(false))
+	}
+	if audit || egressAudit {
 		if err := f.conn.Flush(); err != nil {
 			return fmt.Errorf("switch kept table inet %s to enforce mode: %w", TableName, err)
 		}
@@ -124,7 +139,8 @@ func (f *Firewall) inspect(lay *layout) (finalHandle uint64, audit bool, why str
 		if c.Table == nil || c.Table.Name != TableName {
 			continue
 		}
-		if _, ok := parseIDChain(c.Name); ok {
+		_, isID := parseIDChain(c.Name)
+		if isID || isLocalChain(c.Name) {
 			if c.Hooknum != nil {
 				return 0, false, "identity chain " + c.Name + " is a base chain", nil
 			}
@@ -243,6 +259,9 @@ func compareSets(got []*nftables.Set, lay *layout) string {
 				return "set " + s.Name + " has another type, flags, timeout or size"
 			}
 			continue
+		}
+		if isEgressName(s.Name) {
+			continue // rebuilt by the first ApplyEgress
 		}
 		w := identitySet(lay, s.Name)
 		if w == nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 )
 
 // The layout of table inet segmesh (DESIGN.md "nftables" and "Identity-based
@@ -144,6 +145,8 @@ type layout struct {
 	prerouting *nftables.Chain
 	meshIn     *nftables.Chain
 	src        [2]*nftables.Chain // src4, src6: identity dispatch
+	// output, mesh_out, out_deny: the fixed chains of egress (egress.go)
+	output, meshOut, outDeny *nftables.Chain
 	counter    *nftables.CounterObj
 	sets       map[string]*nftables.Set // the fixed sets and maps, by name
 	// finalHandle is the kernel handle of the final rule of mesh_in.
@@ -163,6 +166,10 @@ func newLayout() *layout {
 		meshIn:  &nftables.Chain{Name: chainMeshIn, Table: t},
 		src:     [2]*nftables.Chain{{Name: chainSrc4, Table: t}, {Name: chainSrc6, Table: t}},
 		counter: &nftables.CounterObj{Table: t, Name: counterFinal},
+		output: &nftables.Chain{Name: chainOutput, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &policy},
+		meshOut: &nftables.Chain{Name: chainMeshOut, Table: t},
+		outDeny: &nftables.Chain{Name: chainOutDeny, Table: t},
 		sets: map[string]*nftables.Set{
 			setLocal4: {Table: t, Name: setLocal4, KeyType: nftables.TypeIPAddr},
 			setLocal6: {Table: t, Name: setLocal6, KeyType: nftables.TypeIP6Addr},
@@ -176,9 +183,9 @@ func newLayout() *layout {
 }
 
 // chains returns the fixed chains in creation order (src4 and src6 before
-// mesh_in, which jumps to them).
+// mesh_in, which jumps to them; out_deny, mesh_out, output likewise).
 func (l *layout) chains() []*nftables.Chain {
-	return []*nftables.Chain{l.prerouting, l.src[0], l.src[1], l.meshIn}
+	return append([]*nftables.Chain{l.prerouting, l.src[0], l.src[1], l.meshIn}, l.egressChains()...)
 }
 
 // ruleChains returns the fixed chains whose rules are fixed too (the
@@ -205,7 +212,17 @@ func (l *layout) addAll(c *nftables.Conn, cfg Config, audit bool) (final *nftabl
 			final = rule
 		}
 	}
+	// Egress before the first ApplyEgress: replies only.
+	l.addRules(c, l.outDeny, outDenyRules(audit))
+	l.addRules(c, l.meshOut, meshOutRules(nil))
+	l.addRules(c, l.output, outputRules(cfg))
 	return final, nil
+}
+
+func (l *layout) addRules(c *nftables.Conn, ch *nftables.Chain, rules [][]expr.Any) {
+	for _, exprs := range rules {
+		c.AddRule(&nftables.Rule{Table: l.table, Chain: ch, Exprs: exprs})
+	}
 }
 
 // identitySets returns the two port sets of identity id (not yet added).

@@ -79,6 +79,10 @@ type Firewall struct {
 	known bool
 	cur   state
 	last  batchStats // what the last successful Apply sent (tests, logs)
+	// eknown is true when ecur reflects the egress part of the kernel's
+	// table (see ApplyEgress).
+	eknown bool
+	ecur   egressState
 }
 
 // batchStats describes one Apply batch.
@@ -183,6 +187,7 @@ func (f *Firewall) Remove() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.installed, f.known, f.legacy, f.cur = false, false, false, state{}
+	f.eknown, f.ecur = false, egressState{}
 	exists, err := f.tableExists()
 	if err != nil {
 		return err
