@@ -14,10 +14,10 @@ import (
 
 // egressState is what the egress part of the table holds.
 type egressState struct {
-	chains map[string]bool           // local chains (out_node, wl_NAME)
-	sets   map[string]bool           // egress sets: dst_D_4/6, grant sets, seen sets
-	dst    map[string][]netip.Addr   // dst set -> its addresses, sorted
-	locals []EgressLocal             // as last applied (nil: rebuild)
+	chains map[string]bool         // local chains (out_node, wl_NAME)
+	sets   map[string]bool         // egress sets: dst_D_4/6, grant sets, seen sets
+	dst    map[string][]netip.Addr // dst set -> its addresses, sorted
+	locals []EgressLocal           // as last applied (nil: rebuild)
 	audit  bool
 }
 

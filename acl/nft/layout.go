@@ -147,8 +147,8 @@ type layout struct {
 	src        [2]*nftables.Chain // src4, src6: identity dispatch
 	// output, mesh_out, out_deny: the fixed chains of egress (egress.go)
 	output, meshOut, outDeny *nftables.Chain
-	counter    *nftables.CounterObj
-	sets       map[string]*nftables.Set // the fixed sets and maps, by name
+	counter                  *nftables.CounterObj
+	sets                     map[string]*nftables.Set // the fixed sets and maps, by name
 	// finalHandle is the kernel handle of the final rule of mesh_in.
 	finalHandle uint64
 }
