@@ -8,6 +8,7 @@ import (
 
 	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/acl/nft"
+	"github.com/segmesh/segmesh/cgroup"
 	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
@@ -50,6 +51,12 @@ type Gossip interface {
 type Firewall interface {
 	Install() error
 	Apply(acl.Enforced) error
+	// ApplyEgress enforces the sender side (after Apply, see
+	// nft.Firewall.ApplyEgress).
+	ApplyEgress(nft.Egress) error
+	// EgressDenied returns the egress denials per local identity and
+	// destination (see nft.Firewall.EgressDenied).
+	EgressDenied() (map[string]map[netip.Addr]nft.Count, error)
 	Counters() (packets, bytes uint64, err error)
 	DeniedBySource() (map[netip.Addr]nft.Count, error)
 	Remove() error
@@ -70,6 +77,9 @@ type Deps struct {
 	DeleteConntrack func([]netip.Addr) (int, error)
 	OpenFlowReader  func(group uint16, log *slog.Logger) (FlowReader, error)
 	AutoMTU         func(netip.Addr) (int, error)
+	// OpenCgroups follows the declared workloads' cgroups (cgroup.Watcher;
+	// cgrouptest.Fake in tests). Nil: workloads cannot be placed.
+	OpenCgroups func([]cgroup.Workload, *slog.Logger) (cgroup.Source, error)
 	Now             func() time.Time
 }
 
@@ -105,7 +115,8 @@ func RealDeps() Deps {
 			}
 			return r, nil
 		},
-		AutoMTU: mesh.AutoMTU,
+		AutoMTU:     mesh.AutoMTU,
+		OpenCgroups: openCgroupSource,
 		Now:     time.Now,
 	}
 }

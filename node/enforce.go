@@ -1,18 +1,21 @@
 package node
 
 import (
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
 
 	"github.com/segmesh/segmesh/acl"
+	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/mesh"
 )
 
 // selfMember is this node as the compiler sees it. Callers hold mu.
 func (n *Node) selfMember() acl.Member {
+	ws, _ := n.localWorkloads()
 	return acl.Member{Key: n.pub.String(), Name: n.cfg.Name, Addr4: n.claim.Address,
-		Addr6: mesh.Address6(n.cfg.Network6, n.pub), Tags: n.cfg.Tags}
+		Addr6: mesh.Address6(n.cfg.Network6, n.pub), Tags: n.cfg.Tags, Workloads: ws}
 }
 
 // admitted returns the peers that may match segments: verified records that
@@ -79,7 +82,8 @@ func (a compileInputs) same(b compileInputs) bool {
 }
 
 func sameMember(a, b acl.Member) bool {
-	return a.Key == b.Key && a.Name == b.Name && a.Addr4 == b.Addr4 && a.Addr6 == b.Addr6 && maps.Equal(a.Tags, b.Tags)
+	return a.Key == b.Key && a.Name == b.Name && a.Addr4 == b.Addr4 && a.Addr6 == b.Addr6 && maps.Equal(a.Tags, b.Tags) &&
+		slices.EqualFunc(a.Workloads, b.Workloads, func(x, y acl.Workload) bool { return x.Name == y.Name && maps.Equal(x.Tags, y.Tags) })
 }
 
 // enforce writes the compiled sets and deletes the conntrack entries of
@@ -92,12 +96,34 @@ func sameMember(a, b acl.Member) bool {
 func (n *Node) enforce(admitted []acl.Member) error {
 	n.mu.Lock()
 	in := n.compileInputs(admitted)
-	if in.same(n.applied) {
-		n.mu.Unlock()
-		return nil
+	eg := egressInputs{in: in, cgroups: n.cgroupStatuses()}
+	doIngress, doEgress := !in.same(n.applied), !eg.same(n.appliedEgress)
+	var d acl.Enforced
+	var out nft.Egress
+	if doIngress {
+		d = n.identities().Compile(in.pol, in.self, in.peers)
 	}
-	d := n.identities().Compile(in.pol, in.self, in.peers)
+	if doEgress {
+		out = n.desiredEgress(eg)
+	}
 	n.mu.Unlock()
+	if doIngress {
+		if err := n.enforceIngress(in, d); err != nil {
+			return err
+		}
+	}
+	if doEgress {
+		if err := n.fw.ApplyEgress(out); err != nil {
+			return fmt.Errorf("egress: %w", err)
+		}
+		n.appliedEgress = eg
+	}
+	return nil
+}
+
+// enforceIngress applies d, compiled from in, and cleans up conntrack
+// (see enforce).
+func (n *Node) enforceIngress(in compileInputs, d acl.Enforced) error {
 	if err := n.fw.Apply(d); err != nil {
 		return err
 	}

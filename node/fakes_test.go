@@ -15,6 +15,8 @@ import (
 
 	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/acl/nft"
+	"github.com/segmesh/segmesh/cgroup"
+	"github.com/segmesh/segmesh/cgroup/cgrouptest"
 	"github.com/segmesh/segmesh/config"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
@@ -120,6 +122,8 @@ type fakeFirewall struct {
 	// onApply, when set, runs after each successful Apply (fw.mu held):
 	// what happens elsewhere while a sync is under way.
 	onApply func()
+	egress  nft.Egress
+	egressN int
 }
 
 func (f *fakeFirewall) Install() error { f.ev.add("fw.install"); return nil }
@@ -148,6 +152,28 @@ func (f *fakeFirewall) desired() acl.Desired {
 	return f.last.PerSource()
 }
 
+func (f *fakeFirewall) ApplyEgress(e nft.Egress) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return f.fail
+	}
+	f.egress = e
+	f.egressN++
+	return nil
+}
+
+// lastEgress returns the last applied egress.
+func (f *fakeFirewall) lastEgress() (nft.Egress, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.egress, f.egressN
+}
+
+func (f *fakeFirewall) EgressDenied() (map[string]map[netip.Addr]nft.Count, error) {
+	return map[string]map[netip.Addr]nft.Count{}, nil
+}
+
 func (f *fakeFirewall) Counters() (uint64, uint64, error) { return 0, 0, nil }
 func (f *fakeFirewall) DeniedBySource() (map[netip.Addr]nft.Count, error) {
 	return map[netip.Addr]nft.Count{}, nil
@@ -162,6 +188,7 @@ type rig struct {
 	mesh     *fakeMesh
 	gossip   *fakeGossip
 	fw       *fakeFirewall
+	cg       *cgrouptest.Fake // the workloads' cgroups, once the node follows them
 	conntrak chan []netip.Addr
 	cfg      *config.Config
 	logs     *syncBuffer
@@ -204,6 +231,10 @@ func newRigLog(t *testing.T, dir string, policyFile string, log *slog.Logger) *r
 		AutoMTU:         func(netip.Addr) (int, error) { return 1420, nil },
 		OpenFlowReader: func(uint16, *slog.Logger) (FlowReader, error) {
 			return nil, errors.New("no NFLOG in unit tests")
+		},
+		OpenCgroups: func(d []cgroup.Workload, _ *slog.Logger) (cgroup.Source, error) {
+			r.cg = cgrouptest.New(d)
+			return r.cg, nil
 		},
 		Now: time.Now,
 	}

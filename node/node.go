@@ -62,6 +62,9 @@ type Node struct {
 	peerIPs        map[netip.Addr]bool    // overlay addresses of the WireGuard peers at the last successful apply (sync loop)
 	applied        compileInputs          // inputs of the last successful apply (sync loop)
 	ids            *acl.IdentityAllocator // identity numbers of the compiled sets (with mu; see identities)
+	egressIDs      *acl.IdentityAllocator // destination identity numbers of egress (with mu)
+	appliedEgress  egressInputs           // inputs of the last successful egress apply (sync loop)
+	cg             *cgroupFollow          // the workloads' cgroups; nil without workloads (with mu)
 	indexed        compileInputs          // inputs byAddr was built from
 	records        verifyCache            // verified records of the members (sync.go)
 
@@ -165,6 +168,13 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 	}
 	if err = n.fw.Apply(n.desired(nil)); err != nil {
 		return nil, fmt.Errorf("nftables: enforce persisted policy: %w", err)
+	}
+	if err = n.followCgroups(cfg.Workloads, cfg.File); err != nil {
+		return nil, err
+	}
+	cleanup = append(cleanup, n.closeCgroups)
+	if err = n.fw.ApplyEgress(n.desiredEgress(egressInputs{in: n.compileInputs(nil), cgroups: n.cgroupStatuses()})); err != nil {
+		return nil, fmt.Errorf("nftables: enforce egress: %w", err)
 	}
 	if n.flows, err = n.openFlows(); err != nil {
 		return nil, &config.Error{File: cfg.File, Key: "flow_log", Err: err}
@@ -270,7 +280,7 @@ func (n *Node) shutdown() error {
 		// Peers that miss the leave still see this node fail and drop it.
 		n.log.Warn("graceful leave not confirmed", "err", err)
 	}
-	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.stopMetricsNow(), n.flows.stop(), n.mesh.Close(), n.fw.Remove(), n.fw.Close())
+	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.stopMetricsNow(), n.flows.stop(), n.closeCgroups(), n.mesh.Close(), n.fw.Remove(), n.fw.Close())
 }
 
 func (n *Node) stopMetricsNow() error {
@@ -332,6 +342,7 @@ func (n *Node) record() gossip.Record {
 		Format: gossip.RecordFormat, Name: n.cfg.Name, PublicKey: n.pub.String(),
 		ListenPort: n.cfg.ListenPort, Address4: n.claim.Address, Claimed: n.claim.Claimed.UnixNano(),
 		Address6: mesh.Address6(n.cfg.Network6, n.pub), Tags: n.cfg.Tags,
+		Workloads: recordWorkloads(n.cfg.Workloads),
 	}
 	if n.trust != nil {
 		// The certificate carries name and tags; receivers take them from it.

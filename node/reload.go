@@ -11,7 +11,8 @@ import (
 
 // Reload re-reads the config file (SIGHUP, `segmesh reload`). Tags and name
 // are re-announced and cluster keys installed into the keyring. A changed
-// workloads list is taken over (stored and logged; nothing acts on it yet). Keys that
+// workloads list is taken over: re-announced, its cgroups followed and
+// enforced with the next sync. Keys that
 // need a restart are reported in the log and keep their running value. When
 // the new file is invalid, nothing changes and the error is returned.
 func (n *Node) Reload() error {
@@ -54,13 +55,17 @@ func (n *Node) Reload() error {
 		n.trust = nextTrust
 		n.adoptCertIdentity()
 	}
-	changed := n.cfg.Name != cur.Name || !maps.Equal(n.cfg.Tags, cur.Tags) || certChanged
+	changed := n.cfg.Name != cur.Name || !maps.Equal(n.cfg.Tags, cur.Tags) || certChanged || workloadsChanged
 	rec := n.record()
 	n.mu.Unlock()
 
 	if workloadsChanged {
 		n.log.Info("reload: workloads changed", "workloads", workloadNames(next.Workloads),
 			"before", workloadNames(cur.Workloads))
+		if err := n.followCgroups(next.Workloads, file); err != nil {
+			n.log.Error("reload: cannot follow the workloads' cgroups", "err", err)
+			return fmt.Errorf("reload: %w", err)
+		}
 	}
 	if changed {
 		if err := n.gossip.UpdateLocal(rec); err != nil {

@@ -16,7 +16,7 @@ func (n *Node) Status() api.Status {
 		Self: api.Self{
 			Name: n.cfg.Name, PublicKey: n.pub.String(), Address: n.claim.Address.String(),
 			Address6: mesh.Address6(n.cfg.Network6, n.pub).String(), Endpoint: n.endpoint.String(),
-			Tags: nonNilTags(n.cfg.Tags), Segments: n.segmentsOf(n.cfg.Tags), Workloads: []api.Workload{},
+			Tags: nonNilTags(n.cfg.Tags), Segments: n.segmentsOf(n.cfg.Tags), Workloads: n.selfWorkloads(),
 		},
 		Peers:     []api.Peer{},
 		Policy:    api.Policy{Version: 0, Hash: "", Mode: "enforce"},
