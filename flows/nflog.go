@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -217,6 +218,12 @@ func (r *NFLOG) handle(msgs []netlink.Message, fn func(Packet)) {
 			continue
 		}
 		p.Time = msg.time
+		if w, ok := strings.CutPrefix(msg.prefix, OutPrefix); ok {
+			p.Out, p.Workload = true, w
+		}
+		if msg.hasUID {
+			p.UID, p.HasUID = int(msg.uid), true
+		}
 		if p.Time.IsZero() {
 			p.Time = time.Now()
 		}

@@ -37,6 +37,7 @@ const (
 	nfulaIfindexIndev  = 4  // be32
 	nfulaPayload       = 9  // the network-layer packet
 	nfulaPrefix        = 10 // NUL-terminated string
+	nfulaUID           = 11 // be32: the local socket's owner
 	nfulaSeq           = 12 // be32, instance-local sequence number (NFULNL_CFG_F_SEQ)
 	nfgenmsgLen        = 4  // struct nfgenmsg {u8 family; u8 version; be16 res_id}
 	nfulnlPacketHdrLen = 4
@@ -102,6 +103,8 @@ type nflogMsg struct {
 	hook    uint8
 	inIf    uint32
 	prefix  string
+	uid     uint32
+	hasUID  bool
 	seq     uint32
 	hasSeq  bool
 	time    time.Time // zero when the kernel sent no timestamp
@@ -152,6 +155,10 @@ func decodePacketMsg(m netlink.Message) (nflogMsg, error) {
 			out.inIf = binary.BigEndian.Uint32(b)
 		case nfulaPrefix:
 			out.prefix = cString(b)
+		case nfulaUID:
+			if len(b) >= 4 {
+				out.uid, out.hasUID = binary.BigEndian.Uint32(b), true
+			}
 		case nfulaSeq:
 			if len(b) < 4 {
 				return out, fmt.Errorf("NFULA_SEQ: %d bytes: %w", len(b), ErrTruncated)

@@ -42,7 +42,26 @@ type Packet struct {
 	// Time is when the kernel logged the packet (or when it was read, when
 	// the kernel gave no timestamp). ParsePayload leaves it zero.
 	Time time.Time
+	// Out marks an egress denial: logged by the sender's output chain
+	// (NFLOG prefix OutPrefix + the local workload's name, "" for the
+	// node's identity) for a local process. Src is then this node's
+	// address and Dst the peer's.
+	Out      bool
+	Workload string
+	// UID is the sending socket's owner when HasUID (NFLOG gives it for
+	// local sockets).
+	UID    int
+	HasUID bool
+	// Process: where the node could find it, the sending process and the
+	// workload's cgroup (egress only).
+	PID     int
+	Command string
+	Cgroup  string
 }
+
+// OutPrefix starts the NFLOG prefix of egress denials (the nftables
+// backend logs them with it).
+const OutPrefix = "segmesh-out:"
 
 // ProtoName names an IP protocol as api.Flow does: "tcp", "udp", "icmp",
 // "icmpv6", else the decimal number.
