@@ -7,10 +7,12 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // FormatStatus writes the human form of `segmesh status`: a summary of this
-// node and an aligned table of peers.
+// node, a table of its workloads (if any), an aligned table of peers and
+// the peers' workloads (if any). The workload parts fit in 80 columns.
 func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	pv := "none (all inbound mesh traffic denied)"
 	if s.Policy.Version > 0 {
@@ -21,6 +23,11 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	fmt.Fprintf(w, "tags      %s   segments %s\n", FormatTags(s.Self.Tags), dash(strings.Join(s.Self.Segments, ",")))
 	fmt.Fprintf(w, "interface %s (%s)   mesh %d members   trust %s\n", s.Interface, s.Backend, s.Members, s.Trust)
 	fmt.Fprintf(w, "policy    %s\n\n", pv)
+	cut := false
+	if len(s.Self.Workloads) > 0 {
+		cut = writeWorkloads(w, s.Self.Workloads, statusWidth)
+		fmt.Fprintln(w)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tSEGMENTS\tTAGS\tHANDSHAKE\tRX\tTX\tRX/s\tTX/s\tREASON")
 	for _, p := range s.Peers {
@@ -31,7 +38,143 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	if len(s.Peers) == 0 {
 		fmt.Fprintln(tw, "(no peers)")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if writePeerWorkloads(w, s.Peers, statusWidth) || cut {
+		fmt.Fprintln(w, "(cut to fit 80 columns: segmesh status --json shows everything)")
+	}
+	return nil
+}
+
+// statusWidth is the width the workload parts of `segmesh status` fit in.
+const statusWidth = 80
+
+// writeWorkloads writes this node's workloads as a table of at most width
+// columns, a workload's reason (if any) on a line of its own below it.
+// Values too wide are cut with "…" (CGROUP first, keeping the path's end,
+// which names the unit; then SEGMENTS); it reports whether any was.
+func writeWorkloads(w io.Writer, ws []Workload, width int) (cut bool) {
+	titles := []string{"WORKLOAD", "STATE", "SEGMENTS", "CGROUP"}
+	rows := make([][]string, len(ws))
+	for i, wl := range ws {
+		rows[i] = []string{wl.Name, dash(wl.State), dash(strings.Join(wl.Segments, ",")), dash(wl.Cgroup)}
+	}
+	widths := make([]int, len(titles))
+	for i, t := range titles {
+		widths[i] = runes(t)
+		for _, r := range rows {
+			widths[i] = max(widths[i], runes(r[i]))
+		}
+	}
+	over := sum(widths) + 2*(len(widths)-1) - width
+	for _, c := range []struct{ col, min int }{{3, 16}, {2, 8}} {
+		d := min(max(over, 0), max(widths[c.col]-c.min, 0))
+		widths[c.col] -= d
+		over -= d
+	}
+	fit := func(s string, wd int, keepEnd bool) string {
+		if runes(s) <= wd {
+			return s
+		}
+		cut = true
+		if keepEnd {
+			return "…" + string([]rune(s)[runes(s)-wd+1:])
+		}
+		return string([]rune(s)[:wd-1]) + "…"
+	}
+	line := func(cells []string) {
+		parts := make([]string, len(widths))
+		for i, wd := range widths {
+			c := fit(cells[i], wd, i == 3)
+			parts[i] = c + strings.Repeat(" ", wd-runes(c))
+		}
+		fmt.Fprintln(w, strings.TrimRight(strings.Join(parts, "  "), " "))
+	}
+	line(titles)
+	indent := widths[0] + 2
+	for i, r := range rows {
+		line(r)
+		if ws[i].Reason != "" {
+			fmt.Fprintf(w, "%s%s\n", strings.Repeat(" ", indent), fit(ws[i].Reason, width-indent, false))
+		}
+	}
+	return cut
+}
+
+// writePeerWorkloads writes, for each peer that has workloads, a line of
+// its name and WorkloadMarks within width columns; it reports whether a
+// list was cut.
+func writePeerWorkloads(w io.Writer, peers []Peer, width int) (cut bool) {
+	nameWidth := 0
+	for _, p := range peers {
+		if len(p.Workloads) > 0 {
+			nameWidth = max(nameWidth, min(runes(p.Name), 24))
+		}
+	}
+	if nameWidth == 0 {
+		return false
+	}
+	fmt.Fprintf(w, "\npeer workloads (%s active, %s missing, %s rejected)\n",
+		workloadMark(WorkloadActive), workloadMark(WorkloadMissing), workloadMark(WorkloadRejected))
+	for _, p := range peers {
+		if len(p.Workloads) == 0 {
+			continue
+		}
+		name := p.Name
+		if runes(name) > nameWidth {
+			name, cut = string([]rune(name)[:nameWidth-1])+"…", true
+		}
+		marks := WorkloadMarks(p.Workloads, width-2-nameWidth-2)
+		cut = cut || marks != WorkloadMarks(p.Workloads, 1<<30)
+		fmt.Fprintf(w, "  %s%s  %s\n", name, strings.Repeat(" ", nameWidth-runes(name)), marks)
+	}
+	return cut
+}
+
+// WorkloadMarks lists workloads as names with a state mark, in order:
+// "api✓ cron? old✗" (✓ active, ? missing, ✗ rejected). When that is longer
+// than width runes it keeps the first names that fit and ends in "+N more";
+// when not even one fits, it gives "N workloads".
+func WorkloadMarks(ws []Workload, width int) string {
+	items := make([]string, len(ws))
+	for i, wl := range ws {
+		items[i] = wl.Name + workloadMark(wl.State)
+	}
+	all := strings.Join(items, " ")
+	if runes(all) <= width {
+		return all
+	}
+	for k := len(items) - 1; k > 0; k-- {
+		s := fmt.Sprintf("%s +%d more", strings.Join(items[:k], " "), len(items)-k)
+		if runes(s) <= width {
+			return s
+		}
+	}
+	if len(ws) == 1 {
+		return "1 workload"
+	}
+	return fmt.Sprintf("%d workloads", len(ws))
+}
+
+func workloadMark(state string) string {
+	switch state {
+	case WorkloadActive:
+		return markOK
+	case WorkloadRejected:
+		return markFail
+	}
+	return "?"
+}
+
+func runes(s string) int { return utf8.RuneCountInString(s) }
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 // FormatTags renders tags as k=v,k=v sorted by key.

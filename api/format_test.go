@@ -2,7 +2,11 @@ package api_test
 
 import (
 	"bytes"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/segmesh/segmesh/api"
 )
@@ -59,5 +63,87 @@ func TestFormatExplanation(t *testing.T) {
 `
 	if got := b.String(); got != want {
 		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestFormatStatusWorkloads(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	hs := now.Add(-5 * time.Second).Format(time.RFC3339)
+	many := make([]api.Workload, 12)
+	for i := range many {
+		many[i] = api.Workload{Name: fmt.Sprintf("worker-%02d", i), State: api.WorkloadActive}
+	}
+	many[3].State = api.WorkloadRejected
+	s := &api.Status{
+		Self: api.Self{Name: "app-1", PublicKey: "KEY", Address: "100.80.2.5", Tags: map[string]string{"role": "app"}, Segments: []string{"app"},
+			Workloads: []api.Workload{
+				{Name: "api", State: api.WorkloadActive, Segments: []string{"api", "app"}, Cgroup: "/system.slice/api.service"},
+				{Name: "cron", State: api.WorkloadMissing, Segments: []string{"app"}, Cgroup: "/system.slice/cron.service",
+					Reason: "cgroup does not exist"},
+				{Name: "batch", State: api.WorkloadRejected, Segments: []string{"app"},
+					Cgroup: "/user.slice/user-1000.slice/user@1000.service/app.slice/batch-runner.service",
+					Reason: "tag svc=batch not allowed by the certificate (allowed: svc=api,svc=worker)"},
+			}},
+		Peers: []api.Peer{
+			{Name: "db-1", State: api.StateUp, Address: "100.80.3.7", LastHandshake: &hs},
+			{Name: "app-2", State: api.StateUp, Address: "100.80.2.6", LastHandshake: &hs, Workloads: []api.Workload{
+				{Name: "api", State: api.WorkloadActive}, {Name: "cron", State: api.WorkloadMissing}}},
+			{Name: "worker-host-with-a-long-name", State: api.StateUp, Address: "100.80.4.1", LastHandshake: &hs, Workloads: many},
+		},
+		Policy: api.Policy{Version: 2, Hash: "sha256:ab", Mode: "enforce"}, Trust: "ca", Interface: "segmesh0", Backend: "kernel", Members: 4,
+	}
+	var b bytes.Buffer
+	if err := api.FormatStatus(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	self := `WORKLOAD  STATE     SEGMENTS  CGROUP
+api       active    api,app   /system.slice/api.service
+cron      missing   app       /system.slice/cron.service
+          cgroup does not exist
+batch     rejected  app       …/user@1000.service/app.slice/batch-runner.service
+          tag svc=batch not allowed by the certificate (allowed: svc=api,svc=wo…
+`
+	peers := `peer workloads (✓ active, ? missing, ✗ rejected)
+  app-2                     api✓ cron?
+  worker-host-with-a-long…  worker-00✓ worker-01✓ worker-02✓ worker-03✗ +8 more
+(cut to fit 80 columns: segmesh status --json shows everything)
+`
+	if !strings.Contains(out, "\n\n"+self+"\nNAME") {
+		t.Errorf("no self workload table between summary and peers; want\n%s\ngot\n%s", self, out)
+	}
+	if !strings.HasSuffix(out, "\n\n"+peers) {
+		t.Errorf("output does not end with the peer workloads; want\n%s\ngot\n%s", peers, out)
+	}
+	for _, l := range strings.Split(self+peers, "\n") {
+		if n := utf8.RuneCountInString(l); n > 80 {
+			t.Errorf("%d columns: %q", n, l)
+		}
+	}
+}
+
+func TestFormatStatusWithoutWorkloads(t *testing.T) {
+	s := &api.Status{Self: api.Self{Name: "db-1"}, Peers: []api.Peer{{Name: "web-1", State: api.StateUp}}}
+	var b bytes.Buffer
+	if err := api.FormatStatus(&b, s, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); strings.Contains(out, "WORKLOAD") || strings.Contains(out, "workloads") || strings.Contains(out, "cut to fit") {
+		t.Errorf("workload parts without workloads:\n%s", out)
+	}
+}
+
+func TestWorkloadMarks(t *testing.T) {
+	ws := []api.Workload{{Name: "api", State: api.WorkloadActive}, {Name: "cron", State: api.WorkloadMissing},
+		{Name: "old", State: api.WorkloadRejected}}
+	for width, want := range map[int]string{
+		100: "api✓ cron? old✗", 15: "api✓ cron? old✗", 14: "api✓ +2 more", 11: "3 workloads",
+	} {
+		if got := api.WorkloadMarks(ws, width); got != want {
+			t.Errorf("WorkloadMarks(%d) = %q, want %q", width, got, want)
+		}
+	}
+	if got := api.WorkloadMarks(ws[:1], 2); got != "1 workload" {
+		t.Errorf("WorkloadMarks of one in 2 = %q", got)
 	}
 }

@@ -255,3 +255,38 @@ func TestPolicyReferenceExplain(t *testing.T) {
 		t.Errorf("explain prints:\n%s\npolicy.md shows:\n%s", out.String(), shown)
 	}
 }
+
+// TestPolicyReferenceWorkloadTable: each row of the "identity | tags |
+// segments" table of docs/policy.md holds for the last yaml block before
+// it (a workload's identity being its node's tags and its own).
+func TestPolicyReferenceWorkloadTable(t *testing.T) {
+	b, err := os.ReadFile("policy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	at := strings.Index(doc, "| identity | tags | segments |")
+	if at < 0 {
+		t.Fatal("policy.md has no identity | tags | segments table")
+	}
+	blocks := yamlBlocks(doc[:at])
+	p, err := acl.Parse("policy.md", []byte(blocks[len(blocks)-1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, _, _ := strings.Cut(doc[at:], "\n\n")
+	rows := regexp.MustCompile("(?m)^\\| `[^`]+`[^|]* \\| `(\\{.*\\})` \\| (.*) \\|$").FindAllStringSubmatch(table, -1)
+	if len(rows) < 3 {
+		t.Fatalf("only %d rows in the workload identity table", len(rows))
+	}
+	for _, r := range rows {
+		var tags map[string]string
+		if err := yaml.Unmarshal([]byte(r[1]), &tags); err != nil {
+			t.Errorf("row %s: %v", r[1], err)
+			continue
+		}
+		if got := strings.Join(p.SegmentsOf(tags), ", "); got != r[2] {
+			t.Errorf("tags %s: segments %s, policy.md says %s", r[1], got, r[2])
+		}
+	}
+}

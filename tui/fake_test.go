@@ -158,14 +158,25 @@ func fixtureStatus(step int) api.Event {
 	k := int64(step)
 	s := &api.Status{
 		Self: api.Self{Name: "db-1", PublicKey: keyDB1, Address: "100.80.3.7", Address6: "fd5e:6d00::3:7",
-			Endpoint: "192.0.2.11:51820", Tags: map[string]string{"role": "db", "env": "prod"}, Segments: []string{"db"}},
+			Endpoint: "192.0.2.11:51820", Tags: map[string]string{"role": "db", "env": "prod"}, Segments: []string{"db"},
+			Workloads: []api.Workload{
+				{Name: "postgres", Tags: map[string]string{"svc": "postgres"}, Segments: []string{"db"}, State: api.WorkloadActive,
+					Cgroup: "/system.slice/postgresql.service"},
+				{Name: "backup", Tags: map[string]string{"svc": "backup"}, Segments: []string{"db", "batch"}, State: api.WorkloadMissing,
+					Cgroup: "/system.slice/backup.service", Reason: "cgroup does not exist"},
+			}},
 		Peers: []api.Peer{
 			{Name: "web-1", PublicKey: keyWeb1, Address: "100.80.1.10", Address6: "fd5e:6d00::1:10", Endpoint: "192.0.2.21:51820",
 				Segments: []string{"web"}, State: api.StateUp, LastHandshake: ts(-12 * time.Second), RxBytes: 1000 + k*4096, TxBytes: 500 + k*2048000},
 			{Name: "web-2", PublicKey: keyWeb2, Address: "100.80.1.11", Address6: "fd5e:6d00::1:11", Endpoint: "192.0.2.22:51820",
 				Segments: []string{"web"}, State: web2, LastHandshake: ts(-2*time.Minute - 7*time.Second), RxBytes: 10, TxBytes: 20},
 			{Name: "app-1", PublicKey: keyApp1, Address: "100.80.2.5", Address6: "fd5e:6d00::2:5", Endpoint: "192.0.2.31:51820",
-				Segments: []string{"app", "monitoring"}, State: api.StateUp, LastHandshake: ts(-75 * time.Second), RxBytes: 5e6 + k*3e6, TxBytes: 7e6 + k*1e5},
+				Segments: []string{"app", "monitoring"}, State: api.StateUp, LastHandshake: ts(-75 * time.Second), RxBytes: 5e6 + k*3e6, TxBytes: 7e6 + k*1e5,
+				Workloads: []api.Workload{
+					{Name: "api", Tags: map[string]string{"svc": "api"}, Segments: []string{"app", "monitoring"}, State: api.WorkloadActive},
+					{Name: "cron", Tags: map[string]string{"svc": "cron"}, Segments: []string{"app", "monitoring"}, State: api.WorkloadRejected,
+						Reason: "svc=cron not allowed by the certificate"},
+				}},
 			{Name: "app-2", PublicKey: keyApp2, Address: "100.80.2.6", Address6: "fd5e:6d00::2:6", Endpoint: "192.0.2.32:51820",
 				Segments: []string{"app"}, State: api.StateDead, LastHandshake: ts(-3 * time.Hour)},
 			{Name: "rogue", PublicKey: keyBad, Address: "100.80.66.6", Endpoint: "192.0.2.66:51820",

@@ -91,6 +91,18 @@ func truncate(s string, w int) string {
 	return ansi.Truncate(s, w, "…")
 }
 
+// truncateLeft cuts s to w cells from the left, starting with "…" when it
+// had to cut.
+func truncateLeft(s string, w int) string {
+	if w <= 0 {
+		return ""
+	}
+	if width(s) <= w {
+		return s
+	}
+	return ansi.TruncateLeft(s, width(s)-w+1, "…")
+}
+
 // pad fills s with spaces to w cells, on the left when right is set.
 func pad(s string, w int, right bool) string {
 	n := w - width(s)

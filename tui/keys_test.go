@@ -125,7 +125,7 @@ func TestScrollAndPolicyColumns(t *testing.T) {
 	if got, want := m.scroll[viewSegments], len(m.body(80).lines)-3; got != want {
 		t.Fatalf("end: scroll %d, want %d", got, want)
 	}
-	if !strings.Contains(lastLine(m.View()), "5-7/7") {
+	if !strings.Contains(lastLine(m.View()), "9-11/11") { // 2 workloads, blank, segment titles, 7 rows
 		t.Fatalf("footer position: %q", lastLine(m.View()))
 	}
 	m.Update(press("g"))

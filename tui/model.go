@@ -250,12 +250,20 @@ func (m *Model) applyEvent(ev api.Event) []tea.Cmd {
 }
 
 // membershipKey changes whenever a node joins, leaves the list or changes
-// segments (states are taken from the status itself).
+// segments, or one of its workloads does (states are taken from the status
+// itself).
 func membershipKey(s *api.Status) string {
 	var b strings.Builder
 	b.WriteString(strings.Join(s.Self.Segments, ","))
+	writeWorkloads := func(ws []api.Workload) {
+		for _, wl := range ws {
+			fmt.Fprintf(&b, "/%s=%s", wl.Name, strings.Join(wl.Segments, ","))
+		}
+	}
+	writeWorkloads(s.Self.Workloads)
 	for _, p := range s.Peers {
 		fmt.Fprintf(&b, "|%s=%s", p.PublicKey, strings.Join(p.Segments, ","))
+		writeWorkloads(p.Workloads)
 	}
 	return b.String()
 }

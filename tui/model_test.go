@@ -182,3 +182,89 @@ func TestHeaderFlagsExpiringCertificates(t *testing.T) {
 		t.Fatalf("header: %q", head)
 	}
 }
+
+// TestSelfWorkloads: view 1 starts with this node's workloads and their
+// states, then the segments; the filter applies to both tables, and a node
+// without workloads shows the segments only.
+func TestSelfWorkloads(t *testing.T) {
+	m := loaded(80, 24)
+	lines := strings.Split(m.View(), "\n")
+	want := []string{
+		"WORKLOAD STATE   SEGMENTS CGROUP                           REASON",
+		"postgres active  db       /system.slice/postgresql.service",
+		"backup   missing db,batch /system.slice/backup.service     cgroup does not exist",
+		"",
+		"SEGMENT     SELECTOR           MEMBER        ADDRESS      STATE",
+	}
+	if got := lines[3:8]; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("view 1 starts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// Narrow: the cgroup keeps its end (the unit), the reason goes first.
+	m = loaded(50, 24)
+	if got := strings.Split(m.View(), "\n")[4]; got != "postgres active  db       …lice/postgresql.service" {
+		t.Errorf("50 wide: %q", got)
+	}
+
+	m = loaded(80, 24)
+	m.filters[viewSegments] = "backup"
+	body := m.body(80)
+	if len(body.lines) != 1 || !strings.HasPrefix(body.lines[0], "backup") {
+		t.Errorf("filter backup: %q", body.lines)
+	}
+	m.filters[viewSegments] = "monitoring"
+	body = m.body(80)
+	if !strings.HasPrefix(body.title, "SEGMENT") || len(body.lines) != 1 {
+		t.Errorf("filter monitoring (no workload matches): %q %q", body.title, body.lines)
+	}
+
+	m = loaded(80, 24)
+	ev := fixtureStatus(1)
+	ev.Status.Self.Workloads = nil
+	m.Update(eventMsg{gen: 1, ev: ev})
+	if body := m.body(80); !strings.HasPrefix(body.title, "SEGMENT") || strings.Contains(m.View(), "WORKLOAD") {
+		t.Errorf("without workloads:\n%s", m.View())
+	}
+}
+
+// TestPeerWorkloads: view 2 puts a peer's workloads with their state marks
+// on a line below it; the filter finds a peer by a workload's name, and a
+// long list ends in "+N more" within the width.
+func TestPeerWorkloads(t *testing.T) {
+	m := loaded(80, 24)
+	m.view = viewPeers
+	body := m.body(80)
+	if len(body.lines) != 6 || body.lines[1] != "  └ workloads api✓ cron✗" || !strings.HasPrefix(body.lines[2], "app-2") {
+		t.Fatalf("peers:\n%s", strings.Join(body.lines, "\n"))
+	}
+	m.filters[viewPeers] = "cron"
+	if body := m.body(80); len(body.lines) != 2 || !strings.HasPrefix(body.lines[0], "app-1") {
+		t.Errorf("filter cron:\n%s", strings.Join(body.lines, "\n"))
+	}
+
+	ev := fixtureStatus(1)
+	var many []api.Workload
+	for i := range 20 {
+		many = append(many, api.Workload{Name: fmt.Sprintf("job-%02d", i), State: api.WorkloadActive})
+	}
+	ev.Status.Peers[2].Workloads = many // app-1
+	m.filters[viewPeers] = ""
+	m.Update(eventMsg{gen: 1, ev: ev})
+	sub := m.body(40).lines[1]
+	if sub != "  └ workloads job-00✓ job-01✓ +18 more" {
+		t.Errorf("40 wide: %q (%d)", sub, width(sub))
+	}
+}
+
+// TestWorkloadChangeRefetchesSegments: a peer's workload changing segments
+// refetches the segments, like a node doing so.
+func TestWorkloadChangeRefetchesSegments(t *testing.T) {
+	m := loaded(80, 24)
+	segs := m.seq.segments
+	ev := fixtureStatus(1)
+	ev.Status.Peers[2].Workloads[0].Segments = []string{"app"}
+	m.Update(eventMsg{gen: 1, ev: ev})
+	if m.seq.segments != segs+1 {
+		t.Fatalf("segments fetches %d→%d", segs, m.seq.segments)
+	}
+}

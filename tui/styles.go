@@ -51,6 +51,19 @@ func (s styles) state(state string) (lipgloss.Style, bool) {
 	return lipgloss.Style{}, false
 }
 
+// workload styles a workload state.
+func (s styles) workload(state string) (lipgloss.Style, bool) {
+	switch state {
+	case api.WorkloadActive:
+		return s.live, true
+	case api.WorkloadMissing:
+		return s.warn, true
+	case api.WorkloadRejected:
+		return s.bad, true
+	}
+	return lipgloss.Style{}, false
+}
+
 // verdict styles a flow verdict.
 func (s styles) verdict(v string) (lipgloss.Style, bool) {
 	switch v {

@@ -13,6 +13,9 @@ type column struct {
 	max   int  // cap on the natural width (0: none)
 	right bool // right-aligned (numbers)
 	drop  int  // >0: hidden when the table does not fit, highest first
+	// cutLeft: a value too wide loses its start, not its end (paths,
+	// whose end names the thing).
+	cutLeft bool
 }
 
 // cell is one value; styled cells are rendered with st after layout.
@@ -155,6 +158,9 @@ func renderTableW(st styles, cols []column, rows [][]cell, maxw int) (string, []
 				cl = r[i]
 			}
 			t := truncate(cl.text, w[i])
+			if c.cutLeft {
+				t = truncateLeft(cl.text, w[i])
+			}
 			n := width(t)
 			if cl.styled && t != "" {
 				t = cl.st.Render(t)

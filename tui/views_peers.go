@@ -8,7 +8,9 @@ import (
 )
 
 // peersBody lists the other nodes with their addresses, segments, endpoint,
-// handshake age, receive/transmit rates and state, sorted by name.
+// handshake age, receive/transmit rates and state, sorted by name; a peer
+// with workloads has a line below it naming them with their states
+// ("└ workloads api✓ cron? old✗", api.WorkloadMarks).
 func (m *Model) peersBody(w int) body {
 	cols := []column{
 		{title: "NAME", min: 6, max: 24},
@@ -36,6 +38,7 @@ func (m *Model) peersBody(w int) body {
 	now := m.now()
 	hasReason := false
 	var rows [][]cell
+	var subs []string // per row: its workloads line, or ""
 	for _, p := range peers {
 		rx, tx := "-", "-"
 		if r, ok := m.rates.get(p.PublicKey); ok {
@@ -54,15 +57,36 @@ func (m *Model) peersBody(w int) body {
 			styledCell(dash(p.State), st, ok),
 			plain(p.Reason),
 		}
-		if !matches(m.filters[viewPeers], rowText(r)) {
+		sub := ""
+		if len(p.Workloads) > 0 {
+			sub = "  └ workloads " + api.WorkloadMarks(p.Workloads, w-14)
+		}
+		if !matches(m.filters[viewPeers], rowText(r), workloadNames(p.Workloads)) {
 			continue
 		}
 		hasReason = hasReason || p.Reason != ""
 		rows = append(rows, r)
+		subs = append(subs, sub)
 	}
 	if !hasReason {
 		cols = cols[:len(cols)-1]
 	}
-	title, lines := renderTable(m.st, cols, rows, w)
+	title, table := renderTable(m.st, cols, rows, w)
+	lines := make([]string, 0, len(table))
+	for i, l := range table {
+		lines = append(lines, l)
+		if subs[i] != "" {
+			lines = append(lines, subs[i])
+		}
+	}
 	return body{title: title, lines: lines, empty: "no peers"}
+}
+
+// workloadNames is the text a filter matches a peer's workloads against.
+func workloadNames(ws []api.Workload) string {
+	names := make([]string, len(ws))
+	for i, wl := range ws {
+		names[i] = wl.Name
+	}
+	return strings.Join(names, " ")
 }

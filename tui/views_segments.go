@@ -2,14 +2,71 @@ package tui
 
 import (
 	"sort"
+	"strings"
 
 	"github.com/segmesh/segmesh/api"
 )
 
-// segmentsBody lists every segment with its members and their state. The
+// segmentsBody is view 1: this node's workloads (when it has any), then
+// every segment with its members and their state.
+func (m *Model) segmentsBody(w int) body {
+	segs := m.segmentTable(w)
+	wl := m.workloadTable(w)
+	if len(wl.lines) == 0 {
+		return segs
+	}
+	lines := wl.lines
+	switch {
+	case len(segs.lines) > 0:
+		lines = append(append(lines, "", segs.title), segs.lines...)
+	case m.filters[viewSegments] == "":
+		lines = append(lines, "", segs.title, m.st.dim.Render(segs.empty))
+	}
+	return body{title: wl.title, lines: lines}
+}
+
+// workloadTable lists this node's workloads with their state, segments,
+// cgroup and reason (a column only when one has a reason); no lines when
+// there are none or none matches the filter.
+func (m *Model) workloadTable(w int) body {
+	if m.status == nil {
+		return body{}
+	}
+	cols := []column{
+		{title: "WORKLOAD", min: 6, max: 32},
+		{title: "STATE"},
+		{title: "SEGMENTS", min: 6, max: 30},
+		{title: "CGROUP", min: 10, cutLeft: true},
+		{title: "REASON", min: 10, max: 60, drop: 1},
+	}
+	hasReason := false
+	var rows [][]cell
+	for _, wl := range m.status.Self.Workloads {
+		st, ok := m.st.workload(wl.State)
+		r := []cell{
+			plain(wl.Name),
+			styledCell(dash(wl.State), st, ok),
+			plain(dash(strings.Join(wl.Segments, ","))),
+			plain(dash(wl.Cgroup)),
+			plain(wl.Reason),
+		}
+		if !matches(m.filters[viewSegments], rowText(r)) {
+			continue
+		}
+		hasReason = hasReason || wl.Reason != ""
+		rows = append(rows, r)
+	}
+	if !hasReason {
+		cols = cols[:len(cols)-1]
+	}
+	title, lines := renderTable(m.st, cols, rows, w)
+	return body{title: title, lines: lines}
+}
+
+// segmentTable lists every segment with its members and their state. The
 // segment's name and selector are shown on its first row only; the filter
 // matches each row with its segment's name and selector.
-func (m *Model) segmentsBody(w int) body {
+func (m *Model) segmentTable(w int) body {
 	cols := []column{
 		{title: "SEGMENT", min: 6, max: 20},
 		{title: "SELECTOR", min: 8, max: 30, drop: 1},
