@@ -31,6 +31,8 @@ type aggKey struct {
 	proto    uint8
 	port     uint16
 	verdict  string
+	out      bool
+	workload string
 }
 
 type aggEntry struct {
@@ -47,6 +49,10 @@ type Aggregator struct {
 	resolve  Resolver
 	self     func() []string
 	verdict  func() string
+
+	// local returns the segments of a local identity ("" the node's) for
+	// egress denials; nil: self for every one.
+	local func(workload string) []string
 
 	mu      sync.Mutex
 	entries map[aggKey]*list.Element // values are *aggEntry
@@ -85,6 +91,10 @@ func NewAggregator(capacity int, resolve Resolver, self func() (segments []strin
 	}
 }
 
+// SetLocalSegments sets how egress denials name their source's segments
+// (a local workload's, "" for the node's); call before the first Add.
+func (a *Aggregator) SetLocalSegments(f func(workload string) []string) { a.local = f }
+
 // Add counts p in its aggregate, creating it (and evicting the least
 // recently updated aggregate when full) if needed, and returns a copy of the
 // updated aggregate, which also goes to every subscriber. The peer fields
@@ -92,11 +102,20 @@ func NewAggregator(capacity int, resolve Resolver, self func() (segments []strin
 // now; LastSeen never goes backwards.
 func (a *Aggregator) Add(p Packet) api.Flow {
 	verdict := a.verdict()
-	peer, known := a.resolve(p.Src)
+	remote := p.Src
+	if p.Out {
+		remote = p.Dst
+	}
+	peer, known := a.resolve(remote)
 	if !known {
 		peer = Peer{}
 	}
-	self := a.self()
+	var self []string
+	if p.Out && a.local != nil {
+		self = a.local(p.Workload)
+	} else {
+		self = a.self()
+	}
 	t := p.Time
 	if t.IsZero() {
 		t = time.Now()
@@ -104,7 +123,7 @@ func (a *Aggregator) Add(p Packet) api.Flow {
 	if !hasPorts(p.Proto) {
 		p.Port = 0
 	}
-	k := aggKey{src: p.Src, dst: p.Dst, proto: p.Proto, port: p.Port, verdict: verdict}
+	k := aggKey{src: p.Src, dst: p.Dst, proto: p.Proto, port: p.Port, verdict: verdict, out: p.Out, workload: p.Workload}
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -131,19 +150,37 @@ func (a *Aggregator) Add(p Packet) api.Flow {
 			Proto:     ProtoName(k.proto),
 			Port:      k.port,
 			Verdict:   verdict,
+			Direction: api.DirectionIn,
 			Count:     1,
 			FirstSeen: t,
 			LastSeen:  t,
 		}}
 		a.entries[k] = a.lru.PushFront(e)
 	}
-	e.flow.SrcName, e.flow.SrcKey = peer.Name, peer.Key
-	// The stored slices are never modified in place, only replaced.
-	if !slices.Equal(e.flow.SrcSegments, peer.Segments) || e.flow.SrcSegments == nil {
-		e.flow.SrcSegments = cloneStrings(peer.Segments)
+	srcSegs, dstSegs := peer.Segments, self
+	if p.Out {
+		srcSegs, dstSegs = self, peer.Segments
+		e.flow.Direction, e.flow.Workload = api.DirectionOut, p.Workload
+		e.flow.DstName, e.flow.DstKey = peer.Name, peer.Key
+		if p.Cgroup != "" {
+			e.flow.Cgroup = p.Cgroup
+		}
+		if p.PID != 0 {
+			e.flow.PID, e.flow.Command = p.PID, p.Command
+		}
+		if p.HasUID {
+			uid := p.UID
+			e.flow.UID = &uid
+		}
+	} else {
+		e.flow.SrcName, e.flow.SrcKey = peer.Name, peer.Key
 	}
-	if !slices.Equal(e.flow.DstSegments, self) || e.flow.DstSegments == nil {
-		e.flow.DstSegments = cloneStrings(self)
+	// The stored slices are never modified in place, only replaced.
+	if !slices.Equal(e.flow.SrcSegments, srcSegs) || e.flow.SrcSegments == nil {
+		e.flow.SrcSegments = cloneStrings(srcSegs)
+	}
+	if !slices.Equal(e.flow.DstSegments, dstSegs) || e.flow.DstSegments == nil {
+		e.flow.DstSegments = cloneStrings(dstSegs)
 	}
 	for _, ch := range a.subs {
 		select {
@@ -204,6 +241,10 @@ func (a *Aggregator) Subscribe(buf int) (<-chan api.Flow, func()) {
 func cloneFlow(f api.Flow) api.Flow {
 	f.SrcSegments = cloneStrings(f.SrcSegments)
 	f.DstSegments = cloneStrings(f.DstSegments)
+	if f.UID != nil {
+		uid := *f.UID
+		f.UID = &uid
+	}
 	return f
 }
 

@@ -292,3 +292,38 @@ func assertFlow(t *testing.T, got, want api.Flow) {
 		t.Fatalf("flow = %+v\nwant   %+v", got, want)
 	}
 }
+
+// An egress denial names the peer as destination, the local workload's
+// segments as source and what is known of the sending process; it is an
+// aggregate of its own next to an ingress one of the same addresses.
+func TestAggregatorEgress(t *testing.T) {
+	local, peer := netip.MustParseAddr("100.80.0.1"), netip.MustParseAddr("100.80.0.2")
+	a := NewAggregator(8, func(x netip.Addr) (Peer, bool) {
+		if x == peer {
+			return Peer{Name: "db-1", Key: "K", Segments: []string{"db"}}, true
+		}
+		return Peer{}, false
+	}, func() []string { return []string{"app"} }, nil)
+	a.SetLocalSegments(func(w string) []string {
+		if w == "cron" {
+			return []string{"app", "cron"}
+		}
+		return []string{"app"}
+	})
+	f := a.Add(Packet{Src: local, Dst: peer, Proto: ProtoTCP, Port: 5432, Out: true, Workload: "cron",
+		UID: 1000, HasUID: true, PID: 42, Command: "psql", Cgroup: "/system.slice/cron.service"})
+	if f.Direction != "out" || f.DstName != "db-1" || f.DstKey != "K" || f.SrcName != "" || f.Workload != "cron" ||
+		!slices.Equal(f.SrcSegments, []string{"app", "cron"}) || !slices.Equal(f.DstSegments, []string{"db"}) ||
+		f.UID == nil || *f.UID != 1000 || f.PID != 42 || f.Command != "psql" || f.Cgroup != "/system.slice/cron.service" {
+		t.Fatalf("egress flow %+v", f)
+	}
+	// The same packet without process details keeps those found before.
+	f = a.Add(Packet{Src: local, Dst: peer, Proto: ProtoTCP, Port: 5432, Out: true, Workload: "cron"})
+	if f.Count != 2 || f.PID != 42 {
+		t.Fatalf("second egress packet %+v", f)
+	}
+	in := a.Add(Packet{Src: peer, Dst: local, Proto: ProtoTCP, Port: 5432})
+	if in.Direction != "in" || in.SrcName != "db-1" || a.Len() != 2 {
+		t.Fatalf("ingress flow %+v, %d aggregates", in, a.Len())
+	}
+}

@@ -36,6 +36,9 @@ type Packet struct {
 	// Port is the destination port for TCP, UDP, UDP-Lite, SCTP and DCCP;
 	// 0 for other protocols and for non-first fragments.
 	Port uint16
+	// SrcPort is the source port where Port is set (not part of an
+	// aggregate; egress uses it to find the sending socket).
+	SrcPort uint16
 	// ICMPType is the ICMP (Proto 1, IPv4) or ICMPv6 (Proto 58, IPv6) type;
 	// 0 otherwise. It is not part of a flow aggregate.
 	ICMPType uint8
@@ -215,7 +218,7 @@ func parseTransport(p Packet, t []byte, icmp uint8) (Packet, error) {
 		if len(t) < 4 {
 			return p, fmt.Errorf("%s header: %d bytes: %w", ProtoName(p.Proto), len(t), ErrTruncated)
 		}
-		p.Port = binary.BigEndian.Uint16(t[2:4])
+		p.SrcPort, p.Port = binary.BigEndian.Uint16(t[0:2]), binary.BigEndian.Uint16(t[2:4])
 	case p.Proto == icmp:
 		if len(t) < 1 {
 			return p, fmt.Errorf("%s header: %w", ProtoName(p.Proto), ErrTruncated)

@@ -133,6 +133,10 @@ func TestParsePayload(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParsePayload: %v", err)
 			}
+			if hasPorts(got.Proto) && got.Port != 0 && got.SrcPort == 0 {
+				t.Fatalf("ParsePayload = %+v: no source port", got)
+			}
+			got.SrcPort = 0 // the cases' packets use several; checked above
 			if got != tt.want {
 				t.Fatalf("ParsePayload = %+v, want %+v", got, tt.want)
 			}

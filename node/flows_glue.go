@@ -29,6 +29,7 @@ type flowPipeline struct {
 // fatal (enforcement does not depend on it), an unwritable flow_log is.
 func (n *Node) openFlows() (*flowPipeline, error) {
 	fp := &flowPipeline{agg: flows.NewAggregator(flowCapacity, n.resolvePeer, n.selfSegments, n.verdict)}
+	fp.agg.SetLocalSegments(n.localSegments)
 	if n.cfg.FlowLog != "" {
 		f, err := flows.OpenLog(n.cfg.FlowLog)
 		if err != nil {
@@ -53,7 +54,13 @@ func (fp *flowPipeline) start(n *Node) {
 		fp.wg.Add(1)
 		go func() {
 			defer fp.wg.Done()
-			if err := fp.nflog.Run(ctx, func(p flows.Packet) { fp.agg.Add(p) }); err != nil && !errors.Is(err, context.Canceled) {
+			add := func(p flows.Packet) {
+				if p.Out {
+					n.describeSender(&p)
+				}
+				fp.agg.Add(p)
+			}
+			if err := fp.nflog.Run(ctx, add); err != nil && !errors.Is(err, context.Canceled) {
 				n.log.Error("flow reader stopped", "err", err)
 			}
 		}()
@@ -103,6 +110,22 @@ func (n *Node) resolvePeer(a netip.Addr) (flows.Peer, bool) {
 func (n *Node) selfSegments() []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	return n.segmentsOf(n.cfg.Tags)
+}
+
+// localSegments returns the segments of a local identity: an accepted
+// workload's (node tags and its own), else the node's.
+func (n *Node) localSegments(workload string) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if workload != "" {
+		ws, _ := n.localWorkloads()
+		for _, w := range ws {
+			if w.Name == workload {
+				return n.segmentsOf(acl.WorkloadTags(n.cfg.Tags, w))
+			}
+		}
+	}
 	return n.segmentsOf(n.cfg.Tags)
 }
 

@@ -65,6 +65,7 @@ type Node struct {
 	egressIDs      *acl.IdentityAllocator // destination identity numbers of egress (with mu)
 	appliedEgress  egressInputs           // inputs of the last successful egress apply (sync loop)
 	cg             *cgroupFollow          // the workloads' cgroups; nil without workloads (with mu)
+	senders        senderFinder           // bounds the process lookups of egress denials
 	indexed        compileInputs          // inputs byAddr was built from
 	records        verifyCache            // verified records of the members (sync.go)
 
