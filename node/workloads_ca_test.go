@@ -1,6 +1,7 @@
 package node
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -97,5 +98,33 @@ func TestCAModeLocalWorkloadVerdicts(t *testing.T) {
 	r.n.mu.Unlock()
 	if len(ok) != 1 || ok[0].Name != "job" || len(rejected) != 1 || rejected["api"] != "tag svc=api not allowed by the node's certificate" {
 		t.Fatalf("verdicts: ok %+v, rejected %v", ok, rejected)
+	}
+}
+
+// TestCAModeStubWithoutCertificate: a peer whose certificate did not fit
+// its record stub (gossip leaves it out) waits for the full record, then is
+// admitted with its workloads.
+func TestCAModeStubWithoutCertificate(t *testing.T) {
+	r := newCARig(t)
+	full := r.wlPeer(t, "app-1", []gossip.Workload{{Name: "api", Tags: map[string]string{"svc": "api"}}}, ca.TagPair{Key: "svc", Value: "api"})
+	rec, err := gossip.DecodeRecord(full.Meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stubRec := rec
+	stubRec.Cert, stubRec.Workloads, stubRec.Ext = nil, nil, "0123456789abcdef0123456789abcdef"
+	stub := full
+	if stub.Meta, err = stubRec.Encode(); err != nil {
+		t.Fatal(err)
+	}
+	r.gossip.setMembers(stub)
+	waitFor(t, "the stub seen", func() bool { return len(r.n.Status().Peers) == 1 })
+	if p := r.peerState(t, full.Name); p.State == api.StateUp || !strings.HasPrefix(p.Reason, ReasonPending+":") {
+		t.Fatalf("a stub without certificate: %+v", p)
+	}
+	r.gossip.setMembers(full)
+	waitFor(t, "the full record admitted", func() bool { return r.peerState(t, full.Name).State == api.StateUp })
+	if w := r.peerState(t, full.Name).Workloads; len(w) != 1 || w[0].State != api.WorkloadActive {
+		t.Fatalf("workloads %+v", w)
 	}
 }
