@@ -59,19 +59,36 @@ func checkWorkloads(rec gossip.Record, cert *ca.Signed) (ok []acl.Workload, reje
 }
 
 // workloadTagProblem is why a workload's own tags do not count ("" when
-// they do), looking at them by key: a bad tag, one that redefines a node
-// tag, or, with a certificate (CA mode), one it does not allow.
+// they do): a bad tag, one that redefines a node tag, or, with a
+// certificate (CA mode), one it does not allow; the first such tag by key
+// is named. The common case (no problem) does not allocate.
 func workloadTagProblem(nodeTags, tags map[string]string, cert *ca.Signed) string {
-	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		v := tags[k]
-		switch _, set := nodeTags[k]; {
-		case !workloadTagRE.MatchString(k) || !workloadTagRE.MatchString(v):
-			return fmt.Sprintf("bad tag %q: %q", k, v)
-		case set:
-			return fmt.Sprintf("tag %s redefines a node tag", k)
-		case cert != nil && !cert.AllowsWorkloadTag(k, v):
-			return fmt.Sprintf("tag %s=%s not allowed by the node's certificate", k, v)
+	bad := false
+	for k, v := range tags {
+		if bad = tagProblem(nodeTags, k, v, cert) != ""; bad {
+			break
 		}
+	}
+	if !bad {
+		return ""
+	}
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		if why := tagProblem(nodeTags, k, tags[k], cert); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// tagProblem is why one workload tag k=v does not count ("" when it does).
+func tagProblem(nodeTags map[string]string, k, v string, cert *ca.Signed) string {
+	switch _, set := nodeTags[k]; {
+	case !workloadTagRE.MatchString(k) || !workloadTagRE.MatchString(v):
+		return fmt.Sprintf("bad tag %q: %q", k, v)
+	case set:
+		return fmt.Sprintf("tag %s redefines a node tag", k)
+	case cert != nil && !cert.AllowsWorkloadTag(k, v):
+		return fmt.Sprintf("tag %s=%s not allowed by the node's certificate", k, v)
 	}
 	return ""
 }
