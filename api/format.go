@@ -236,7 +236,8 @@ func mark(ok bool) string {
 }
 
 // FormatExplanation writes policy explain's text form: the verdict, both
-// nodes' segments, the allowing rules, then every rule with its from and to
+// nodes' (or workloads', as NODE/WORKLOAD) segments, the notes, the
+// allowing rules, then every rule with its from and to
 // segments (each selector term matched or not, with the node's tag when
 // not) and the port entry that matched (naming its service).
 func FormatExplanation(out io.Writer, e *Explanation) {
@@ -244,8 +245,12 @@ func FormatExplanation(out io.Writer, e *Explanation) {
 	if e.Service != "" {
 		port += " (service " + e.Service + ")"
 	}
-	fmt.Fprintf(out, "%s: %s -> %s %s (policy v%d, %s mode)\n", strings.ToUpper(e.Verdict), e.From, e.To, port, e.Version, e.Mode)
-	fmt.Fprintf(out, "  %s segments: %s\n  %s segments: %s\n", e.From, noneIfEmpty(e.FromSegments), e.To, noneIfEmpty(e.ToSegments))
+	from, to := withWorkload(e.From, e.FromWorkload), withWorkload(e.To, e.ToWorkload)
+	fmt.Fprintf(out, "%s: %s -> %s %s (policy v%d, %s mode)\n", strings.ToUpper(e.Verdict), from, to, port, e.Version, e.Mode)
+	fmt.Fprintf(out, "  %s segments: %s\n  %s segments: %s\n", from, noneIfEmpty(e.FromSegments), to, noneIfEmpty(e.ToSegments))
+	for _, n := range e.Notes {
+		fmt.Fprintf(out, "  note: %s\n", n)
+	}
 	if len(e.Rules) > 0 {
 		fmt.Fprintf(out, "  allowed by: %s\n", strings.Join(e.Rules, ", "))
 	} else {
@@ -272,6 +277,14 @@ func FormatExplanation(out io.Writer, e *Explanation) {
 			fmt.Fprintf(out, "      port %s %s (ports: %s)\n", e.Port, markFail, strings.Join(r.Ports, ", "))
 		}
 	}
+}
+
+// withWorkload is node, or node/workload when workload is set.
+func withWorkload(node, workload string) string {
+	if workload == "" {
+		return node
+	}
+	return node + "/" + workload
 }
 
 // explainedSegments gives a rule's from or to list, e.g.

@@ -131,6 +131,14 @@ type Explanation struct {
 	// Considered is every rule of the policy in file order with how its
 	// from, to and ports fared.
 	Considered []ExplainedRule `json:"considered"`
+	// FromWorkload and ToWorkload name the workload of From or To when it
+	// was given as NODE/WORKLOAD: the workload's identity (its node's tags
+	// and its own) was explained, unless a note says it is rejected.
+	FromWorkload string `json:"from_workload,omitempty"`
+	ToWorkload   string `json:"to_workload,omitempty"`
+	// Notes say how From or To was taken when that is not plain, e.g. a
+	// rejected workload explained with its node's identity.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // ExplainedRule is one rule as policy explain evaluated it.

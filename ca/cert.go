@@ -20,8 +20,14 @@ import (
 
 // Certificate format and encoding constants.
 const (
-	// CertFormat is the certificate format this build writes and reads.
+	// CertFormat is the format of a certificate without workload tags; Issue
+	// writes it whenever WorkloadTags is empty, so such certificates are
+	// byte for byte what builds before workload tags wrote and read.
 	CertFormat = 1
+	// CertFormatWorkloadTags is format 1 followed by the allowed workload
+	// tag pairs; Issue writes it only when there are some. Builds before it
+	// reject it (unsupported certificate format 2).
+	CertFormatWorkloadTags = 2
 	// CertPEMType is the PEM block type of a certificate file.
 	CertPEMType = "SEGMESH CERTIFICATE"
 	// DefaultValidity is the validity Issue gives a template without NotAfter.
@@ -33,8 +39,9 @@ const (
 	certDomain = "segmesh cert v1\n"
 
 	// Limits enforced on issue and on decode.
-	MaxNameLen = 63 // bytes; the config's name rule
-	MaxTags    = 32
+	MaxNameLen      = 63 // bytes; the config's name rule
+	MaxTags         = 32
+	MaxWorkloadTags = 64 // allowed workload tag pairs
 )
 
 // tagRE is the config's rule for tag keys and values.
@@ -47,7 +54,7 @@ const maxUnix = 253402300799
 // means the certificate does not fix the node's IPv4. Times are whole
 // seconds, UTC.
 type Certificate struct {
-	Format    int               // CertFormat
+	Format    int               // CertFormat, or CertFormatWorkloadTags when WorkloadTags is set
 	Serial    Serial            // random, unique per certificate
 	Name      string            // human node name (1-63 bytes, no spaces)
 	PublicKey wgtypes.Key       // the node's WireGuard public key
@@ -56,6 +63,11 @@ type Certificate struct {
 	NotBefore time.Time         // valid from (inclusive)
 	NotAfter  time.Time         // valid until (exclusive)
 	Issuer    KeyID             // KeyIDOf the signing CA key
+	// WorkloadTags are the tag pairs the node's workloads may carry
+	// (DESIGN.md "Workloads", CA mode), sorted by key then value, no
+	// duplicates, keys lower-case and none of Tags' keys. One key may have
+	// several values. Empty: the node's workloads may carry no tags.
+	WorkloadTags []TagPair
 }
 
 // Signed is a certificate with the CA's Ed25519 signature over
@@ -70,14 +82,18 @@ type Signed struct {
 // Issue signs a certificate built from tmpl with the CA key. It fills in
 // what tmpl leaves zero: Format, Serial (random), Issuer (from caPriv),
 // NotBefore (now minus ClockSkew), NotAfter (NotBefore + DefaultValidity).
-// Tag keys are lower-cased. Times are truncated to whole seconds. Name and
-// PublicKey are required.
+// Tag keys (also of WorkloadTags, which is sorted) are lower-cased; a tag
+// or workload tag pair given twice is an error. Times are truncated to
+// whole seconds. Name and PublicKey are required.
 func Issue(caPriv ed25519.PrivateKey, tmpl Certificate) (*Signed, error) {
 	if len(caPriv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("issue certificate: CA private key has %d bytes", len(caPriv))
 	}
 	c := tmpl
 	c.Format = CertFormat
+	if len(tmpl.WorkloadTags) > 0 {
+		c.Format = CertFormatWorkloadTags
+	}
 	if c.Serial.IsZero() {
 		s, err := NewSerial()
 		if err != nil {
@@ -94,6 +110,11 @@ func Issue(caPriv ed25519.PrivateKey, tmpl Certificate) (*Signed, error) {
 		}
 		c.Tags[lk] = v
 	}
+	wt, err := normalizeTagPairs(tmpl.WorkloadTags)
+	if err != nil {
+		return nil, fmt.Errorf("issue certificate: %w", err)
+	}
+	c.WorkloadTags = wt
 	if c.NotBefore.IsZero() {
 		c.NotBefore = time.Now().Add(-ClockSkew)
 	}
@@ -121,7 +142,7 @@ func (c *Certificate) validate() error {
 		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case c.Format != CertFormat:
+	case c.Format != CertFormat && c.Format != CertFormatWorkloadTags:
 		return bad("unsupported certificate format %d", c.Format)
 	case !validName(c.Name):
 		return bad("name %q: want 1-%d bytes of UTF-8 without spaces or control characters", c.Name, MaxNameLen)
@@ -140,6 +161,9 @@ func (c *Certificate) validate() error {
 		if !tagRE.MatchString(k) || k != strings.ToLower(k) || !tagRE.MatchString(v) {
 			return bad("tag %q=%q: keys lower-case, keys and values 1-63 of [A-Za-z0-9_./-]", k, v)
 		}
+	}
+	if err := c.validateWorkloadTags(); err != nil {
+		return bad("%s", err)
 	}
 	return nil
 }
@@ -166,6 +190,11 @@ func validTime(t time.Time) bool {
 //	u8 format | fixed[16] serial | fixed[12] issuer | fixed[32] public key |
 //	i64 not_before | i64 not_after | u8 len(address4) (0 or 4) + bytes |
 //	str name | uvarint ntags, then (str key, str value) by ascending key
+//
+// Format 2 (CertFormatWorkloadTags) appends
+//
+//	uvarint npairs (1-MaxWorkloadTags), then (str key, str value) by
+//	ascending key, then value
 func (c *Certificate) body() ([]byte, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
@@ -190,6 +219,9 @@ func (c *Certificate) body() ([]byte, error) {
 		e.str(k)
 		e.str(c.Tags[k])
 	}
+	if c.Format == CertFormatWorkloadTags {
+		encodeTagPairs(e, c.WorkloadTags)
+	}
 	return e.b, nil
 }
 
@@ -197,7 +229,7 @@ func (c *Certificate) body() ([]byte, error) {
 func decodeCertBody(d *decoder) Certificate {
 	var c Certificate
 	c.Format = int(d.u8("format"))
-	if d.err == nil && c.Format != CertFormat {
+	if d.err == nil && c.Format != CertFormat && c.Format != CertFormatWorkloadTags {
 		d.fail("unsupported certificate format %d", c.Format)
 	}
 	d.fixed(c.Serial[:], "serial")
@@ -223,6 +255,9 @@ func decodeCertBody(d *decoder) Certificate {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		k := d.str(63, "tag key")
 		c.Tags[k] = d.str(63, "tag value")
+	}
+	if c.Format == CertFormatWorkloadTags {
+		c.WorkloadTags = decodeTagPairs(d)
 	}
 	return c
 }

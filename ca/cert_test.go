@@ -139,6 +139,16 @@ func TestCertificateEveryByteMatters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wl, err := issue(t, priv, wlTemplate(t)).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	everyByteMatters(t, pub, raw)
+	everyByteMatters(t, pub, wl)
+}
+
+func everyByteMatters(t *testing.T, pub ed25519.PublicKey, raw []byte) {
+	t.Helper()
 	for i := range raw {
 		b := bytes.Clone(raw)
 		b[i] ^= 0x01
@@ -239,7 +249,7 @@ func TestParseCertificateRejects(t *testing.T) {
 		"empty":          nil,
 		"truncated":      raw[:len(raw)-1],
 		"trailing":       append(bytes.Clone(raw), 0),
-		"format 2":       append([]byte{2}, raw[1:]...),
+		"format 3":       append([]byte{3}, raw[1:]...),
 		"pem wrong type": []byte(revPEM),
 		"pem broken":     []byte("-----BEGIN SEGMESH CERTIFICATE-----\n!!!\n"),
 		"garbage":        []byte("hello world, this is not a certificate at all, not even close...."),

@@ -1,6 +1,6 @@
 // Package ca is segmesh's mesh certificate authority: an Ed25519 CA key pair,
-// node certificates that attest a WireGuard public key's name, tags and
-// (optionally) fixed overlay IPv4, signed revocations gathered in a
+// node certificates that attest a WireGuard public key's name, tags,
+// (optionally) fixed overlay IPv4 and the tag pairs its workloads may carry, signed revocations gathered in a
 // grow-only revocation list, and signatures over policy documents.
 //
 // Cryptography is limited to ed25519.Sign / ed25519.Verify (standard library)

@@ -22,6 +22,15 @@ func FuzzParseCertificate(f *testing.F) {
 	p, _ := s.PEM()
 	bare, _ := Issue(fuzzCA, Certificate{Name: "n", PublicKey: [32]byte{9}, NotBefore: t0, NotAfter: t0.Add(time.Hour)})
 	bareRaw, _ := bare.Marshal()
+	wl := tmpl
+	wl.WorkloadTags = []TagPair{{"svc", "api"}, {"svc", "worker"}, {"tier", "batch"}}
+	wlCert, err := Issue(fuzzCA, wl)
+	if err != nil {
+		f.Fatal(err)
+	}
+	wlRaw, _ := wlCert.Marshal()
+	f.Add(wlRaw)
+	f.Add([]byte{CertFormatWorkloadTags})
 	f.Add(raw)
 	f.Add(p)
 	f.Add(bareRaw)
@@ -46,6 +55,18 @@ func FuzzParseCertificate(f *testing.F) {
 		again2, _ := c2.Marshal()
 		if !bytes.Equal(again, again2) {
 			t.Fatal("encoding not stable")
+		}
+		// Workload tags: only in format 2, sorted, never a node tag key.
+		if (c.Format == CertFormatWorkloadTags) != (len(c.WorkloadTags) > 0) {
+			t.Fatalf("format %d with %d workload tags", c.Format, len(c.WorkloadTags))
+		}
+		for i, p := range c.WorkloadTags {
+			if _, set := c.Tags[p.Key]; set || (i > 0 && compareTagPairs(c.WorkloadTags[i-1], p) >= 0) {
+				t.Fatalf("workload tags %v with node tags %v", c.WorkloadTags, c.Tags)
+			}
+			if !c.AllowsWorkloadTag(p.Key, p.Value) {
+				t.Fatalf("%s listed but not allowed", p)
+			}
 		}
 		_ = c.Verify(cas, t0)
 		_ = c.Info()

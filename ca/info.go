@@ -14,6 +14,9 @@ type CertInfo struct {
 	NotBefore string            `json:"not_before"`
 	NotAfter  string            `json:"not_after"`
 	Issuer    string            `json:"issuer"`
+	// WorkloadTags are the allowed workload tag pairs as k=v (omitted when
+	// the certificate allows none).
+	WorkloadTags []string `json:"workload_tags,omitempty"`
 }
 
 // Info returns the printable form of c.
@@ -33,6 +36,9 @@ func (c *Certificate) Info() CertInfo {
 	}
 	if c.Address4.IsValid() {
 		i.Address4 = c.Address4.String()
+	}
+	for _, p := range c.WorkloadTags {
+		i.WorkloadTags = append(i.WorkloadTags, p.String())
 	}
 	return i
 }

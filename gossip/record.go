@@ -30,7 +30,8 @@ type Record struct {
 	Workloads  []Workload        `json:"w,omitempty"`   // the node's declared workloads (DESIGN.md "Workloads")
 	// Ext is set only in a node meta stub: when the encoded record does not
 	// fit into memberlist's node meta (MaxMetaSize), the meta carries the
-	// record without Tags and Workloads and Ext holds the digest of the full record, which
+	// record without Tags and Workloads (and without Cert when that still does
+	// not fit) and Ext holds the digest of the full record, which
 	// travels separately (see package gossip). Member.Meta holds the full
 	// record (Ext empty) once it has arrived and the stub until then, so a
 	// decoded record with Ext set means "tags not known yet".

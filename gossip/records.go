@@ -10,8 +10,8 @@ import (
 )
 
 // Large records. memberlist caps node meta at MaxMetaSize bytes. A record
-// that does not fit is announced as a stub (no tags, Ext = digest of the full
-// record) and the full record travels as a user message: broadcast when small,
+// that does not fit is announced as a stub (no tags and workloads, and no
+// certificate when even that does not fit; Ext = digest of the full record) and the full record travels as a user message: broadcast when small,
 // sent over TCP to every member when large, sent to every node that joins,
 // and carried in push/pull state. Receivers keep full records by digest and
 // show a member's full record once its stub's digest matches.
@@ -61,6 +61,14 @@ func splitRecord(r Record) (localRecord, error) {
 	meta, err := stub.Encode()
 	if err != nil {
 		return localRecord{}, err
+	}
+	if len(meta) > MaxMetaSize && len(stub.Cert) > 0 {
+		// A certificate with many tags or workload tags: the stub goes
+		// without it and CA-mode receivers wait for the full record.
+		stub.Cert = nil
+		if meta, err = stub.Encode(); err != nil {
+			return localRecord{}, err
+		}
 	}
 	if len(meta) > MaxMetaSize {
 		return localRecord{}, fmt.Errorf("node record without tags and workloads is %d bytes, more than %d", len(meta), MaxMetaSize)

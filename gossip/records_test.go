@@ -182,3 +182,37 @@ func TestSplitRecordWorkloads(t *testing.T) {
 		t.Fatalf("small record %+v, %v", got, err)
 	}
 }
+
+// TestSplitRecordLargeCertificate: a certificate that keeps the stub over
+// the meta limit (many tags or workload tags) is left out of the stub and
+// travels in the full record; one that fits stays in the stub.
+func TestSplitRecordLargeCertificate(t *testing.T) {
+	small := testRecord("a", nil)
+	small.Cert = bytes.Repeat([]byte{1}, 180)
+	small.Workloads = []Workload{{Name: "api", Tags: bigTags("w", 600)}}
+	lr, err := splitRecord(small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stub, err := DecodeRecord(lr.meta); err != nil || stub.Ext == "" || !bytes.Equal(stub.Cert, small.Cert) {
+		t.Fatalf("a certificate that fits stays in the stub: %v %+v", err, stub)
+	}
+
+	big := small
+	big.Cert = bytes.Repeat([]byte{2}, 400)
+	lr, err = splitRecord(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lr.meta) > MaxMetaSize {
+		t.Fatalf("stub is %d bytes", len(lr.meta))
+	}
+	stub, err := DecodeRecord(lr.meta)
+	if err != nil || stub.Ext != lr.digest || stub.Cert != nil {
+		t.Fatalf("stub: %v %+v", err, stub)
+	}
+	full, err := DecodeRecord(lr.full)
+	if err != nil || !bytes.Equal(full.Cert, big.Cert) || len(full.Workloads) != 1 {
+		t.Fatalf("full record: %v %+v", err, full)
+	}
+}

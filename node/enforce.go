@@ -35,7 +35,7 @@ func (v view) admitted() []acl.Member {
 			continue
 		}
 		m := acl.Member{Key: p.name, Name: p.rec.Name, Addr6: p.rec.Address6, Tags: p.rec.Tags}
-		m.Workloads, _ = checkWorkloads(p.rec, p.cert != nil)
+		m.Workloads, _ = checkWorkloads(p.rec, p.cert)
 		for _, a := range p.allowed {
 			if a.Addr().Is4() {
 				m.Addr4 = a.Addr() // only when it holds its IPv4 (clash rule)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -9,17 +10,19 @@ import (
 )
 
 // Explain resolves FROM and TO (names, keys or overlay IPs of this node or
-// its admitted peers) and gives the active policy's verdict for port (see
+// its admitted peers, each optionally followed by /WORKLOAD, see
+// resolveEnd) and gives the active policy's verdict for port (see
 // Explanation).
 func (n *Node) Explain(from, to, port string) (*api.Explanation, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	members := append([]acl.Member{n.selfMember()}, n.view.admitted()...)
-	fm, err := resolve(members, from)
+	declared := n.declaredWorkloads()
+	fe, err := resolveEnd(members, declared, from)
 	if err != nil {
 		return nil, fmt.Errorf("from: %w", err)
 	}
-	tm, err := resolve(members, to)
+	te, err := resolveEnd(members, declared, to)
 	if err != nil {
 		return nil, fmt.Errorf("to: %w", err)
 	}
@@ -27,7 +30,17 @@ func (n *Node) Explain(from, to, port string) (*api.Explanation, error) {
 	if n.policy.doc != nil {
 		version = n.policy.doc.Version
 	}
-	return Explanation(n.policy.pol, version, fm, tm, port)
+	e, err := Explanation(n.policy.pol, version, fe.identity, te.identity, port)
+	if err != nil {
+		return nil, err
+	}
+	e.FromWorkload, e.ToWorkload = fe.workload, te.workload
+	for _, note := range []string{fe.note, te.note} {
+		if note != "" {
+			e.Notes = append(e.Notes, note)
+		}
+	}
+	return e, nil
 }
 
 // Explanation gives policy p's verdict (p is version version; nil allows
@@ -69,6 +82,9 @@ func explainedRules(trace []acl.RuleTrace) []api.ExplainedRule {
 	return out
 }
 
+// errNoSuchNode is what resolve wraps when no member matches.
+var errNoSuchNode = errors.New("no admitted node")
+
 // resolve finds a member by name, public key or overlay address. A name
 // that several members share is ambiguous.
 func resolve(members []acl.Member, q string) (acl.Member, error) {
@@ -78,7 +94,7 @@ func resolve(members []acl.Member, q string) (acl.Member, error) {
 				return m, nil
 			}
 		}
-		return acl.Member{}, fmt.Errorf("no admitted node has address %s", q)
+		return acl.Member{}, fmt.Errorf("%w has address %s", errNoSuchNode, q)
 	}
 	var found []acl.Member
 	for _, m := range members {
@@ -93,7 +109,7 @@ func resolve(members []acl.Member, q string) (acl.Member, error) {
 	case 1:
 		return found[0], nil
 	case 0:
-		return acl.Member{}, fmt.Errorf("no admitted node named %q", q)
+		return acl.Member{}, fmt.Errorf("%w named %q", errNoSuchNode, q)
 	default:
 		return acl.Member{}, fmt.Errorf("%d nodes are named %q: give a key or an address", len(found), q)
 	}

@@ -36,7 +36,7 @@ func (n *Node) Status() api.Status {
 			Name: p.rec.Name, PublicKey: p.name, Tags: nonNilTags(p.rec.Tags), Segments: []string{},
 			State: p.state, Reason: p.reason,
 		}
-		ap.Workloads = n.peerWorkloads(p.rec, p.cert != nil, p.configured)
+		ap.Workloads = n.peerWorkloads(p.rec, p.cert, p.configured)
 		if p.configured {
 			ap.Segments = n.segmentsOf(p.rec.Tags)
 		}

@@ -27,13 +27,20 @@ func newCert(g *globals) *cobra.Command {
 
 func newCertIssue(g *globals) *cobra.Command {
 	var caKey, name, pubKey, tags, address, validFor, out string
+	var workloadTags []string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "issue --ca-key K (--config F | --name N --public-key P) --tags k=v,.. [--address IP] [--valid-for D] --out F",
-		Short: "Issue a node certificate binding a WireGuard key to a name, tags and optionally an IPv4",
-		Args:  cobra.NoArgs,
+		Use: "issue --ca-key K (--config F | --name N --public-key P) --tags k=v,.. [--workload-tags k=v,..] " +
+			"[--address IP] [--valid-for D] --out F",
+		Short: "Issue a node certificate binding a WireGuard key to a name, tags, optionally an IPv4 " +
+			"and the tags its workloads may carry",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tmpl, err := certTemplate(cmd, g, name, pubKey, tags, address)
+			if err != nil {
+				return err
+			}
+			tmpl.WorkloadTags, err = workloadTagsFlag(workloadTags, tmpl.Tags)
 			if err != nil {
 				return err
 			}
@@ -60,8 +67,9 @@ func newCertIssue(g *globals) *cobra.Command {
 				return err
 			}
 			if out != "-" {
-				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: certificate %s for %s (%s), tags %s, valid until %s\n",
-					out, s.Serial, s.Name, s.PublicKey, api.FormatTags(s.Tags), s.NotAfter.Format(time.RFC3339))
+				fmt.Fprintf(cmd.OutOrStdout(), "wrote %s: certificate %s for %s (%s), tags %s, workload tags %s, valid until %s\n",
+					out, s.Serial, s.Name, s.PublicKey, api.FormatTags(s.Tags), orNone(ca.FormatTagPairs(s.WorkloadTags)),
+					s.NotAfter.Format(time.RFC3339))
 				fmt.Fprintf(cmd.OutOrStdout(), "next: copy it to the node and set trust.cert_file to it, then segmesh reload\n")
 			}
 			return nil
@@ -72,6 +80,8 @@ func newCertIssue(g *globals) *cobra.Command {
 	f.StringVar(&name, "name", "", "node name (default with --config: the config's name)")
 	f.StringVar(&pubKey, "public-key", "", "the node's WireGuard public key (base64)")
 	f.StringVar(&tags, "tags", "", "attested tags as k=v,k=v")
+	f.StringArrayVar(&workloadTags, "workload-tags", nil,
+		"tags the node's workloads may carry, as k=v,k=v (repeatable; one key may have several values; default: none)")
 	f.StringVar(&address, "address", "", "fix the node's overlay IPv4 (optional)")
 	f.StringVar(&validFor, "valid-for", "365d", "validity, e.g. 365d or 720h")
 	f.StringVar(&out, "out", "", "certificate file to write, - for stdout (required)")
@@ -123,6 +133,22 @@ func certTemplate(cmd *cobra.Command, g *globals, name, pubKey, tags, address st
 		t.Address4 = a
 	}
 	return t, nil
+}
+
+// workloadTagsFlag merges the --workload-tags flags into one sorted list of
+// pairs without repeats, refusing a bad pair or one whose key is a node tag
+// (a workload may not redefine a node tag).
+func workloadTagsFlag(flags []string, nodeTags map[string]string) ([]ca.TagPair, error) {
+	pairs, err := ca.ParseTagPairs(strings.Join(flags, ","))
+	if err != nil {
+		return nil, &exitError{code: 2, err: fmt.Errorf("--workload-tags: %w", err)}
+	}
+	for _, p := range pairs {
+		if _, set := nodeTags[p.Key]; set {
+			return nil, &exitError{code: 2, err: fmt.Errorf("--workload-tags %s: %s is a node tag (--tags), which a workload may not redefine", p, p.Key)}
+		}
+	}
+	return pairs, nil
 }
 
 // nodeIdentity reads only `name` and `private_key_file` from a node's config
@@ -219,9 +245,10 @@ func printCert(w io.Writer, c *ca.Certificate, now time.Time) {
 	if addr == "" {
 		addr = "(not fixed: derived from the key)"
 	}
-	fmt.Fprintf(w, "format:      %d\nserial:      %s\nname:        %s\npublic key:  %s\ntags:        %s\naddress:     %s\n"+
-		"not before:  %s\nnot after:   %s\nissuer:      %s\n",
-		i.Format, i.Serial, i.Name, i.PublicKey, api.FormatTags(c.Tags), addr, i.NotBefore, i.NotAfter, i.Issuer)
+	fmt.Fprintf(w, "format:      %d\nserial:      %s\nname:        %s\npublic key:  %s\ntags:        %s\n"+
+		"workload tags: %s\naddress:     %s\nnot before:  %s\nnot after:   %s\nissuer:      %s\n",
+		i.Format, i.Serial, i.Name, i.PublicKey, api.FormatTags(c.Tags), orNone(ca.FormatTagPairs(c.WorkloadTags)),
+		addr, i.NotBefore, i.NotAfter, i.Issuer)
 	if left := c.NotAfter.Sub(now); left > 0 && c.ExpiresWithin(now, 30*24*time.Hour) {
 		fmt.Fprintf(w, "warning:     expires in %s\n", roughDuration(left))
 	}
@@ -330,4 +357,12 @@ func roughDuration(d time.Duration) string {
 		return fmt.Sprintf("%d days", d/(24*time.Hour))
 	}
 	return d.Round(time.Minute).String()
+}
+
+// orNone is s, or "(none)" when s is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

@@ -176,9 +176,10 @@ func newPolicyHistory(g *globals) *cobra.Command {
 func newPolicyExplain(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "explain FROM TO PROTO/PORT|SERVICE",
-		Short: "Verdict for FROM → TO (names, keys or overlay IPs), with both nodes' segments and how every rule fared",
-		Args:  cobra.ExactArgs(3),
+		Use: "explain FROM TO PROTO/PORT|SERVICE",
+		Short: "Verdict for FROM → TO (names, keys or overlay IPs, each optionally NODE/WORKLOAD), " +
+			"with both sides' segments and how every rule fared",
+		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := api.NewClient(g.socketPath()).Explain(cmd.Context(), args[0], args[1], args[2])
 			if err != nil {
