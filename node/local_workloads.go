@@ -104,10 +104,9 @@ func recordWorkloads(ws []config.Workload) []gossip.Workload {
 
 // localWorkloads judges this node's own workloads as every receiver
 // judges them in its record: the accepted ones, and the reasons of the
-// rejected ones by index. Callers hold mu or own n.
-func (n *Node) localWorkloads() ([]acl.Workload, map[int]string) {
-	rec := gossip.Record{Tags: n.cfg.Tags, Workloads: recordWorkloads(n.cfg.Workloads)}
-	return checkWorkloads(rec, n.trust != nil)
+// rejected ones by name. Callers hold mu or own n.
+func (n *Node) localWorkloads() ([]acl.Workload, map[string]string) {
+	return n.localWorkloadVerdicts()
 }
 
 // selfWorkloads describes this node's workloads for status: rejected with
@@ -120,11 +119,11 @@ func (n *Node) selfWorkloads() []api.Workload {
 		byName[st.Name] = st
 	}
 	out := make([]api.Workload, 0, len(n.cfg.Workloads))
-	for i, w := range n.cfg.Workloads {
+	for _, w := range n.cfg.Workloads {
 		aw := api.Workload{Name: w.Name, Tags: nonNilTags(w.Tags), Segments: []string{}, State: api.WorkloadMissing}
 		st := byName[w.Name]
 		aw.Cgroup = st.Path
-		switch why, bad := rejected[i]; {
+		switch why, bad := rejected[w.Name]; {
 		case bad:
 			aw.State, aw.Reason = api.WorkloadRejected, why
 		case st.State == cgroup.Active:
