@@ -104,3 +104,10 @@ func (t *DenyTotals) Observe(bySrc map[netip.Addr]uint64, audit bool, segmentsOf
 	}
 	return maps.Clone(t.denied), maps.Clone(t.audited)
 }
+
+// Totals returns copies of the totals without a reading.
+func (t *DenyTotals) Totals() (denied, audited map[SegmentPair]uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.denied), maps.Clone(t.audited)
+}

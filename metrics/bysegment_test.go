@@ -40,15 +40,15 @@ func TestBySegment(t *testing.T) {
 	}{
 		{"empty", nil, []string{"db"}, map[SegmentPair]uint64{}},
 		{"one source", map[netip.Addr]uint64{web1: 5}, []string{"db"},
-			map[SegmentPair]uint64{{"web", "db"}: 5}},
+			map[SegmentPair]uint64{{"web", "db", false}: 5}},
 		{"both families of one peer add up", map[netip.Addr]uint64{web1: 5, web1v: 2}, []string{"db"},
-			map[SegmentPair]uint64{{"web", "db"}: 7}},
+			map[SegmentPair]uint64{{"web", "db", false}: 7}},
 		{"several segments sorted and deduplicated, dst too", map[netip.Addr]uint64{both: 1, app1: 2}, []string{"db", "cache"},
-			map[SegmentPair]uint64{{"app,web", "cache,db"}: 1, {"app", "cache,db"}: 2}},
+			map[SegmentPair]uint64{{"app,web", "cache,db", false}: 1, {"app", "cache,db", false}: 2}},
 		{"none and unknown", map[netip.Addr]uint64{bare: 3, alien: 4}, nil,
-			map[SegmentPair]uint64{{NoSegment, NoSegment}: 3, {UnknownSource, NoSegment}: 4}},
+			map[SegmentPair]uint64{{NoSegment, NoSegment, false}: 3, {UnknownSource, NoSegment, false}: 4}},
 		{"zero counts left out", map[netip.Addr]uint64{web1: 0, app1: 1}, []string{"db"},
-			map[SegmentPair]uint64{{"app", "db"}: 1}},
+			map[SegmentPair]uint64{{"app", "db", false}: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := BySegment(tc.bySrc, segmentsOf, tc.dst)
@@ -83,24 +83,24 @@ func TestDenyTotalsMonotonic(t *testing.T) {
 	step(nil, false, none, none)
 	// First reading: whole counts (e.g. a table kept from a previous run).
 	step(map[netip.Addr]uint64{web1: 10, app1: 1}, false,
-		map[SegmentPair]uint64{{"web", "db"}: 10, {"app", "db"}: 1}, none)
+		map[SegmentPair]uint64{{"web", "db", false}: 10, {"app", "db", false}: 1}, none)
 	// Growth only.
 	step(map[netip.Addr]uint64{web1: 15, app1: 1}, false,
-		map[SegmentPair]uint64{{"web", "db"}: 15, {"app", "db"}: 1}, none)
+		map[SegmentPair]uint64{{"web", "db", false}: 15, {"app", "db", false}: 1}, none)
 	// Audit mode: growth goes to audited; denied stays.
 	step(map[netip.Addr]uint64{web1: 18, app1: 1}, true,
-		map[SegmentPair]uint64{{"web", "db"}: 15, {"app", "db"}: 1}, map[SegmentPair]uint64{{"web", "db"}: 3})
+		map[SegmentPair]uint64{{"web", "db", false}: 15, {"app", "db", false}: 1}, map[SegmentPair]uint64{{"web", "db", false}: 3})
 	// app1 aged out: its pair stays; web1 aged out and came back with 2.
 	step(map[netip.Addr]uint64{web1: 2}, true,
-		map[SegmentPair]uint64{{"web", "db"}: 15, {"app", "db"}: 1}, map[SegmentPair]uint64{{"web", "db"}: 5})
+		map[SegmentPair]uint64{{"web", "db", false}: 15, {"app", "db", false}: 1}, map[SegmentPair]uint64{{"web", "db", false}: 5})
 	// app1 comes back after having been seen absent: counted from zero.
 	step(map[netip.Addr]uint64{web1: 2, app1: 4}, false,
-		map[SegmentPair]uint64{{"web", "db"}: 15, {"app", "db"}: 5}, map[SegmentPair]uint64{{"web", "db"}: 5})
+		map[SegmentPair]uint64{{"web", "db", false}: 15, {"app", "db", false}: 5}, map[SegmentPair]uint64{{"web", "db", false}: 5})
 	// The returned maps are copies.
 	den, _ := d.Observe(map[netip.Addr]uint64{web1: 2, app1: 4}, false, segmentsOf, dst)
-	den[SegmentPair{"web", "db"}] = 0
+	den[SegmentPair{Src: "web", Dst: "db"}] = 0
 	den2, _ := d.Observe(map[netip.Addr]uint64{web1: 2, app1: 4}, false, segmentsOf, dst)
-	if den2[SegmentPair{"web", "db"}] != 15 {
+	if den2[SegmentPair{Src: "web", Dst: "db"}] != 15 {
 		t.Errorf("totals changed through a returned map: %v", den2)
 	}
 }

@@ -23,6 +23,8 @@ func configured(s string) bool {
 var (
 	descPeers = prometheus.NewDesc("segmesh_peers",
 		"Peers known to this node, by state.", []string{"state"}, nil)
+	descWorkloads = prometheus.NewDesc("segmesh_workloads",
+		"This node's declared workloads, by state (active, missing, rejected).", []string{"state"}, nil)
 	descHandshake = prometheus.NewDesc("segmesh_peer_last_handshake_timestamp_seconds",
 		"Unix time of the last WireGuard handshake with a configured peer; 0 before the first.", []string{"peer", "public_key"}, nil)
 	descRx = prometheus.NewDesc("segmesh_peer_receive_bytes_total",
@@ -36,9 +38,9 @@ var (
 	descMembers = prometheus.NewDesc("segmesh_gossip_members",
 		"Members of the gossip cluster as seen by this node.", nil, nil)
 	descDenied = prometheus.NewDesc("segmesh_packets_denied_total",
-		"Packets dropped on the mesh interface because no rule allowed them (enforce mode).", []string{"src_segment", "dst_segment"}, nil)
+		"Packets no rule allowed, dropped (enforce mode): direction in at the receiver, out at the sender (a local process's, rejected).", []string{"src_segment", "dst_segment", "direction"}, nil)
 	descAudited = prometheus.NewDesc("segmesh_packets_audited_total",
-		"Packets no rule allowed, accepted and logged in audit mode.", []string{"src_segment", "dst_segment"}, nil)
+		"Packets no rule allowed, accepted and logged in audit mode (direction in at the receiver, out at the sender).", []string{"src_segment", "dst_segment", "direction"}, nil)
 	descRejected = prometheus.NewDesc("segmesh_records_rejected_total",
 		"Gossip node records rejected, by reason.", []string{"reason"}, nil)
 	descCertExpiry = prometheus.NewDesc("segmesh_certificate_expiry_timestamp_seconds",
@@ -67,7 +69,7 @@ func newCollector(src Source, log *slog.Logger) *collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeers, descHandshake, descRx, descTx, descPolicyVersion,
+	for _, d := range []*prometheus.Desc{descPeers, descWorkloads, descHandshake, descRx, descTx, descPolicyVersion,
 		descPolicyInfo, descMembers, descDenied, descAudited, descRejected, descCertExpiry, descCertsExpiring} {
 		ch <- d
 	}
@@ -77,6 +79,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.src.Status()
 	c.collectPeers(ch, st.Peers)
+	c.collectWorkloads(ch, st.Self.Workloads)
 	c.send(ch, descPolicyVersion, prometheus.GaugeValue, float64(st.Policy.Version))
 	c.send(ch, descPolicyInfo, prometheus.GaugeValue, 1, st.Policy.Hash, st.Policy.Mode)
 	c.send(ch, descMembers, prometheus.GaugeValue, float64(c.src.GossipMembers()))
@@ -89,7 +92,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			v map[SegmentPair]uint64
 		}{{descDenied, denied}, {descAudited, audited}} {
 			for p, n := range m.v {
-				c.send(ch, m.d, prometheus.CounterValue, float64(n), p.Src, p.Dst)
+				dir := "in"
+				if p.Out {
+					dir = "out"
+				}
+				c.send(ch, m.d, prometheus.CounterValue, float64(n), p.Src, p.Dst, dir)
 			}
 		}
 	}
@@ -147,6 +154,18 @@ func (c *collector) collectPeers(ch chan<- prometheus.Metric, peers []api.Peer) 
 	}
 	for _, s := range PeerStates {
 		c.send(ch, descPeers, prometheus.GaugeValue, float64(byState[s]), s)
+	}
+}
+
+// collectWorkloads exports this node's workloads by state (every state,
+// 0 included).
+func (c *collector) collectWorkloads(ch chan<- prometheus.Metric, ws []api.Workload) {
+	n := map[string]int{}
+	for _, w := range ws {
+		n[w.State]++
+	}
+	for _, s := range []string{api.WorkloadActive, api.WorkloadMissing, api.WorkloadRejected} {
+		c.send(ch, descWorkloads, prometheus.GaugeValue, float64(n[s]), s)
 	}
 }
 

@@ -54,6 +54,7 @@ func ptr[T any](v T) *T { return &v }
 func twoPeers() *fakeSource {
 	return &fakeSource{
 		status: api.Status{
+			Self: api.Self{Workloads: []api.Workload{{Name: "api", State: api.WorkloadActive}, {Name: "cron", State: api.WorkloadMissing}}},
 			Peers: []api.Peer{
 				{Name: "web-1", PublicKey: "KEYweb1=", State: api.StateUp, RxBytes: 1500, TxBytes: 900,
 					LastHandshake: ptr("2026-01-02T03:04:05.5Z")},
@@ -63,7 +64,7 @@ func twoPeers() *fakeSource {
 			},
 			Policy: api.Policy{Version: 3, Hash: "sha256:abc", Mode: "enforce"},
 		},
-		denied:   map[SegmentPair]uint64{{"web", "db"}: 7, {UnknownSource, "db"}: 1},
+		denied:   map[SegmentPair]uint64{{"web", "db", false}: 7, {UnknownSource, "db", false}: 1},
 		audited:  map[SegmentPair]uint64{},
 		rejected: map[string]uint64{"bad_address": 2},
 		members:  4,
@@ -92,11 +93,14 @@ const (
 	headMembers = `# HELP segmesh_gossip_members Members of the gossip cluster as seen by this node.
 # TYPE segmesh_gossip_members gauge
 `
-	headDenied = `# HELP segmesh_packets_denied_total Packets dropped on the mesh interface because no rule allowed them (enforce mode).
+	headDenied = `# HELP segmesh_packets_denied_total Packets no rule allowed, dropped (enforce mode): direction in at the receiver, out at the sender (a local process's, rejected).
 # TYPE segmesh_packets_denied_total counter
 `
-	headAudited = `# HELP segmesh_packets_audited_total Packets no rule allowed, accepted and logged in audit mode.
+	headAudited = `# HELP segmesh_packets_audited_total Packets no rule allowed, accepted and logged in audit mode (direction in at the receiver, out at the sender).
 # TYPE segmesh_packets_audited_total counter
+`
+	headWorkloads = `# HELP segmesh_workloads This node's declared workloads, by state (active, missing, rejected).
+# TYPE segmesh_workloads gauge
 `
 	headRejected = `# HELP segmesh_records_rejected_total Gossip node records rejected, by reason.
 # TYPE segmesh_records_rejected_total counter
@@ -120,9 +124,12 @@ segmesh_peer_transmit_bytes_total{peer="web-1",public_key="KEYweb1="} 900
 ` + headVersion + `segmesh_policy_version 3
 ` + headPolicy + `segmesh_policy_info{hash="sha256:abc",mode="enforce"} 1
 ` + headMembers + `segmesh_gossip_members 4
-` + headDenied + `segmesh_packets_denied_total{dst_segment="db",src_segment="unknown"} 1
-segmesh_packets_denied_total{dst_segment="db",src_segment="web"} 7
+` + headDenied + `segmesh_packets_denied_total{direction="in",dst_segment="db",src_segment="unknown"} 1
+segmesh_packets_denied_total{direction="in",dst_segment="db",src_segment="web"} 7
 ` + headRejected + `segmesh_records_rejected_total{reason="bad_address"} 2
+` + headWorkloads + `segmesh_workloads{state="active"} 1
+segmesh_workloads{state="missing"} 1
+segmesh_workloads{state="rejected"} 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
@@ -142,7 +149,7 @@ segmesh_packets_denied_total{dst_segment="db",src_segment="web"} 7
 			LastHandshake: ptr("2026-01-02T03:04:06Z")},
 	}
 	src.status.Policy = api.Policy{Version: 4, Hash: "sha256:def", Mode: "audit"}
-	src.audited = map[SegmentPair]uint64{{"web", "db"}: 2}
+	src.audited = map[SegmentPair]uint64{{"web", "db", false}: 2}
 	src.mu.Unlock()
 	want = headPeers + `segmesh_peers{state="dead"} 0
 segmesh_peers{state="left"} 1
@@ -154,7 +161,7 @@ segmesh_peers{state="up"} 0
 ` + headTx + `segmesh_peer_transmit_bytes_total{peer="app-1",public_key="KEYapp1="} 5
 ` + headVersion + `segmesh_policy_version 4
 ` + headPolicy + `segmesh_policy_info{hash="sha256:def",mode="audit"} 1
-` + headAudited + `segmesh_packets_audited_total{dst_segment="db",src_segment="web"} 2
+` + headAudited + `segmesh_packets_audited_total{direction="in",dst_segment="db",src_segment="web"} 2
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"segmesh_peers", "segmesh_peer_last_handshake_timestamp_seconds", "segmesh_peer_receive_bytes_total",
@@ -173,6 +180,9 @@ segmesh_peers{state="up"} 0
 ` + headVersion + `segmesh_policy_version 0
 ` + headPolicy + `segmesh_policy_info{hash="",mode=""} 1
 ` + headMembers + `segmesh_gossip_members 0
+` + headWorkloads + `segmesh_workloads{state="active"} 0
+segmesh_workloads{state="missing"} 0
+segmesh_workloads{state="rejected"} 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Fatal(err)

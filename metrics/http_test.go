@@ -76,7 +76,7 @@ func TestHandlerEndpoints(t *testing.T) {
 		`segmesh_peer_receive_bytes_total{peer="web-1",public_key="KEYweb1="} 1500`,
 		`segmesh_policy_info{hash="sha256:abc",mode="enforce"} 1`,
 		`segmesh_policy_apply_duration_seconds_count 1`,
-		`segmesh_packets_denied_total{dst_segment="db",src_segment="web"} 7`,
+		`segmesh_packets_denied_total{direction="in",dst_segment="db",src_segment="web"} 7`,
 		`segmesh_gossip_members 4`,
 		"go_goroutines ",
 		"process_cpu_seconds_total ",
@@ -208,7 +208,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Skipf("promtool not found (install Debian's prometheus package; CI=true makes this a failure): %v", err)
 	}
 	src := twoPeers()
-	src.audited = map[SegmentPair]uint64{{"app,web", NoSegment}: 3}
+	src.audited = map[SegmentPair]uint64{{"app,web", NoSegment, false}: 3}
 	base := serve(t, src, nil)
 	code, body, _ := get(t, "GET", base+"/metrics")
 	if code != http.StatusOK {

@@ -38,7 +38,11 @@ type Source interface {
 // SegmentPair labels packets by the source's and the destination's
 // segments, each a comma-separated sorted list, or NoSegment or
 // UnknownSource (see BySegment).
-type SegmentPair struct{ Src, Dst string }
+type SegmentPair struct {
+	Src, Dst string
+	// Out marks egress denials (label direction="out"); ingress: "in".
+	Out bool
+}
 
 // Option configures NewRegistry.
 type Option func(*options)

@@ -72,6 +72,42 @@ func (n *Node) observeDeniedLocked() (denied, audited map[metrics.SegmentPair]ui
 	segsOf := n.segmentsByAddr()
 	lookup := func(a netip.Addr) ([]string, bool) { s, ok := segsOf[a]; return s, ok }
 	d, au := n.denyTotals.Observe(packets, audit, lookup, n.segmentsOf(n.cfg.Tags))
+	// Egress (the sender's side): per local identity and destination, the
+	// local identity's segments as source.
+	out, err := n.fw.EgressDenied()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read egress counters: %w", err)
+	}
+	if n.egressTotals == nil {
+		n.egressTotals = map[string]*metrics.DenyTotals{}
+	}
+	ws, _ := n.localWorkloads()
+	localSegs := map[string][]string{"": n.segmentsOf(n.cfg.Tags)}
+	for _, w := range ws {
+		localSegs[w.Name] = n.segmentsOf(acl.WorkloadTags(n.cfg.Tags, w))
+	}
+	for name, byDst := range out {
+		t := n.egressTotals[name]
+		if t == nil {
+			t = &metrics.DenyTotals{}
+			n.egressTotals[name] = t
+		}
+		pk := make(map[netip.Addr]uint64, len(byDst))
+		for a, c := range byDst {
+			pk[a] = c.Packets
+		}
+		t.Observe(pk, audit, lookup, localSegs[name])
+	}
+	// Totals of local identities that went keep counting in the sums.
+	for _, t := range n.egressTotals {
+		ed, ea := t.Totals()
+		for p, v := range ed {
+			d[metrics.SegmentPair{Src: p.Dst, Dst: p.Src, Out: true}] += v
+		}
+		for p, v := range ea {
+			au[metrics.SegmentPair{Src: p.Dst, Dst: p.Src, Out: true}] += v
+		}
+	}
 	return d, au, nil
 }
 
