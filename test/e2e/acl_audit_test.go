@@ -68,6 +68,20 @@ func testAuditMode(t *testing.T, f *aclFixture) {
 			t.Errorf("db1 status policy mode: %+v (%v), want %s", st, err, mode.name)
 		}
 
+		if mode.name == "enforce" {
+			// web1's own egress check refuses them at once...
+			res, err := probeFlows(web1.Namespace, denyTimeout, flows)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, fl := range flows {
+				if res[fl] != refusedAtSender(fl) {
+					t.Errorf("enforce mode: web1 -> db1 %s: %q, want %q (web1's egress)", fl, res[fl], refusedAtSender(fl))
+				}
+			}
+			// ...and with it switched off (root on web1), db1 drops them.
+			bypassEgress(t, web1)
+		}
 		before, err := finalCounter(db1.Namespace)
 		if err != nil {
 			t.Fatal(err)

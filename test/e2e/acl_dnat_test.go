@@ -60,6 +60,9 @@ func TestACLPortForwardAndUnderlay(t *testing.T) {
 		return hasPolicy(p.Version, p.Hash)(client)
 	})
 	tc.Ping(client, gw4.String(), pingTimeout)
+	// The client plays root on its node (its egress check off): what it
+	// sends reaches gw, whose ingress is under test here.
+	bypassEgress(t, client)
 
 	ctr := setupContainer(t, tc, gw, gw4)
 	srv := startServer(t, tc, ctr, "serve-container", []int{8080, 8081, 8082}, []int{5353})

@@ -25,6 +25,61 @@ const (
 	resTimeout = "timeout"
 )
 
+// refusedAtSender is what a process on a segmesh node gets for a flow the
+// policy does not grant its identity: its own node's egress check refuses
+// it at once (DESIGN.md "Workloads", egress) — TCP "refused" (a reset),
+// UDP "filtered" (the send fails: ICMP administratively prohibited), ping
+// no reply ("timeout", it fails at once too). A receiver's own drop, seen
+// from senders without segmesh, stays resTimeout.
+func refusedAtSender(f flow) string {
+	switch f.proto {
+	case "tcp":
+		return "refused"
+	case "udp":
+		return "filtered"
+	}
+	return resTimeout
+}
+
+// bypassed holds the namespaces of nodes that play an attacker with root
+// on its own node: its egress check is off (see bypassEgress), so what it
+// sends reaches the receivers, whose ingress must drop it.
+var bypassed sync.Map
+
+// bypassEgress switches off n's egress check (the jump from chain output
+// to mesh_out goes) and marks n so that checkFlows expects the receivers'
+// drop (resTimeout) for its denied flows. The daemon puts the jump back
+// when it rewrites its egress (a policy, segment or cgroup change), so
+// checkFlows switches it off again before each probe.
+func bypassEgress(t *testing.T, n *harness.Node) {
+	t.Helper()
+	bypassed.Store(n.Namespace, true)
+	t.Cleanup(func() {
+		bypassed.Delete(n.Namespace)
+		// Back as the daemon writes it (no-op when it rewrote it already).
+		if out, _, _ := nsExec(n.Namespace, 10*time.Second, "nft", "list", "chain", "inet", "segmesh", "output"); !strings.Contains(string(out), "jump mesh_out") {
+			_, _, _ = nsExec(n.Namespace, 10*time.Second, "nft", "add", "rule", "inet", "segmesh", "output", "oifname", n.Interface, "jump", "mesh_out")
+		}
+	})
+	flushOutput(t, n)
+}
+
+func flushOutput(t *testing.T, n *harness.Node) {
+	t.Helper()
+	if out, code, err := nsExec(n.Namespace, 10*time.Second, "nft", "flush", "chain", "inet", "segmesh", "output"); err != nil || code != 0 {
+		t.Fatalf("%s: nft flush chain inet segmesh output: %v (exit %d): %s", n.Name, err, code, out)
+	}
+}
+
+// deniedResult is the result a denied flow from src gives: resTimeout from
+// an egress-bypassed attacker, refusedAtSender otherwise.
+func deniedResult(src *harness.Node, f flow) string {
+	if _, ok := bypassed.Load(src.Namespace); ok {
+		return resTimeout
+	}
+	return refusedAtSender(f)
+}
+
 // flow is one connection attempt: proto tcp, udp or icmp (port ignored).
 type flow struct {
 	proto string

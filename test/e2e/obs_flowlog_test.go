@@ -34,6 +34,9 @@ func TestObsFlowLog(t *testing.T) {
 	logPath := filepath.Join(dir, "flows.jsonl")
 	m := newObsMesh(t, obsPolicy, map[string]any{"flow_log": logPath})
 	web, db := m.web, m.db
+	// web1's own egress check is off (root on web1): what it sends
+	// reaches db1, whose ingress observations are under test.
+	bypassEgress(t, web)
 	checkLogMode(t, logPath)
 	m.warmUp(web, db)
 

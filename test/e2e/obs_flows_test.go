@@ -20,6 +20,9 @@ const flowDeadline = 2 * time.Second
 func TestObsDeniedFlow(t *testing.T) {
 	m := newObsMesh(t, obsPolicy, map[string]any{"metrics_listen": metricsListen})
 	web, app, db := m.web, m.app, m.db
+	// web1's own egress check is off (root on web1): what it sends
+	// reaches db1, whose ingress observations are under test.
+	bypassEgress(t, web)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if _, err := httpGet(db.Namespace, "http://"+metricsListen+path); err != nil {
 			t.Errorf("db1 %s: %v", path, err)

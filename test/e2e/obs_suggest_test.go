@@ -69,7 +69,7 @@ func TestObsSuggestDiff(t *testing.T) {
 	}
 	// Enforce mode is on (a flow nobody observed is denied), and the
 	// observed flows pass under the suggested rules.
-	expectProbe(t, web, flow{"tcp", dbAddr, 6379}, resTimeout)
+	expectProbe(t, web, flow{"tcp", dbAddr, 6379}, refusedAtSender(flow{proto: "tcp"}))
 	for _, o := range observed {
 		expectProbe(t, o.src, o.f, resOK)
 	}

@@ -151,6 +151,9 @@ func TestObsTop(t *testing.T) {
 	requireTool(t, "tmux")
 	m := newObsMesh(t, obsPolicy, nil)
 	web, app, db := m.web, m.app, m.db
+	// web1's own egress check is off (root on web1): what it sends
+	// reaches db1, whose ingress observations are under test.
+	bypassEgress(t, web)
 	m.warmUp(web, db)
 	expectProbe(t, web, flow{"tcp", m.addr(db), 5432}, resTimeout)
 	waitFlow(t, db.Socket, 10*time.Second, "web1 -> db1 tcp/5432 denied", m.flowFrom(web, "tcp", 5432, api.VerdictDenied))

@@ -413,10 +413,14 @@ func relTableLayout(n *harness.Node) (layout []string, rules int, err error) {
 			// Identity chains and their sets (id_N, id_N_p, id_N_r, id_N_s4,
 			// id_N_s6) and the dispatch rules of chains src4 and src6 come
 			// and go with the peers a node has: the layout is the rest.
-			if name, _ := m["name"].(string); strings.HasPrefix(name, "id_") {
+			// So do the egress objects of the node's own identities
+			// (out_node, wl_NAME and their sets, the destination sets
+			// dst_D_4/6) and the cgroup dispatch of chain mesh_out.
+			if name, _ := m["name"].(string); strings.HasPrefix(name, "id_") || relEgressState(name) {
 				continue
 			}
-			if chain, _ := m["chain"].(string); strings.HasPrefix(chain, "id_") || (kind == "rule" && (chain == "src4" || chain == "src6")) {
+			if chain, _ := m["chain"].(string); strings.HasPrefix(chain, "id_") || relEgressState(chain) ||
+				(kind == "rule" && (chain == "src4" || chain == "src6" || chain == "mesh_out")) {
 				continue
 			}
 			switch kind {
@@ -438,6 +442,12 @@ func relTableLayout(n *harness.Node) (layout []string, rules int, err error) {
 		}
 	}
 	return layout, rules, nil
+}
+
+// relEgressState reports whether a chain or set name is an egress object
+// that follows the node's identities and peers.
+func relEgressState(name string) bool {
+	return strings.HasPrefix(name, "out_node") || strings.HasPrefix(name, "wl_") || strings.HasPrefix(name, "dst_")
 }
 
 // relZeroCounters replaces the packet and byte counts inside anonymous counter

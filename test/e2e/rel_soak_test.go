@@ -128,8 +128,8 @@ func TestRelSoakSteady(t *testing.T) {
 			}
 			for _, fl := range flows {
 				switch got := res[fl]; {
-				case !want[fl] && got != resTimeout:
-					t.Errorf("%s -> %s: %q, want %q (policy denies)", src.Name, fl, got, resTimeout)
+				case !want[fl] && got != deniedResult(src, fl):
+					t.Errorf("%s -> %s: %q, want %q (policy denies)", src.Name, fl, got, deniedResult(src, fl))
 				case want[fl] && got != resOK:
 					again, err := probeOne(src.Namespace, 3*time.Second, fl)
 					if err != nil || again != resOK {

@@ -59,11 +59,12 @@ const (
 	codeTimeout     = 3
 	codeNoEcho      = 4
 	codeUnreachable = 5
+	codeFiltered    = 6 // EPERM/EACCES: the sender's own firewall refused the packet
 )
 
 var resultWords = map[int]string{
 	codeOK: "ok", codeError: "error", codeRefused: "refused",
-	codeTimeout: "timeout", codeNoEcho: "noecho", codeUnreachable: "unreachable",
+	codeTimeout: "timeout", codeNoEcho: "noecho", codeUnreachable: "unreachable", codeFiltered: "filtered",
 }
 
 func main() {
@@ -207,6 +208,8 @@ func classify(err error) int {
 		return codeRefused
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return codeUnreachable
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		return codeFiltered
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
 		errors.As(err, &ne) && ne.Timeout():
 		return codeTimeout
