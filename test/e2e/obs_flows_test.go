@@ -33,7 +33,7 @@ func TestObsDeniedFlow(t *testing.T) {
 	expectProbe(t, app, flow{"tcp", m.addr(db), 5432}, resOK)
 	m.warmUp(web, db)
 	denied := m.flowFrom(web, "tcp", 5432, api.VerdictDenied)
-	pair := map[string]string{"src_segment": "web", "dst_segment": "db"}
+	pair := map[string]string{"src_segment": "web", "dst_segment": "db", "direction": "in"}
 	_, before := scrape(t, db)
 	deniedBefore, _ := metricValue(before, "segmesh_packets_denied_total", pair)
 	auditedBefore, _ := metricValue(before, "segmesh_packets_audited_total", pair)

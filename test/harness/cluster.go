@@ -142,6 +142,10 @@ type NodeSpec struct {
 	// Bare creates only the namespace, address and directory: no init and no
 	// config, for running other programs with StartCommand.
 	Bare bool
+	// HostSys starts the node's processes with nsenter --net instead of ip
+	// netns exec, which remounts /sys (and with it the cgroup mounts) for
+	// the namespace: for nodes whose daemon follows workloads' cgroups.
+	HostSys bool
 }
 
 // AddNode creates the node's namespace, veth into the bridge, address and
@@ -187,6 +191,7 @@ func (c *Cluster) AddNode(spec NodeSpec) (*Node, error) {
 		Interface: ifname,
 		Dir:       filepath.Join(c.cfg.BaseDir, spec.Name),
 		Bare:      spec.Bare,
+		HostSys:   spec.HostSys,
 		veth:      fmt.Sprintf("v%d", idx),
 	}
 	n.ConfigPath = filepath.Join(n.Dir, "segmesh.yaml")

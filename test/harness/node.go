@@ -33,6 +33,7 @@ type Node struct {
 	Socket     string     // control socket, Dir/segmesh.sock
 	LogPath    string     // stdout+stderr of every process started, appended
 	Bare       bool       // no segmesh config
+	HostSys    bool       // processes start with nsenter --net (see NodeSpec.HostSys)
 
 	veth string // underlay-side veth in the underlay namespace
 
@@ -106,6 +107,10 @@ func (n *Node) StartCommand(argv ...string) error {
 	fmt.Fprintf(logf, "=== harness %s: start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
 	args := append([]string{"netns", "exec", n.Namespace}, argv...)
 	cmd := exec.Command("ip", args...) // ip netns exec execs argv in place: the pid is argv's
+	if n.HostSys {
+		// nsenter execs argv in place too (no --fork for a net namespace).
+		cmd = exec.Command("nsenter", append([]string{"--net=" + filepath.Join(netnsDir, n.Namespace), "--"}, argv...)...)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if n.c.cfg.Detach {

@@ -83,6 +83,8 @@ func main() {
 		code = get(os.Args[2:])
 	case "banner":
 		code = bannerCmd(os.Args[2:])
+	case "early":
+		code = earlyCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -90,7 +92,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: segmesh-probe serve|dial|stream|banner|get ... (see the package doc)")
+	fmt.Fprintln(os.Stderr, "usage: segmesh-probe serve|dial|stream|banner|get|early ... (see the package doc)")
 	os.Exit(codeError)
 }
 
@@ -218,6 +220,9 @@ func classify(err error) int {
 }
 
 // dialOne checks one target; see the package doc.
+// holdFor is dial -hold: how long a socket stays open after its result.
+var holdFor time.Duration
+
 func dialOne(proto, target string, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	switch proto {
@@ -234,7 +239,9 @@ func dialOne(proto, target string, timeout time.Duration) (int, error) {
 			return classify(err), err
 		}
 		defer c.Close()
-		return echo(c, deadline, codeTimeout)
+		code, err := echo(c, deadline, codeTimeout)
+		time.Sleep(holdFor) // the result line waits for it (results print together)
+		return code, err
 	}
 	return codeError, fmt.Errorf("unknown protocol %q (want tcp or udp)", proto)
 }
@@ -266,15 +273,18 @@ func echo(c net.Conn, deadline time.Time, timeoutCode int) (int, error) {
 func dialCmd(args []string) int {
 	fs := flag.NewFlagSet("dial", flag.ExitOnError)
 	timeout := fs.Duration("timeout", time.Second, "connect and echo timeout per target")
+	hold := fs.Duration("hold", 0, "keep each socket (and the process) this long after its result")
 	_ = fs.Parse(args)
 	rest := fs.Args()
 	if len(rest) == 0 || len(rest)%2 != 0 {
 		fmt.Fprintln(os.Stderr, "dial: want PROTO ADDR:PORT pairs")
 		return codeError
 	}
+	holdFor = *hold
 	type result struct {
 		code int
 		err  error
+		dur  time.Duration
 	}
 	results := make([]result, len(rest)/2)
 	var wg sync.WaitGroup
@@ -282,8 +292,9 @@ func dialCmd(args []string) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			start := time.Now()
 			code, err := dialOne(rest[2*i], rest[2*i+1], *timeout)
-			results[i] = result{code, err}
+			results[i] = result{code, err, time.Since(start)}
 		}()
 	}
 	wg.Wait()
@@ -293,7 +304,7 @@ func dialCmd(args []string) int {
 		if r.err != nil {
 			detail = " " + strings.ReplaceAll(r.err.Error(), "\n", " ")
 		}
-		say("%s %s %s%s", rest[2*i], rest[2*i+1], resultWords[r.code], detail)
+		say("%s %s %s%s (in %s)", rest[2*i], rest[2*i+1], resultWords[r.code], detail, r.dur)
 		if exit == codeOK {
 			exit = r.code
 		}
@@ -403,5 +414,44 @@ func bannerCmd(args []string) int {
 		return codeNoEcho
 	}
 	say("%s", strings.TrimSpace(line))
+	return codeOK
+}
+
+// earlyCmd: open a TCP socket, print "ready", wait until the file -wait
+// exists, then connect that socket and a new one to ADDR:PORT and print
+// "early RESULT" and "fresh RESULT". A socket keeps the cgroup it was
+// created in: moved into a workload's cgroup in between, only the fresh
+// socket has the workload's access.
+func earlyCmd(args []string) int {
+	fs := flag.NewFlagSet("early", flag.ExitOnError)
+	wait := fs.String("wait", "", "file whose existence releases the connects")
+	timeout := fs.Duration("timeout", 2*time.Second, "connect timeout")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 || *wait == "" {
+		fmt.Fprintln(os.Stderr, "early: want -wait FILE ADDR:PORT")
+		return codeError
+	}
+	target := fs.Arg(0)
+	var d net.Dialer
+	d.Timeout = *timeout
+	early, err := earlySocket(target)
+	if err != nil {
+		say("error %v", err)
+		return codeError
+	}
+	say("ready")
+	for {
+		if _, err := os.Stat(*wait); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	errEarly := early()
+	say("early %s", resultWords[classify(errEarly)])
+	c, err := d.Dial("tcp", target)
+	if err == nil {
+		_ = c.Close()
+	}
+	say("fresh %s", resultWords[classify(err)])
 	return codeOK
 }
