@@ -244,8 +244,8 @@ func TestWorkloads(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
 		t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
 		tc.WaitFor("api's stream echoes", 10*time.Second, func() error {
 			if n := len(echoTimes(out.String())); n < 5 {
