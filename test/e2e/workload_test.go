@@ -37,12 +37,20 @@ type workloadMesh struct {
 	deniedAt time.Duration // the refusal bound at the sender
 }
 
-func newWorkloadMesh(t *testing.T, policy string) *workloadMesh {
+// newWorkloadMesh starts the mesh under policy; with caMode both nodes
+// run in CA mode, app1's certificate allowing the workload tag svc=api
+// only (the policy then goes out signed as version 1).
+func newWorkloadMesh(t *testing.T, policy string, caMode bool) *workloadMesh {
 	t.Helper()
 	requireTool(t, "nsenter")
 	cg := newTestCgroups(t)
 	cg.mkdir("api")
 	cg.mkdir("cron")
+	var auth *authority
+	if caMode {
+		auth = newAuthority(t, t.TempDir())
+		_, policy = auth.sign(t, policy, 1)
+	}
 	tc := harness.NewTestCluster(t, harness.Config{Binary: bins.Segmesh, DeadPeerGrace: grace, Policy: policy})
 	m := &workloadMesh{tc: tc, cg: cg, deniedAt: 100 * time.Millisecond}
 	m.db = tc.AddNode(harness.NodeSpec{Name: "db1", Tags: role("db")})
@@ -54,6 +62,10 @@ func newWorkloadMesh(t *testing.T, policy string) *workloadMesh {
 				{"name": "cron", "cgroup": cg.path("cron"), "tags": map[string]string{"svc": "cron"}},
 			},
 		}})
+	if caMode {
+		auth.trust(t, m.db, role("db"))
+		auth.trust(t, m.app, role("app"), "--workload-tags", "svc=api")
+	}
 	tc.Start(m.db, m.app)
 	tc.WaitMesh(meshTimeout, m.db, m.app)
 	tc.WaitFor("one policy on both nodes", 20*time.Second, func() error {
@@ -108,7 +120,7 @@ func (m *workloadMesh) expect(t *testing.T, name string, want map[flow]string) {
 // cgroup, a restarted cgroup (new id) is followed within 1 s, audit mode
 // accepts and logs, and removing the rule stops api's established flow.
 func TestWorkloads(t *testing.T) {
-	m := newWorkloadMesh(t, workloadPolicy)
+	m := newWorkloadMesh(t, workloadPolicy, false)
 	tc, app, db := m.tc, m.app, m.db
 	workloadStates(tc, app, map[string]string{"api": api.WorkloadActive, "cron": api.WorkloadActive})
 	ws, _ := selfWorkloads(app)
@@ -281,4 +293,37 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// TestWorkloadsCA: in CA mode app1's certificate allows the workload tag
+// svc=api only. Its workload cron (svc=cron) is rejected on both nodes,
+// with the reason, and its processes have the node's identity: 5432 is
+// refused, 6379 passes; api reaches 5432.
+func TestWorkloadsCA(t *testing.T) {
+	m := newWorkloadMesh(t, workloadPolicy, true)
+	tc, app, db := m.tc, m.app, m.db
+	workloadStates(tc, app, map[string]string{"api": api.WorkloadActive, "cron": api.WorkloadRejected})
+	ws, _ := selfWorkloads(app)
+	if !strings.Contains(ws["cron"].Reason, "svc=cron") {
+		t.Errorf("app1's cron rejected with reason %q, want it to name svc=cron", ws["cron"].Reason)
+	}
+	tc.WaitFor("db1 rejects app1's cron", 10*time.Second, func() error {
+		pw, err := peerWorkloads(db, m.appKey)
+		if err != nil {
+			return err
+		}
+		if pw["cron"].State != api.WorkloadRejected || pw["cron"].Reason == "" || pw["api"].State != api.WorkloadActive {
+			return fmt.Errorf("db1 sees app1's workloads %+v", pw)
+		}
+		t.Logf("db1: app1's cron %s (%s)", pw["cron"].State, pw["cron"].Reason)
+		return nil
+	})
+	m.expect(t, "api", map[flow]string{m.p5432: "ok", m.p6379: "ok"})
+	m.expect(t, "cron", map[flow]string{m.p5432: "refused", m.p6379: "ok"})
+	// db1 counts none of cron's tags: the rejected workload has no
+	// segments there (app1's identity at db1 is its node's and api's).
+	pw, _ := peerWorkloads(db, m.appKey)
+	if len(pw["cron"].Segments) != 0 {
+		t.Errorf("db1 gives the rejected cron segments %v", pw["cron"].Segments)
+	}
 }
