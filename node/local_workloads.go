@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -128,6 +129,10 @@ func (n *Node) selfWorkloads() []api.Workload {
 			aw.State, aw.Reason = api.WorkloadRejected, why
 		case st.State == cgroup.Active:
 			aw.State = api.WorkloadActive
+			if pid, foreign := n.foreignWorkload(w.Name, st.Path); foreign {
+				aw.State, aw.Reason = api.WorkloadRejected, fmt.Sprintf(
+					"process %d is in another network namespace (a container network): its traffic cannot be matched by cgroup here; use host networking", pid)
+			}
 		default:
 			aw.Reason = "no cgroup " + w.Target() + " (not running)"
 		}
@@ -137,6 +142,25 @@ func (n *Node) selfWorkloads() []api.Workload {
 		out = append(out, aw)
 	}
 	return out
+}
+
+// foreignWorkload checks an active workload's cgroup for processes in
+// another network namespace and warns once per workload. Callers hold mu.
+func (n *Node) foreignWorkload(name, path string) (int, bool) {
+	mount, err := cgroup.Mount()
+	if err != nil {
+		return 0, false
+	}
+	pid, foreign := foreignNetns(filepath.Join(mount, path))
+	if foreign && !n.netnsWarned[name] {
+		if n.netnsWarned == nil {
+			n.netnsWarned = map[string]bool{}
+		}
+		n.netnsWarned[name] = true
+		n.log.Warn("workload has processes in another network namespace; socket cgroupv2 cannot match them (refused: use host networking)",
+			"workload", name, "cgroup", path, "pid", pid)
+	}
+	return pid, foreign
 }
 
 // egressInputs is what the egress part of the table is computed from.
@@ -171,6 +195,9 @@ func (n *Node) desiredEgress(e egressInputs) nft.Egress {
 // through systemd's D-Bus API when it answers (within 2 s), else by
 // searching the tree.
 func openCgroupSource(decls []cgroup.Workload, log *slog.Logger) (cgroup.Source, error) {
+	if err := checkKernel(); err != nil {
+		return nil, err
+	}
 	cfg := cgroup.Config{Log: log}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	sd, err := cgroup.NewSystemd(ctx)

@@ -56,3 +56,19 @@ func TestLocalWorkloadsFollowed(t *testing.T) {
 		t.Fatalf("declared after reload: %+v", d)
 	}
 }
+
+func TestKernelVersion(t *testing.T) {
+	for _, c := range []struct {
+		rel          string
+		major, minor int
+		ok           bool
+	}{{"6.1.0-13-amd64", 6, 1, true}, {"5.13", 5, 13, true}, {"5.4.0-foo", 5, 4, true}, {"4.19rc1", 4, 19, true}, {"x", 0, 0, false}} {
+		major, minor, ok := kernelVersion(c.rel)
+		if major != c.major || minor != c.minor || ok != c.ok {
+			t.Errorf("kernelVersion(%q) = %d, %d, %v", c.rel, major, minor, ok)
+		}
+	}
+	if err := checkKernel(); err != nil {
+		t.Errorf("this machine's kernel: %v", err)
+	}
+}

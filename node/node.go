@@ -66,6 +66,7 @@ type Node struct {
 	appliedEgress  egressInputs           // inputs of the last successful egress apply (sync loop)
 	cg             *cgroupFollow          // the workloads' cgroups; nil without workloads (with mu)
 	senders        senderFinder           // bounds the process lookups of egress denials
+	netnsWarned    map[string]bool        // workloads warned about a foreign network namespace (with mu)
 	indexed        compileInputs          // inputs byAddr was built from
 	records        verifyCache            // verified records of the members (sync.go)
 
