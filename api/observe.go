@@ -19,15 +19,15 @@ const (
 // this node (direction out): all packets from one source to one
 // destination protocol/port with one verdict (and local workload). GET /v1/flows returns them newest first.
 type Flow struct {
-	SrcName     string    `json:"src_name"` // peer name; "" when the source is no known peer
-	SrcKey      string    `json:"src_key"`
-	SrcAddr     string    `json:"src_addr"`
-	SrcSegments []string  `json:"src_segments"`
-	DstAddr     string    `json:"dst_addr"`
-	DstSegments []string  `json:"dst_segments"` // this node's segments
-	Proto       string    `json:"proto"`        // tcp | udp | icmp | icmpv6 | a protocol number
-	Port        uint16    `json:"port"`         // destination port; 0 for ICMP
-	Verdict     string    `json:"verdict"`      // denied | audited
+	SrcName     string   `json:"src_name"` // peer name; "" when the source is no known peer
+	SrcKey      string   `json:"src_key"`
+	SrcAddr     string   `json:"src_addr"`
+	SrcSegments []string `json:"src_segments"`
+	DstAddr     string   `json:"dst_addr"`
+	DstSegments []string `json:"dst_segments"` // this node's segments
+	Proto       string   `json:"proto"`        // tcp | udp | icmp | icmpv6 | a protocol number
+	Port        uint16   `json:"port"`         // destination port; 0 for ICMP
+	Verdict     string   `json:"verdict"`      // denied | audited
 	// Direction is "in" (denied or audited at this node, the receiver) or
 	// "out" (an egress denial of a local process, at this node, the
 	// sender: Src is this node, Dst the peer, DstName/DstKey name it).
@@ -36,14 +36,14 @@ type Flow struct {
 	DstKey    string `json:"dst_key,omitempty"`
 	// Egress: the local workload ("" for the node's identity), its cgroup,
 	// and where found the sending process and its owner.
-	Workload string `json:"workload,omitempty"`
-	Cgroup   string `json:"cgroup,omitempty"`
-	PID      int    `json:"pid,omitempty"`
-	Command  string `json:"command,omitempty"`
-	UID      *int   `json:"uid,omitempty"`
-	Count       uint64    `json:"count"`        // packets seen (NFLOG is rate-limited: a lower bound)
-	FirstSeen   time.Time `json:"first_seen"`
-	LastSeen    time.Time `json:"last_seen"`
+	Workload  string    `json:"workload,omitempty"`
+	Cgroup    string    `json:"cgroup,omitempty"`
+	PID       int       `json:"pid,omitempty"`
+	Command   string    `json:"command,omitempty"`
+	UID       *int      `json:"uid,omitempty"`
+	Count     uint64    `json:"count"` // packets seen (NFLOG is rate-limited: a lower bound)
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
 }
 
 // SegmentView is one segment with its members (GET /v1/segments).

@@ -80,7 +80,7 @@ type Deps struct {
 	// OpenCgroups follows the declared workloads' cgroups (cgroup.Watcher;
 	// cgrouptest.Fake in tests). Nil: workloads cannot be placed.
 	OpenCgroups func([]cgroup.Workload, *slog.Logger) (cgroup.Source, error)
-	Now             func() time.Time
+	Now         func() time.Time
 }
 
 // RealDeps returns the production edges.
@@ -117,6 +117,6 @@ func RealDeps() Deps {
 		},
 		AutoMTU:     mesh.AutoMTU,
 		OpenCgroups: openCgroupSource,
-		Now:     time.Now,
+		Now:         time.Now,
 	}
 }
