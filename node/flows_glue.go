@@ -150,7 +150,7 @@ func (n *Node) indexPeers(admitted []acl.Member) {
 	n.indexed = in
 	idx := make(map[netip.Addr]flows.Peer, 2*len(admitted))
 	for _, m := range admitted {
-		p := flows.Peer{Name: m.Name, Key: m.Key, Segments: n.segmentsOf(m.Tags)}
+		p := flows.Peer{Name: m.Name, Key: m.Key, Segments: n.memberSegments(m)}
 		for _, a := range []netip.Addr{m.Addr4, m.Addr6} {
 			if a.IsValid() {
 				idx[a] = p

@@ -116,7 +116,7 @@ func (n *Node) observeDeniedLocked() (denied, audited map[metrics.SegmentPair]ui
 func (n *Node) segmentsByAddr() map[netip.Addr][]string {
 	out := map[netip.Addr][]string{}
 	for _, m := range n.view.admitted() {
-		segs := n.segmentsOf(m.Tags)
+		segs := n.memberSegments(m)
 		for _, a := range []netip.Addr{m.Addr4, m.Addr6} {
 			if a.IsValid() {
 				out[a] = segs

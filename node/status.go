@@ -3,6 +3,7 @@ package node
 import (
 	"time"
 
+	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/mesh"
 )
@@ -68,6 +69,15 @@ func nonNilTags(t map[string]string) map[string]string {
 }
 
 // segmentsOf lists the active policy's segments that tags match. Callers hold mu.
+// memberSegments is an admitted peer's identity at this node: the union
+// of its node's and its accepted workloads' segments. Callers hold mu.
+func (n *Node) memberSegments(m acl.Member) []string {
+	if n.policy.pol == nil {
+		return []string{}
+	}
+	return nonNil(n.policy.pol.SegmentsOfMember(m))
+}
+
 func (n *Node) segmentsOf(tags map[string]string) []string {
 	if n.policy.pol == nil {
 		return []string{}
