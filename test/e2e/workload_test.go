@@ -141,6 +141,14 @@ func TestWorkloads(t *testing.T) {
 	t.Run("egress by cgroup", func(t *testing.T) {
 		m.expect(t, "api", map[flow]string{m.p5432: "ok", m.p6379: "ok"})
 		m.expect(t, "cron", map[flow]string{m.p5432: "refused", m.p6379: "ok"})
+		// api's connections end (closed by api first: the kernel sends
+		// the last ACKs from no socket of api's): no denial of them.
+		time.Sleep(time.Second) // nothing to wait for: the absence of a flow
+		if fl, err := api.NewClient(app.Socket).Flows(t.Context()); err != nil {
+			t.Fatal(err)
+		} else if f, ok := findFlow(fl, func(f api.Flow) bool { return f.Direction == api.DirectionOut && f.Workload == "" }); ok {
+			t.Errorf("a denial for the node's identity after api's allowed connections: %+v", f)
+		}
 		m.expect(t, "", map[flow]string{m.p5432: "refused", m.p6379: "ok"})
 
 		f, _ := waitFlow(t, app.Socket, 10*time.Second, "cron's egress denial in app1's flows", func(f api.Flow) bool {
