@@ -144,6 +144,7 @@ type layout struct {
 	table      *nftables.Table
 	prerouting *nftables.Chain
 	meshIn     *nftables.Chain
+	allowIn    *nftables.Chain    // every identity's accept: observed, then accepted
 	src        [2]*nftables.Chain // src4, src6: identity dispatch
 	// output, mesh_out, out_deny: the fixed chains of egress (egress.go)
 	output, meshOut, outDeny *nftables.Chain
@@ -154,7 +155,7 @@ type layout struct {
 }
 
 // fixedSets lists the fixed sets and maps in creation order.
-var fixedSets = []string{setLocal4, setLocal6, setSeen4, setSeen6}
+var fixedSets = []string{setLocal4, setLocal6, setSeen4, setSeen6, setObs4, setObs6, setNew4, setNew6}
 
 func newLayout() *layout {
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
@@ -164,6 +165,7 @@ func newLayout() *layout {
 		prerouting: &nftables.Chain{Name: chainPrerouting, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(preroutingPriority), Policy: &policy},
 		meshIn:  &nftables.Chain{Name: chainMeshIn, Table: t},
+		allowIn: &nftables.Chain{Name: chainAllowIn, Table: t},
 		src:     [2]*nftables.Chain{{Name: chainSrc4, Table: t}, {Name: chainSrc6, Table: t}},
 		counter: &nftables.CounterObj{Table: t, Name: counterFinal},
 		output: &nftables.Chain{Name: chainOutput, Table: t, Type: nftables.ChainTypeFilter,
@@ -179,18 +181,23 @@ func newLayout() *layout {
 				Timeout: SeenTimeout, Counter: true, Size: seenSize},
 		},
 	}
+	for name, s := range observeSets(t) {
+		l.sets[name] = s
+	}
 	return l
 }
 
 // chains returns the fixed chains in creation order (src4 and src6 before
 // mesh_in, which jumps to them; out_deny, mesh_out, output likewise).
 func (l *layout) chains() []*nftables.Chain {
-	return append([]*nftables.Chain{l.prerouting, l.src[0], l.src[1], l.meshIn}, l.egressChains()...)
+	return append([]*nftables.Chain{l.prerouting, l.allowIn, l.src[0], l.src[1], l.meshIn}, l.egressChains()...)
 }
 
 // ruleChains returns the fixed chains whose rules are fixed too (the
 // dispatch chains' rules follow the identities).
-func (l *layout) ruleChains() []*nftables.Chain { return []*nftables.Chain{l.prerouting, l.meshIn} }
+func (l *layout) ruleChains() []*nftables.Chain {
+	return []*nftables.Chain{l.prerouting, l.meshIn, l.allowIn}
+}
 
 // addAll queues the fixed part of the table (empty sets, final rule per
 // audit) on c. The caller flushes; the final rule's handle is then in the

@@ -94,6 +94,9 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 	in(append(nfproto(netip.IPv4Unspecified()), netHeader(12, 4, 1), l.seenUpdate(setSeen4))...)
 	in(append(nfproto(netip.IPv6Unspecified()), netHeader(8, 16, 1), l.seenUpdate(setSeen6))...)
 	out = append(out, ruleSpec{chain: l.meshIn, exprs: finalExprs(audit), final: true})
+	for _, e := range l.allowInRules() {
+		out = append(out, ruleSpec{chain: l.allowIn, exprs: e})
+	}
 	return out
 }
 
@@ -112,7 +115,8 @@ func dispatchRule(set *nftables.Set, id uint32, f int) []expr.Any {
 
 // identityRules returns the rules of the chain of identity id: its port
 // sets (ports and ranges are set objects, possibly added in the same batch),
-// then echo requests when icmp, then everything when any.
+// then echo requests when icmp, then everything when any; each admits by
+// going to allow_in.
 func identityRules(ports, ranges *nftables.Set, icmp, any bool) [][]expr.Any {
 	match := func(s *nftables.Set) []expr.Any {
 		// meta l4proto . th dport: the protocol in the first 32-bit
@@ -121,7 +125,7 @@ func identityRules(ports, ranges *nftables.Set, icmp, any bool) [][]expr.Any {
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Payload{DestRegister: 9, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
-			accept(),
+			allowed(),
 		}
 	}
 	out := [][]expr.Any{match(ports), match(ranges)}
@@ -135,11 +139,11 @@ func identityRules(ports, ranges *nftables.Set, icmp, any bool) [][]expr.Any {
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.proto}},
 				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
 				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{f.echoRq}},
-				accept()))
+				allowed()))
 		}
 	}
 	if any {
-		out = append(out, []expr.Any{accept()})
+		out = append(out, []expr.Any{allowed()})
 	}
 	return out
 }
@@ -211,4 +215,7 @@ func prefixMatch(p netip.Prefix) []expr.Any {
 const ctStatusDNAT = 1 << 5
 
 func accept() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictAccept} }
-func drop() *expr.Verdict   { return &expr.Verdict{Kind: expr.VerdictDrop} }
+
+// allowed is an identity's accept: through chain allow_in, which observes.
+func allowed() *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictGoto, Chain: chainAllowIn} }
+func drop() *expr.Verdict    { return &expr.Verdict{Kind: expr.VerdictDrop} }
