@@ -107,10 +107,6 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 	if _, err := exec.LookPath("nsenter"); err != nil {
 		return fmt.Errorf("the workloads of %s need nsenter (util-linux): %w", appNode, err)
 	}
-	cgBase, err := createCgroups()
-	if err != nil {
-		return err
-	}
 	switch {
 	case keep != nil:
 		if err := os.MkdirAll(filepath.Dir(demoBin), 0o755); err != nil {
@@ -126,6 +122,10 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	cgBase, err := createCgroups()
+	if err != nil {
+		return err
+	}
 	c, err := harness.New(harness.Config{
 		Binary:        bin,
 		Prefix:        prefix,
@@ -136,7 +136,7 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 		Logf:          func(f string, a ...any) { fmt.Fprintf(stdout, f+"\n", a...) },
 	})
 	if err != nil {
-		return err
+		return errors.Join(err, removeCgroups())
 	}
 	fail := func(err error) error {
 		c.Report(stderr)
