@@ -41,10 +41,17 @@ func methodText(p Params) string {
   ns/op of the kernel variants for the applies.
 - **Footprint (row 8).** One real daemon and simulated gossip members announcing genuine records in a second
   namespace on its underlay; RSS from /proc/PID/status, CPU from /proc/PID/stat over %s.
+- **Workloads (rows 10).** Two real daemons; a declares 32 workloads by cgroup (8 at each of levels 2–5 of a
+  cgroup tree made below the cgroup2 mount for the run and removed after it) and enforces egress; processes are
+  put into cgroups with `+"`nsenter --net`"+` and `+"`echo $$ > cgroup.procs`"+`. 10a: iperf3 from a to b with the output
+  hook's jump to mesh_out removed (egress off) and on, the sender in no workload (every cgroup rule walked) and in
+  a level-5 workload, %d alternated runs of %d s; 10b: a workload's cgroup removed and made again (new id) with a
+  prober moved into it, until its connection to the port only that workload may reach is accepted; 10c: connect()
+  to a denied port from a workload and from no workload, until ECONNREFUSED.
 
 Ratios: measured / reference for comparisons, measured / target for absolute targets.`,
 		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipPacing(p), gossipFD(p),
-		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow)
+		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, 2*p.Runs, p.Secs)
 }
 
 // gossipFD describes the simulated nodes' failure detector.
