@@ -51,7 +51,7 @@ func methodText(p Params) string {
 
 Ratios: measured / reference for comparisons, measured / target for absolute targets.`,
 		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipPacing(p), gossipFD(p),
-		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, 2*p.Runs, p.Secs)
+		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, wlRuns(p), min(p.Secs, 2))
 }
 
 // gossipFD describes the simulated nodes' failure detector.

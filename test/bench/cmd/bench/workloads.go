@@ -353,7 +353,10 @@ func row10a(s *wlSetup, prm Params) []Row {
 		}
 	}
 	var off, none, wl []float64
-	runs := 2 * prm.Runs
+	// Many short alternated runs: the three configurations differ by a
+	// few percent, less than this machine's drift between runs of one
+	// configuration; the per-run ratios' median needs many pairs.
+	runs, secs := wlRuns(prm), min(prm.Secs, 2)
 	for r := range runs {
 		// Rotate the order of the three configurations every run.
 		cfgs := []string{"off", "nowl", "wl"}
@@ -367,7 +370,7 @@ func row10a(s *wlSetup, prm Params) []Row {
 			if c == "wl" {
 				name = deep
 			}
-			g, err := s.iperfIn(name, prm.Secs)
+			g, err := s.iperfIn(name, secs)
 			if err != nil {
 				_ = s.egressJump(true)
 				return errRow("10a", what, err)
@@ -401,8 +404,8 @@ func row10a(s *wlSetup, prm Params) []Row {
 		Target: "≥ 0.97 × egress off", Ratio: fmt.Sprintf("%.3f (no workload), %.3f (%s)", rNone, rWL, deep), Verdict: verdict(worst >= 0.97),
 		Note: fmt.Sprintf("two real daemons (the row's own pair, policy enforced), a with 32 workloads declared by cgroup (8 each at levels 2, 3, 4, 5 below a cgroup tree %s made for the run; %d cgroup rules in mesh_out, deepest level first); iperf3 -t %d from a to b's overlay address, the client started in a cgroup with nsenter --net and `echo $$ > cgroup.procs`: "+
 			"in a level-5 cgroup that is no workload (it has ancestors at every level, so every rule's lookup is real, then out_node) and in %s; \"egress off\" removes the output hook's `oifname %s jump mesh_out` (nft flush chain inet segmesh output, restored after the run and checked: no egress check at all, as before workloads). "+
-			"%d runs, the order of the three rotating, medians; ratios: the median of the per-run ratios (no workload: %s; %s: %s). The result is the worse of the two.",
-			s.tree.base, len(order), prm.Secs, deep, s.meshIf, runs, ratioList(none, off), deep, ratioList(wl, off)),
+			"%d runs, the order of the three rotating, medians; ratios: the median of the per-run ratios (no workload: quartiles %s; %s: quartiles %s; every run: %s and %s). The result is the worse of the two.",
+			s.tree.base, len(order), secs, deep, s.meshIf, runs, quartiles(none, off), deep, quartiles(wl, off), ratioList(none, off), ratioList(wl, off)),
 	}}
 }
 
@@ -567,4 +570,23 @@ func (s *wlSetup) restartOnce(env *Env, dir, target string) (time.Duration, time
 	// last < t0: no refusal after the move (the daemon was faster than
 	// the prober's next attempt); the delay is then an upper bound.
 	return time.Unix(0, ok).Sub(t0), time.Duration(ok - max(last, t0.UnixNano())), nil
+}
+
+// quartiles of the per-run ratios a[i]/b[i], "q1 / median / q3".
+func quartiles(a, b []float64) string {
+	var r []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			r = append(r, a[i]/b[i])
+		}
+	}
+	return fmt.Sprintf("%.3f / %.3f / %.3f", percentile(r, 25), median(r), percentile(r, 75))
+}
+
+// wlRuns is row 10a's number of alternated runs.
+func wlRuns(p Params) int {
+	if p.Mode == "quick" {
+		return 2 * p.Runs
+	}
+	return 6 * p.Runs
 }
