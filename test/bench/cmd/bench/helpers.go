@@ -40,6 +40,10 @@ func runHelper(args []string) error {
 		return untilOK(args[1:])
 	case "dial-times":
 		return dialTimes(args[1:])
+	case "stream-recv":
+		return streamRecv(args[1:])
+	case "stream-send":
+		return streamSend(args[1:])
 	}
 	return fmt.Errorf("unknown helper %q", args[0])
 }
@@ -247,6 +251,77 @@ func dialTimes(args []string) error {
 			return fmt.Errorf("dial %d: %w (after %v), want %s", i+1, err, took, args[2])
 		}
 		fmt.Fprintf(w, "%.4f\n", float64(took.Nanoseconds())/1e6)
+	}
+	return nil
+}
+
+// streamRecv accepts one TCP connection on ADDR, reads it until EOF and
+// prints, per BUCKET of time, "UNIXNANO BYTES" (the bucket's start and the
+// bytes read in it). It prints "ready" once listening.
+func streamRecv(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: stream-recv ADDR BUCKET")
+	}
+	bucket, err := time.ParseDuration(args[1])
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	c, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	var starts []int64
+	var counts []int64
+	for {
+		n, err := c.Read(buf)
+		now := time.Now().UnixNano()
+		if n > 0 {
+			b := now - now%int64(bucket)
+			if len(starts) == 0 || starts[len(starts)-1] != b {
+				starts = append(starts, b)
+				counts = append(counts, 0)
+			}
+			counts[len(counts)-1] += int64(n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	for i := range starts {
+		fmt.Fprintf(w, "%d %d\n", starts[i], counts[i])
+	}
+	return nil
+}
+
+// streamSend connects to ADDR and writes as fast as it can for DURATION.
+func streamSend(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: stream-send ADDR DURATION")
+	}
+	d, err := time.ParseDuration(args[1])
+	if err != nil {
+		return err
+	}
+	c, err := net.DialTimeout("tcp", args[0], 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 128<<10)
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if _, err := c.Write(buf); err != nil {
+			return err
+		}
 	}
 	return nil
 }

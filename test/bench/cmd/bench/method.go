@@ -43,9 +43,10 @@ func methodText(p Params) string {
   namespace on its underlay; RSS from /proc/PID/status, CPU from /proc/PID/stat over %s.
 - **Workloads (rows 10).** Two real daemons; a declares 32 workloads by cgroup (8 at each of levels 2–5 of a
   cgroup tree made below the cgroup2 mount for the run and removed after it) and enforces egress; processes are
-  put into cgroups with `+"`nsenter --net`"+` and `+"`echo $$ > cgroup.procs`"+`. 10a: iperf3 from a to b with the output
-  hook's jump to mesh_out removed (egress off) and on, the sender in no workload (every cgroup rule walked) and in
-  a level-5 workload, %d alternated runs of %d s; 10b: a workload's cgroup removed and made again (new id) with a
+  put into cgroups with `+"`nsenter --net`"+` and `+"`echo $$ > cgroup.procs`"+`. 10a: one TCP stream from a to b while the
+  output hook's jump to mesh_out is removed and restored every 0.5 s (egress off/on), each on phase against the off
+  phases beside it, the sender in no workload (every cgroup rule walked) and in a level-5 workload; for reference
+  %d alternated separate iperf3 runs of %d s per configuration; 10b: a workload's cgroup removed and made again (new id) with a
   prober moved into it, until its connection to the port only that workload may reach is accepted; 10c: connect()
   to a denied port from a workload and from no workload, until ECONNREFUSED.
 
