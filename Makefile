@@ -34,7 +34,8 @@ SOAK_TIMEOUT  ?= 90m
 soak:
 	$(ROOT) env SEGMESH_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestRelSoak' ./test/e2e/
 
-## demo: four nodes (web-1, web-2, app-1, db-1) in namespaces
+## demo: four nodes (web-1, web-2, app-1, db-1) in namespaces; app-1 runs
+## workloads api and cron in cgroups (make demo-down removes them)
 demo:
 	$(ROOT) $(GO) run -ldflags "$(LDFLAGS)" ./test/cmd/demo up
 

@@ -60,6 +60,9 @@ type SegmentMember struct {
 	Address   string `json:"address"`
 	State     string `json:"state"` // peer state, "up" for self
 	Self      bool   `json:"self,omitempty"`
+	// Workload is set when the member is a node's workload (Name is then
+	// NODE/WORKLOAD) that is in the segment while its node is not.
+	Workload string `json:"workload,omitempty"`
 }
 
 // MatrixCell lists what segment From may reach on segment To ("*" rows and

@@ -133,8 +133,11 @@ func TestClientStream(t *testing.T) {
 		t.Fatalf("matrix: %+v %v", pv, err)
 	}
 	fl, err := c.Flows(ctx)
-	if err != nil || len(fl) != 2 || !fl[0].LastSeen.Equal(t0.Add(-3*time.Second)) {
+	if err != nil || len(fl) != len(fixtureFlows()) || !fl[0].LastSeen.Equal(t0.Add(-3*time.Second)) {
 		t.Fatalf("flows: %+v %v", fl, err)
+	}
+	if out := fl[2]; out.Direction != api.DirectionOut || out.Workload != "postgres" || out.PID != 812 || out.UID == nil || *out.UID != 109 {
+		t.Fatalf("egress flow over the client: %+v", out)
 	}
 }
 

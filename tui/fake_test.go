@@ -228,12 +228,23 @@ func fixtureMatrix() *api.PolicyView {
 func fixtureFlows() []api.Flow {
 	return []api.Flow{
 		{SrcName: "web-1", SrcKey: keyWeb1, SrcAddr: "100.80.1.10", SrcSegments: []string{"web"}, DstAddr: "100.80.3.7",
-			DstSegments: []string{"db"}, Proto: "tcp", Port: 5432, Verdict: api.VerdictDenied, Count: 12,
+			DstSegments: []string{"db"}, Proto: "tcp", Port: 5432, Verdict: api.VerdictDenied, Direction: api.DirectionIn, Count: 12,
 			FirstSeen: t0.Add(-time.Minute), LastSeen: t0.Add(-3 * time.Second)},
 		{SrcAddr: "100.80.9.9", DstAddr: "100.80.3.7", DstSegments: []string{"db"}, Proto: "udp", Port: 53,
 			Verdict: api.VerdictDenied, Count: 3, FirstSeen: t0.Add(-10 * time.Minute), LastSeen: t0.Add(-4 * time.Minute)},
+		// Egress: the postgres workload's process, and one of the node's
+		// (no workload, no process found; the peer named through the status).
+		{SrcAddr: "100.80.3.7", SrcSegments: []string{"db"}, DstName: "web-1", DstKey: keyWeb1, DstAddr: "100.80.1.10",
+			DstSegments: []string{"web"}, Proto: "tcp", Port: 8080, Verdict: api.VerdictDenied, Direction: api.DirectionOut,
+			Workload: "postgres", Cgroup: "/system.slice/postgresql.service", PID: 812, Command: "postgres", UID: ptr(109),
+			Count: 4, FirstSeen: t0.Add(-30 * time.Second), LastSeen: t0.Add(-2 * time.Second)},
+		{SrcAddr: "100.80.3.7", SrcSegments: []string{"db"}, DstAddr: "100.80.2.5", DstSegments: []string{"app", "monitoring"},
+			Proto: "udp", Port: 514, Verdict: api.VerdictAudited, Direction: api.DirectionOut, UID: ptr(0),
+			Count: 2, FirstSeen: t0.Add(-time.Minute), LastSeen: t0.Add(-20 * time.Second)},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // fixtureFlowEvent is a new flow from app-2 (named through the status only).
 func fixtureFlowEvent() api.Event {

@@ -268,3 +268,64 @@ func TestWorkloadChangeRefetchesSegments(t *testing.T) {
 		t.Fatalf("segments fetches %d→%d", segs, m.seq.segments)
 	}
 }
+
+// TestEgressFlows: view 4 shows each flow's direction; an outbound flow
+// (an egress denial at this node) by its destination peer, with the local
+// workload ("-": the node) and the sending command ("-": not found),
+// within 80 columns even with long names; the filter finds flows by
+// workload and command; aggregates of different workloads to the same
+// destination stay apart.
+func TestEgressFlows(t *testing.T) {
+	m := loaded(80, 24)
+	m.view = viewFlows
+	body := m.body(80)
+	if body.title != "DIR PEER       SEGMENTS       PORT     WORKLOAD COMMAND  VERDICT COUNT LAST SEEN" {
+		t.Fatalf("title %q", body.title)
+	}
+	want := []string{
+		"in  app-2      app→db         icmp                       denied      1        1s",
+		"out web-1      db→web         tcp/8080 postgres postgres denied      4        2s",
+		"in  web-1      web→db         tcp/5432                   denied     12        3s",
+		"out app-1      db→app,monito… udp/514  -        -        audited     2       20s",
+		"in  100.80.9.9 -→db           udp/53                     denied      3     4m00s",
+	}
+	if strings.Join(body.lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("flows:\n%s\nwant:\n%s", strings.Join(body.lines, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The node's own denial to the same destination is another aggregate.
+	node := fixtureFlows()[2]
+	node.Workload, node.Cgroup, node.PID, node.Command = "", "", 0, ""
+	node.LastSeen = t0
+	m.mergeFlows([]api.Flow{node})
+	if len(m.flows) != 6 || m.flows[0].Workload != "" || m.flows[2].Workload != "postgres" {
+		t.Fatalf("node and workload egress merged: %+v", m.flows[:3])
+	}
+	if l := m.body(80).lines[0]; l != "out web-1      db→web         tcp/8080 -        -        denied      4        0s" {
+		t.Errorf("the node's egress: %q", l)
+	}
+	m.filters[viewFlows] = "postgres"
+	if body := m.body(80); len(body.lines) != 1 || !strings.HasPrefix(body.lines[0], "out web-1") {
+		t.Errorf("filter postgres:\n%s", strings.Join(body.lines, "\n"))
+	}
+	m.filters[viewFlows] = ""
+
+	// Long names shrink, the workload and the command stay.
+	long := fixtureFlows()[2]
+	long.DstName, long.Workload, long.Command = "warehouse-replica-eu-west-1", "nightly-export-to-warehouse", "pg_dump_wrapper"
+	long.SrcSegments, long.DstSegments = []string{"db", "batch", "backup"}, []string{"warehouse", "analytics", "reporting"}
+	long.LastSeen = t0.Add(time.Second)
+	m.mergeFlows([]api.Flow{long})
+	for _, w := range []int{80, 60} {
+		body := m.body(w)
+		for i, l := range append([]string{body.title}, body.lines...) {
+			if width(l) > w {
+				t.Errorf("%d wide: line %d is %d wide: %q", w, i, width(l), l)
+			}
+		}
+		if w == 80 && (!strings.HasPrefix(body.lines[0], "out warehouse") || !strings.Contains(body.lines[0], "nightly") ||
+			!strings.Contains(body.lines[0], "pg_dump")) {
+			t.Errorf("80 wide: %q", body.lines[0])
+		}
+	}
+}

@@ -8,10 +8,20 @@ import (
 	"github.com/segmesh/segmesh/api"
 )
 
-// flowKey identifies a flow aggregate: one source to one protocol/port of
-// this node with one verdict.
+// flowKey identifies a flow aggregate: one source to one destination
+// protocol/port with one verdict, direction and (egress) local workload.
 func flowKey(f api.Flow) string {
-	return f.SrcAddr + "|" + f.DstAddr + "|" + f.Proto + "|" + strconv.Itoa(int(f.Port)) + "|" + f.Verdict
+	return flowDirection(f) + "|" + f.SrcAddr + "|" + f.DstAddr + "|" + f.Proto + "|" + strconv.Itoa(int(f.Port)) + "|" +
+		f.Verdict + "|" + f.Workload
+}
+
+// flowDirection is the flow's direction; daemons from before egress
+// enforcement send none, and saw only inbound flows.
+func flowDirection(f api.Flow) string {
+	if f.Direction == "" {
+		return api.DirectionIn
+	}
+	return f.Direction
 }
 
 // mergeFlows folds flows into the list (a newer LastSeen, or a higher count
@@ -40,13 +50,19 @@ func (m *Model) mergeFlows(fs []api.Flow) {
 	}
 }
 
-// flowsBody lists denied and audited flows, newest first.
+// flowsBody lists denied and audited flows, newest first: inbound ones
+// (denied here, the receiver) by their source peer, outbound ones (a local
+// process denied at this node's egress) by their destination peer with
+// the local workload ("-": the node's identity) and the sending command.
 func (m *Model) flowsBody(w int) body {
 	cols := []column{
-		{title: "SOURCE", min: 6, max: 24},
-		{title: "ADDRESS", drop: 1},
+		{title: "DIR"},
+		{title: "PEER", min: 6, max: 24},
+		{title: "ADDRESS", drop: 2},
 		{title: "SEGMENTS", min: 8, max: 30},
 		{title: "PORT", min: 5},
+		{title: "WORKLOAD", min: 4, max: 16},
+		{title: "COMMAND", min: 4, max: 16},
 		{title: "VERDICT"},
 		{title: "COUNT", right: true},
 		{title: "LAST SEEN", right: true},
@@ -61,19 +77,27 @@ func (m *Model) flowsBody(w int) body {
 	now := m.now()
 	var rows [][]cell
 	for _, f := range m.flows {
-		src := f.SrcName
-		if src == "" {
-			src = names[f.SrcAddr]
+		dir := flowDirection(f)
+		peer, addr, workload, command := f.SrcName, f.SrcAddr, "", ""
+		if dir == api.DirectionOut {
+			peer, addr = f.DstName, f.DstAddr
+			workload, command = dash(f.Workload), dash(f.Command)
 		}
-		if src == "" {
-			src = f.SrcAddr
+		if peer == "" {
+			peer = names[addr]
+		}
+		if peer == "" {
+			peer = addr
 		}
 		st, ok := m.st.verdict(f.Verdict)
 		r := []cell{
-			plain(dash(src)),
-			plain(dash(f.SrcAddr)),
+			plain(dir),
+			plain(dash(peer)),
+			plain(dash(addr)),
 			plain(dash(strings.Join(f.SrcSegments, ",")) + "→" + dash(strings.Join(f.DstSegments, ","))),
 			plain(flowPort(f)),
+			plain(workload),
+			plain(command),
 			styledCell(dash(f.Verdict), st, ok),
 			plain(strconv.FormatUint(f.Count, 10)),
 			plain(age(now.Sub(f.LastSeen))),

@@ -3,6 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -78,7 +79,32 @@ type Egress struct {
 	// Destinations maps each admitted peer address to its destination
 	// identity (acl.Egress.Destinations), strictly sorted by address.
 	Destinations []acl.Source
-	Audit        bool
+	// DestIDs are the destination identities (acl.Egress.DestSegments'
+	// keys); nil: those of Destinations and the grants.
+	DestIDs []uint32
+	Audit   bool
+}
+
+// destIDs is the set of destination identities that get sets.
+func (e Egress) destIDs() map[uint32]bool {
+	ids := map[uint32]bool{}
+	for _, id := range e.DestIDs {
+		ids[id] = true
+	}
+	if e.DestIDs == nil {
+		last := uint32(0)
+		for _, d := range e.Destinations {
+			if d.ID != last {
+				ids[d.ID], last = true, d.ID
+			}
+		}
+	}
+	for _, l := range e.Locals {
+		for _, g := range l.Grants {
+			ids[g.Dest] = true
+		}
+	}
+	return ids
 }
 
 // EgressLocal is one local identity: its cgroups (none for the node's
@@ -99,7 +125,8 @@ type Cgroup struct {
 // FromACL builds the Egress of e with the cgroups of each workload
 // (missing workloads have none: their processes do not exist).
 func FromACL(e acl.Egress, cgroups map[string][]Cgroup, audit bool) Egress {
-	out := Egress{Destinations: e.Destinations, Audit: audit, Locals: make([]EgressLocal, len(e.Locals))}
+	out := Egress{Destinations: e.Destinations, Audit: audit, Locals: make([]EgressLocal, len(e.Locals)),
+		DestIDs: slices.Sorted(maps.Keys(e.DestSegments))}
 	for i, l := range e.Locals {
 		out.Locals[i] = EgressLocal{Name: l.Workload, Grants: l.Grants}
 		if l.Workload != "" {
@@ -112,6 +139,9 @@ func FromACL(e acl.Egress, cgroups map[string][]Cgroup, audit bool) Egress {
 func (e Egress) validate() error {
 	if len(e.Locals) == 0 || e.Locals[0].Name != "" {
 		return fmt.Errorf("egress: the node's identity must come first")
+	}
+	if !slices.IsSorted(e.DestIDs) {
+		return fmt.Errorf("egress: DestIDs not sorted")
 	}
 	seen := map[string]bool{}
 	for i, l := range e.Locals {
@@ -144,6 +174,11 @@ func (e Egress) validate() error {
 	for i, d := range e.Destinations {
 		if d.ID == 0 || !d.Addr.IsValid() || d.Addr.Zone() != "" || d.Addr.Is4In6() {
 			return fmt.Errorf("egress: destination %v of identity %d", d.Addr, d.ID)
+		}
+		if e.DestIDs != nil {
+			if _, ok := slices.BinarySearch(e.DestIDs, d.ID); !ok {
+				return fmt.Errorf("egress: destination %v: identity %d not in DestIDs", d.Addr, d.ID)
+			}
 		}
 		if i > 0 && e.Destinations[i-1].Addr.Compare(d.Addr) >= 0 {
 			return fmt.Errorf("egress: destinations not strictly sorted")

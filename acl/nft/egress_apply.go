@@ -1,10 +1,12 @@
 package nft
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,15 +16,18 @@ import (
 
 // egressState is what the egress part of the table holds.
 type egressState struct {
-	chains map[string]bool         // local chains (out_node, wl_NAME)
-	sets   map[string]bool         // egress sets: dst_D_4/6, grant sets, seen sets
-	dst    map[string][]netip.Addr // dst set -> its addresses, sorted
-	locals []EgressLocal           // as last applied (nil: rebuild)
+	chains map[string]bool // local chains (out_node, wl_NAME)
+	sets   map[string]bool // egress sets: dst_D_4/6, grant sets, seen sets
+	// dests is what the destination sets hold, sorted by address then
+	// identity (Egress.Destinations as applied: kept, not copied).
+	dests  []acl.Source
+	dstIDs map[uint32]bool // destination identities with sets
+	locals []EgressLocal   // as last applied (nil: rebuild)
 	audit  bool
 }
 
 func newEgressState() egressState {
-	return egressState{chains: map[string]bool{}, sets: map[string]bool{}, dst: map[string][]netip.Addr{}}
+	return egressState{chains: map[string]bool{}, sets: map[string]bool{}, dstIDs: map[uint32]bool{}}
 }
 
 // isLocalChain reports whether name is a local identity's chain.
@@ -38,7 +43,9 @@ func isLocalChain(name string) bool {
 // diffed, and what is no longer needed deleted. After Install kept a
 // table, the first ApplyEgress reads the egress objects and rewrites them.
 // Call Apply first when Install found the previous release's table. On an
-// error nothing of the batch is applied.
+// error nothing of the batch is applied. ApplyEgress keeps e.Destinations
+// until the next ApplyEgress (the diff's base): the caller must not
+// modify it afterwards.
 func (f *Firewall) ApplyEgress(e Egress) error {
 	if err := e.validate(); err != nil {
 		return err
@@ -60,22 +67,9 @@ func (f *Firewall) ApplyEgress(e Egress) error {
 		f.ecur, f.eknown = cur, true
 	}
 	want := newEgressState()
-	want.locals, want.audit = e.Locals, e.Audit
-	for _, d := range e.Destinations {
-		name := dstSet(d.ID, fam(d.Addr))
-		want.dst[name] = append(want.dst[name], d.Addr)
-	}
-	for _, l := range e.Locals {
-		for _, g := range l.Grants {
-			for fa := range 2 {
-				if name := dstSet(g.Dest, fa); want.dst[name] == nil {
-					want.dst[name] = []netip.Addr{}
-				}
-			}
-		}
-	}
+	want.locals, want.audit, want.dests, want.dstIDs = e.Locals, e.Audit, e.Destinations, e.destIDs()
 	rebuild := f.ecur.locals == nil || f.ecur.audit != e.Audit || !sameLocals(f.ecur.locals, e.Locals) ||
-		!sameKeys(f.ecur.dst, want.dst)
+		!maps.Equal(f.ecur.dstIDs, want.dstIDs)
 	n, err := f.queueEgress(&want, rebuild)
 	if err == nil && n > 0 {
 		err = f.conn.Flush()
@@ -96,24 +90,24 @@ func (f *Firewall) ApplyEgress(e Egress) error {
 // chains and sets; n counts what was queued.
 func (f *Firewall) queueEgress(want *egressState, rebuild bool) (n int, err error) {
 	c, lay, cur := f.conn, f.lay, &f.ecur
-	for _, name := range slices.Sorted(maps.Keys(want.dst)) {
-		s := &nftables.Set{Table: lay.table, Name: name, KeyType: nftables.TypeIPAddr}
-		if strings.HasSuffix(name, "_6") {
-			s.KeyType = nftables.TypeIP6Addr
-		}
-		want.sets[name] = true
-		if !cur.sets[name] {
-			if err := c.AddSet(s, addrElements(want.dst[name])); err != nil {
-				return n, fmt.Errorf("set %s: %w", name, err)
+	adds, dels := diffSources(cur.dests, want.dests)
+	for _, id := range slices.Sorted(maps.Keys(want.dstIDs)) {
+		for fa := range 2 {
+			s := dstSetObj(lay.table, id, fa)
+			want.sets[s.Name] = true
+			if !cur.sets[s.Name] {
+				if err := c.AddSet(s, adds[dstKey{id, fa}]); err != nil {
+					return n, fmt.Errorf("set %s: %w", s.Name, err)
+				}
+				n++
+				continue
 			}
-			n++
-			continue
+			a, d := adds[dstKey{id, fa}], dels[dstKey{id, fa}]
+			if err := elems(c, s, a, d); err != nil {
+				return n, err
+			}
+			n += len(a) + len(d)
 		}
-		adds, dels := diffAddrs(cur.dst[name], want.dst[name])
-		if err := elems(c, s, adds, dels); err != nil {
-			return n, err
-		}
-		n += len(adds) + len(dels)
 	}
 	if !rebuild {
 		want.chains, want.sets = cur.chains, cur.sets
@@ -184,7 +178,7 @@ func (f *Firewall) queueEgress(want *egressState, rebuild bool) (n int, err erro
 			if s := added[name]; s != nil {
 				return s
 			}
-			if want.dst[name] != nil {
+			if strings.HasPrefix(name, dstPrefix) {
 				return &nftables.Set{Table: lay.table, Name: name}
 			}
 			return nil
@@ -231,24 +225,26 @@ func (f *Firewall) readEgress() (egressState, error) {
 			continue
 		}
 		st.sets[s.Name] = true
-		if !strings.HasPrefix(s.Name, dstPrefix) {
+		id, fa, ok := parseDstSet(s.Name)
+		if !ok {
 			continue
 		}
+		st.dstIDs[id] = true
 		el, err := f.conn.GetSetElements(s)
 		if err != nil {
 			return st, fmt.Errorf("list elements of set %s: %w", s.Name, err)
 		}
-		addrs := make([]netip.Addr, 0, len(el))
 		for _, e := range el {
 			a, ok := netip.AddrFromSlice(e.Key)
-			if !ok {
+			if !ok || fam(a) != fa {
 				return st, fmt.Errorf("set %s: element key of %d bytes", s.Name, len(e.Key))
 			}
-			addrs = append(addrs, a)
+			st.dests = append(st.dests, acl.Source{Addr: a, ID: id})
 		}
-		slices.SortFunc(addrs, netip.Addr.Compare)
-		st.dst[s.Name] = slices.Compact(addrs)
 	}
+	// A dump of a hash set the kernel is resizing may list an element twice.
+	slices.SortFunc(st.dests, cmpSource)
+	st.dests = slices.Compact(st.dests)
 	return st, nil
 }
 
@@ -290,24 +286,84 @@ func (f *Firewall) EgressDenied() (map[string]map[netip.Addr]Count, error) {
 	return out, nil
 }
 
-func addrElements(addrs []netip.Addr) []nftables.SetElement {
-	out := make([]nftables.SetElement, len(addrs))
-	for i, a := range addrs {
-		out[i] = nftables.SetElement{Key: a.AsSlice()}
-	}
-	return out
+// dstKey names one destination set: identity and family.
+type dstKey struct {
+	id  uint32
+	fam int
 }
 
-func sameKeys[V any](a, b map[string]V) bool {
-	if len(a) != len(b) {
-		return false
+func dstSetObj(t *nftables.Table, id uint32, fa int) *nftables.Set {
+	s := &nftables.Set{Table: t, Name: dstSet(id, fa), KeyType: nftables.TypeIPAddr}
+	if fa == 1 {
+		s.KeyType = nftables.TypeIP6Addr
 	}
-	for k := range a {
-		if _, ok := b[k]; !ok {
-			return false
+	return s
+}
+
+// parseDstSet returns the identity and family of set dst_D_4 / dst_D_6.
+func parseDstSet(name string) (uint32, int, bool) {
+	rest, ok := strings.CutPrefix(name, dstPrefix)
+	if !ok || len(rest) < 3 {
+		return 0, 0, false
+	}
+	fa := 0
+	switch rest[len(rest)-2:] {
+	case "_4":
+	case "_6":
+		fa = 1
+	default:
+		return 0, 0, false
+	}
+	id, err := strconv.ParseUint(rest[:len(rest)-2], 10, 32)
+	if err != nil || id == 0 || strconv.FormatUint(id, 10) != rest[:len(rest)-2] {
+		return 0, 0, false
+	}
+	return uint32(id), fa, true
+}
+
+func cmpSource(x, y acl.Source) int {
+	if c := x.Addr.Compare(y.Addr); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.ID, y.ID)
+}
+
+// diffSources merges two lists sorted by cmpSource into the elements to
+// add and delete per destination set. Equal lists cost one comparison
+// pass and allocate nothing.
+func diffSources(cur, want []acl.Source) (adds, dels map[dstKey][]nftables.SetElement) {
+	if slices.Equal(cur, want) {
+		return nil, nil
+	}
+	adds, dels = map[dstKey][]nftables.SetElement{}, map[dstKey][]nftables.SetElement{}
+	put := func(m map[dstKey][]nftables.SetElement, s acl.Source) {
+		k := dstKey{s.ID, fam(s.Addr)}
+		m[k] = append(m[k], nftables.SetElement{Key: s.Addr.AsSlice()})
+	}
+	i, j := 0, 0
+	for i < len(cur) || j < len(want) {
+		switch {
+		case j == len(want):
+			put(dels, cur[i])
+			i++
+		case i == len(cur):
+			put(adds, want[j])
+			j++
+		default:
+			switch c := cmpSource(cur[i], want[j]); {
+			case c == 0:
+				i++
+				j++
+			case c < 0:
+				put(dels, cur[i])
+				i++
+			default:
+				put(adds, want[j])
+				j++
+			}
 		}
 	}
-	return true
+	return adds, dels
 }
 
 func sameLocals(a, b []EgressLocal) bool {

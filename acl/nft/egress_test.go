@@ -147,3 +147,22 @@ func TestRootEgressNodeIdentity(t *testing.T) {
 		t.Error("an Egress without the node's identity first was accepted")
 	}
 }
+
+func TestDiffSources(t *testing.T) {
+	a1, a2, a3 := netip.MustParseAddr("100.80.0.1"), netip.MustParseAddr("100.80.0.2"), netip.MustParseAddr("fd5e:6d00::3")
+	cur := []acl.Source{src(a1, 1), src(a2, 1), src(a3, 2)}
+	if adds, dels := diffSources(cur, cur); adds != nil || dels != nil {
+		t.Fatalf("equal lists: %v %v", adds, dels)
+	}
+	// a2 moves to identity 2, a1 leaves, a3 stays.
+	want := []acl.Source{src(a2, 2), src(a3, 2)}
+	adds, dels := diffSources(cur, want)
+	if len(adds) != 1 || len(adds[dstKey{2, 0}]) != 1 || len(dels) != 1 || len(dels[dstKey{1, 0}]) != 2 {
+		t.Fatalf("adds %v dels %v", adds, dels)
+	}
+	for name, ok := range map[string]bool{"dst_1_4": true, "dst_12_6": true, "dst_01_4": false, "dst_1_5": false, "dst__4": false, "dst_0_4": false} {
+		if _, _, got := parseDstSet(name); got != ok {
+			t.Errorf("parseDstSet(%q) ok = %v", name, got)
+		}
+	}
+}

@@ -138,6 +138,19 @@ func TestWorkloads(t *testing.T) {
 		return nil
 	})
 
+	// The api segment's member is app1's workload, on both nodes.
+	for _, n := range []*harness.Node{app, db} {
+		segs, err := api.NewClient(n.Socket).Segments(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sv := range segs {
+			if sv.Name == "api" && (len(sv.Members) != 1 || sv.Members[0].Name != "app1/api" || sv.Members[0].Workload != "api") {
+				t.Errorf("%s: segment api members %+v, want app1/api", n.Name, sv.Members)
+			}
+		}
+	}
+
 	t.Run("egress by cgroup", func(t *testing.T) {
 		m.expect(t, "api", map[flow]string{m.p5432: "ok", m.p6379: "ok"})
 		m.expect(t, "cron", map[flow]string{m.p5432: "refused", m.p6379: "ok"})

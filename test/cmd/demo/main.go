@@ -7,7 +7,12 @@
 // Namespaces are smdemo-<node> plus the underlay smdemo-ul; node directories
 // (config, keys, state, control socket, log, pid file) are under
 // /tmp/segmesh-demo/<node>; the binary is built to /tmp/segmesh-demo/bin.
-// The daemons run detached and outlive this program. Needs root.
+// app-1 declares two workloads, api and cron, by cgroups below the cgroup2
+// mount (segmesh-demo-<random>/api and /cron), each running one process
+// of the traffic generator that connects to db-1 tcp/5432: the policy lets
+// api through, cron is refused at once by app-1's egress check. The
+// daemons, the traffic generator and the workloads' processes run detached
+// and outlive this program; down removes them and the cgroups. Needs root.
 package main
 
 import (
@@ -21,6 +26,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/segmesh/segmesh/test/harness"
 )
@@ -50,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "traffic":
 		return traffic()
+	case "worker":
+		return worker(args[1:])
+	case "dial":
+		return dialOnce(args[1:], stdout)
 	case "up":
 		fs := flag.NewFlagSet("up", flag.ContinueOnError)
 		bin := fs.String("bin", "", "segmesh binary to use (default: build it to "+filepath.Join(baseDir, "bin", "segmesh")+")")
@@ -60,7 +71,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return up(*bin, *grace, stdout, stderr)
 	case "down":
 		stopTraffic()
-		if err := harness.Teardown(prefix, baseDir); err != nil {
+		if err := errors.Join(removeCgroups(), harness.Teardown(prefix, baseDir)); err != nil {
 			return fmt.Errorf("down: %w", err)
 		}
 		fmt.Fprintln(stdout, "segmesh demo removed")
@@ -90,8 +101,11 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 		}
 	}
 	stopTraffic()
-	if err := harness.Teardown(prefix, baseDir); err != nil {
+	if err := errors.Join(removeCgroups(), harness.Teardown(prefix, baseDir)); err != nil {
 		return fmt.Errorf("clear previous demo: %w", err)
+	}
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		return fmt.Errorf("the workloads of %s need nsenter (util-linux): %w", appNode, err)
 	}
 	switch {
 	case keep != nil:
@@ -108,6 +122,10 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	cgBase, err := createCgroups()
+	if err != nil {
+		return err
+	}
 	c, err := harness.New(harness.Config{
 		Binary:        bin,
 		Prefix:        prefix,
@@ -118,11 +136,12 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 		Logf:          func(f string, a ...any) { fmt.Fprintf(stdout, f+"\n", a...) },
 	})
 	if err != nil {
-		return err
+		return errors.Join(err, removeCgroups())
 	}
 	fail := func(err error) error {
 		c.Report(stderr)
-		return errors.Join(err, c.Close(), harness.Teardown(prefix, baseDir))
+		stopTraffic()
+		return errors.Join(err, c.Close(), removeCgroups(), harness.Teardown(prefix, baseDir))
 	}
 	var nodes []*harness.Node
 	for i, dn := range demoNodes {
@@ -133,6 +152,16 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 		}
 		if i > 0 {
 			spec.Join = []string{nodes[0].GossipAddr()}
+		}
+		if dn.name == appNode {
+			// Its daemon follows the workloads' cgroups: started with
+			// nsenter --net, which keeps the host's /sys.
+			spec.HostSys = true
+			var wls []map[string]any
+			for _, wl := range demoWorkloads {
+				wls = append(wls, map[string]any{"name": wl.name, "cgroup": cgBase + "/" + wl.name, "tags": map[string]string{"svc": wl.svc}})
+			}
+			spec.Set = map[string]any{"workloads": wls}
 		}
 		n, err := c.AddNode(spec)
 		if err != nil {
@@ -169,22 +198,30 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 	if err := describe(stdout, bin, nodes); err != nil {
 		return err
 	}
-	return runTop(stdout, bin, nodes[0])
+	return runTop(stdout, bin, byName[appNode])
 }
 
-// runTop ends an interactive demo in the live view of web-1; without a
-// terminal (CI, scripts) it only says how to open it.
-func runTop(stdout io.Writer, bin string, web1 *harness.Node) error {
-	if st, err := os.Stdin.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
-		fmt.Fprintf(stdout, "\nLive view: %s top --socket %s\n", bin, web1.Socket)
+// runTop ends an interactive demo in the live view of app-1 (its
+// workloads, and the denials of cron and of the node at its egress);
+// without a terminal (CI, scripts) it only says how to open it.
+func runTop(stdout io.Writer, bin string, app1 *harness.Node) error {
+	if !isTerminal(os.Stdin) {
+		fmt.Fprintf(stdout, "\nLive view: %s top --socket %s\n", bin, app1.Socket)
 		return nil
 	}
-	fmt.Fprintln(stdout, "\nStarting the live view of web-1 (1-4 views, Tab, / filter, q quits) ...")
-	top := exec.Command(bin, "top", "--socket", web1.Socket)
+	fmt.Fprintf(stdout, "\nStarting the live view of %s (1-4 views, Tab, / filter, q quits) ...\n", app1.Name)
+	top := exec.Command(bin, "top", "--socket", app1.Socket)
 	top.Stdin, top.Stdout, top.Stderr = os.Stdin, os.Stdout, os.Stderr
 	err := top.Run()
 	fmt.Fprintln(stdout, "The demo is still running. Look around with the commands above; tear it down with: make demo-down")
 	return err
+}
+
+// isTerminal reports whether f is a terminal (/dev/null is a character
+// device too, but no terminal).
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // describe prints the nodes and how to look around.
@@ -204,17 +241,27 @@ func describe(w io.Writer, bin string, nodes []*harness.Node) error {
 		return err
 	}
 	web1, db1 := nodes[0], nodes[len(nodes)-1]
+	var app1 *harness.Node
+	for _, n := range nodes {
+		if n.Name == appNode {
+			app1 = n
+		}
+	}
 	lines := []string{
 		"",
 		"Look around:",
 		fmt.Sprintf("  %s status --socket %s", bin, web1.Socket),
 		fmt.Sprintf("  %s status --json --socket %s", bin, db1.Socket),
+		fmt.Sprintf("  %s status --socket %s   # app-1's workloads", bin, app1.Socket),
 	}
 	// Commands of features this build may not have yet are shown only when
 	// they work.
 	if exec.Command(bin, "top", "--help").Run() == nil {
-		lines = append(lines, fmt.Sprintf("  %s top --socket %s", bin, web1.Socket))
+		lines = append(lines,
+			fmt.Sprintf("  %s top --socket %s   # Flows (4): cron's refused connects, direction out", bin, app1.Socket),
+			fmt.Sprintf("  %s top --socket %s", bin, web1.Socket))
 	}
+	lines = append(lines, fmt.Sprintf("  cat %s/*/cgroup.procs   # the workloads' processes", cgroupTree()))
 	lines = append(lines,
 		fmt.Sprintf("  ip netns exec %s ping -c3 %s        # web-1 -> db-1 over the mesh", web1.Namespace, addr[db1.Name]),
 		fmt.Sprintf("  ip netns exec %s wg show %s", web1.Namespace, web1.Interface),

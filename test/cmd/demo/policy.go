@@ -1,37 +1,72 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
+	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/vishvananda/netns"
 
+	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/test/harness"
 )
 
-// demoPolicy is the example policy: web -> app tcp/8080, app -> db tcp/5432,
-// ping everywhere.
-const demoPolicy = "packaging/policy.example.yaml"
+// demoPolicy is the example policy (packaging/policy.example.yaml) with
+// app-1's workloads: web -> app tcp/8080, only the api workload (svc=api)
+// -> db tcp/5432, ping everywhere. The rest of app-1 — its cron workload
+// and processes in no workload — may not reach the database.
+const demoPolicy = `# segmesh demo policy: web -> app, the api workload -> db, ping everywhere.
+mode: enforce
+segments:
+  web: {role: web}
+  app: {role: app}
+  db:  {role: db}
+  api: {svc: api}   # app-1's api workload (its processes' cgroup)
+rules:
+  - name: web-to-app
+    from: [web]
+    to: [app]
+    ports: [tcp/8080]
+  - name: api-to-db
+    from: [api]
+    to: [db]
+    ports: [tcp/5432]
+  - name: ping
+    from: ["*"]
+    to: ["*"]
+    ports: [icmp]
+tests:
+  - {from: web, to: app, port: tcp/8080, expect: allow}
+  - {from: api, to: db,  port: tcp/5432, expect: allow}
+  - {from: app, to: db,  port: tcp/5432, expect: deny}
+  - {from: web, to: db,  port: tcp/5432, expect: deny}
+  - {from: db,  to: web, port: tcp/8080, expect: deny}
+  - {from: app, to: web, port: udp/8080, expect: deny}
+  - {from: "*", to: db,  port: icmp,     expect: allow}
+`
 
-// applyPolicy applies the example policy on web-1, waits until every node
-// enforces it, then shows one allowed and one denied connection, each with
-// `policy explain`.
+// applyPolicy applies the demo policy on web-1, waits until every node
+// enforces it, then shows allowed and denied connections — from the
+// nodes and from app-1's workloads — each with `policy explain`.
 func applyPolicy(w io.Writer, bin string, nodes map[string]*harness.Node) error {
-	root, err := harness.ModuleRoot()
-	if err != nil {
+	file := filepath.Join(baseDir, "policy.yaml")
+	if err := os.WriteFile(file, []byte(demoPolicy), 0o644); err != nil {
 		return err
 	}
-	file := filepath.Join(root, demoPolicy)
-	web1, app1, db1 := nodes["web-1"], nodes["app-1"], nodes["db-1"]
+	web1, app1, db1 := nodes["web-1"], nodes[appNode], nodes["db-1"]
 	out, err := cli(bin, "policy", "apply", file, "--socket", web1.Socket)
-	fmt.Fprintf(w, "$ segmesh policy apply %s\n%s", demoPolicy, out)
+	fmt.Fprintf(w, "$ segmesh policy apply %s\n%s", file, out)
 	if err != nil {
 		return err
 	}
@@ -58,16 +93,69 @@ func applyPolicy(w io.Writer, bin string, nodes map[string]*harness.Node) error 
 		from, to *harness.Node
 		port     int
 	}{{web1, app1, 8080}, {web1, db1, 5432}} {
-		if err := showConnection(w, bin, c.from, c.to, c.port); err != nil {
+		if err := showConnection(w, bin, c.from, c.to, c.port, nil); err != nil {
+			return err
+		}
+	}
+	if err := showWorkloads(w, app1); err != nil {
+		return err
+	}
+	for i := range demoWorkloads {
+		if err := showConnection(w, bin, app1, db1, dbPort, &demoWorkloads[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// showConnection listens on to's overlay address, dials it from from, and
-// prints the outcome and the policy's explanation.
-func showConnection(w io.Writer, bin string, from, to *harness.Node, port int) error {
+// showWorkloads waits until app-1 follows both workloads' cgroups and
+// explains them.
+func showWorkloads(w io.Writer, app1 *harness.Node) error {
+	var wls []api.Workload
+	if err := harness.WaitFor(10*time.Second, func() error {
+		st, err := api.NewClient(app1.Socket).Status(context.Background())
+		if err != nil {
+			return err
+		}
+		wls = st.Self.Workloads
+		for _, wl := range wls {
+			if wl.State != "active" {
+				return fmt.Errorf("workload %s is %s %s", wl.Name, wl.State, wl.Reason)
+			}
+		}
+		if len(wls) != len(demoWorkloads) {
+			return fmt.Errorf("%s has %d workloads, want %d", app1.Name, len(wls), len(demoWorkloads))
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("workloads of %s: %w", app1.Name, err)
+	}
+	fmt.Fprintf(w, "%s runs two local workloads, each a cgroup its processes run in: they get the node's tags plus the workload's,\n"+
+		"and %s checks every connection they open (egress) against the policy:\n", app1.Name, app1.Name)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, wl := range wls {
+		fmt.Fprintf(tw, "  %s\tcgroup %s\ttags %s\tsegments %s\n", wl.Name, wl.Cgroup, tagList(wl.Tags), strings.Join(wl.Segments, ","))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  api may reach db-1 tcp/%d (rule api-to-db); cron and processes in no workload may not: refused at once.\n\n", dbPort)
+	return nil
+}
+
+func tagList(tags map[string]string) string {
+	var out []string
+	for k, v := range tags {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+// showConnection listens on to's overlay address, dials it from from (from
+// the cgroup of from's workload wl when not nil), and prints the outcome
+// and the policy's explanation.
+func showConnection(w io.Writer, bin string, from, to *harness.Node, port int, wl *workload) error {
 	ts, err := to.Status()
 	if err != nil {
 		return err
@@ -87,25 +175,41 @@ func showConnection(w io.Writer, bin string, from, to *harness.Node, port int) e
 			c.Close()
 		}
 	}()
-	result := "connected (allowed)"
-	if err := inNetns(from.Namespace, func() error {
-		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err == nil {
-			c.Close()
+	src := from.Name
+	var result string
+	if wl != nil {
+		src += "/" + wl.name
+		if result, err = dialFromWorkload(*wl, addr); err != nil {
+			return err
 		}
-		return err
-	}); err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			result = "timed out (denied: dropped by " + to.Name + ")"
-		} else {
-			result = "failed: " + err.Error()
-		}
+	} else {
+		result = dialResult(inNetns(from.Namespace, func() error {
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}), from, to)
 	}
-	fmt.Fprintf(w, "%s -> %s tcp/%d: %s\n", from.Name, to.Name, port, result)
-	out, err := cli(bin, "policy", "explain", from.Name, to.Name, fmt.Sprintf("tcp/%d", port), "--socket", from.Socket)
-	fmt.Fprintf(w, "$ segmesh policy explain %s %s tcp/%d\n%s\n", from.Name, to.Name, port, out)
+	fmt.Fprintf(w, "%s -> %s tcp/%d: %s\n", src, to.Name, port, result)
+	out, err := cli(bin, "policy", "explain", src, to.Name, fmt.Sprintf("tcp/%d", port), "--socket", from.Socket)
+	fmt.Fprintf(w, "$ segmesh policy explain %s %s tcp/%d\n%s\n", src, to.Name, port, out)
 	return err
+}
+
+// dialResult describes the outcome of a dial from from to to.
+func dialResult(err error, from, to *harness.Node) string {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return "connected (allowed)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (denied at once by " + from.Name + "'s egress)"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timed out (denied: dropped by " + to.Name + ")"
+	default:
+		return "failed: " + err.Error()
+	}
 }
 
 // inNetns runs fn on a thread switched into the named namespace. Sockets

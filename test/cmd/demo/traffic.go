@@ -25,20 +25,31 @@ type flow struct {
 	port     int
 }
 
-// demoTraffic: allowed flows between segments and denied flows into web-1,
-// so every view of `segmesh top --socket web-1` has something to show.
+// demoTraffic: allowed flows between segments, and denied ones — refused
+// at once by the sender's egress, so they show in the senders' flows
+// (direction out) — from every node. The workloads of app-1 add theirs
+// (see demoWorkloads): api -> db-1 tcp/5432 allowed, cron refused.
 var demoTraffic = []flow{
-	{"web-1", "app-1", 8080}, {"web-2", "app-1", 8080}, {"app-1", "db-1", 5432}, // allowed
-	{"app-1", "web-1", 8080}, {"db-1", "web-1", 22}, {"web-2", "web-1", 5432}, // denied into web-1
+	{"web-1", "app-1", 8080}, {"web-2", "app-1", 8080}, // allowed
+	{"web-1", "db-1", 5432}, {"app-1", "web-1", 8080}, {"db-1", "web-1", 22}, {"web-2", "web-1", 5432}, // denied
 }
 
-// startTraffic runs `demo traffic` detached; `demo down` stops it.
+// dbPort is the database port app-1's workloads connect to.
+const dbPort = 5432
+
+// startTraffic runs `demo traffic` detached from a copy of this binary
+// (go run removes its own when `demo up` ends; the generator starts the
+// workloads' processes from it); `demo down` stops it.
 func startTraffic(stdout io.Writer) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, "traffic")
+	bin := filepath.Join(baseDir, "bin", "demo")
+	if err := copyFile(self, bin); err != nil {
+		return fmt.Errorf("copy the demo binary: %w", err)
+	}
+	cmd := exec.Command(bin, "traffic")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	log, err := os.Create(filepath.Join(baseDir, "traffic.log"))
 	if err != nil {
@@ -52,8 +63,25 @@ func startTraffic(stdout io.Writer) error {
 	if err := os.WriteFile(trafficPID, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "traffic generator running (pid %d): allowed web->app:8080, app->db:5432; denied into web-1\n", cmd.Process.Pid)
+	fmt.Fprintf(stdout, "traffic generator running (pid %d): allowed web->app tcp/8080 and app-1/api -> db-1 tcp/%d;\n"+
+		"  denied, refused by the sender: app-1/cron -> db-1 tcp/%d, web-1 -> db-1 tcp/5432, app-1 -> web-1 tcp/8080, db-1 -> web-1 tcp/22, web-2 -> web-1 tcp/5432\n",
+		cmd.Process.Pid, dbPort, dbPort)
 	return cmd.Process.Release()
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
 }
 
 // stopTraffic ends a running generator; nothing running is fine.
@@ -68,8 +96,9 @@ func stopTraffic() {
 	_ = os.Remove(trafficPID)
 }
 
-// traffic is the generator's main loop: echo listeners on the allowed
-// targets, and a dial to every flow once a second, until SIGTERM.
+// traffic is the generator's main loop: echo listeners on the targets,
+// the workloads' processes, and a dial to every flow once a second, until
+// SIGTERM.
 func traffic() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -81,13 +110,23 @@ func traffic() error {
 		}
 		addr[n.name] = st.Self.Address
 	}
-	for _, f := range demoTraffic {
+	targets := append([]flow{{appNode, "db-1", dbPort}}, demoTraffic...)
+	for _, f := range targets {
 		a := net.JoinHostPort(addr[f.to], strconv.Itoa(f.port))
 		var ln net.Listener
 		if err := inNetns(prefix+"-"+f.to, func() (err error) { ln, err = net.Listen("tcp", a); return err }); err != nil {
 			continue // already listening for another flow
 		}
 		go echo(ln)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	workers, err := startWorkers(self, net.JoinHostPort(addr["db-1"], strconv.Itoa(dbPort)))
+	defer stopWorkers(workers)
+	if err != nil {
+		return err
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()

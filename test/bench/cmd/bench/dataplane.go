@@ -251,6 +251,11 @@ func (p *pair) iperf(addr string, port, streams, secs int) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("iperf3 to %s: %w: %.300s", addr, err, out)
 	}
+	return parseIperf(out)
+}
+
+// parseIperf returns the Gbit/s received of an iperf3 -J report.
+func parseIperf(out []byte) (float64, error) {
 	var r struct {
 		End struct {
 			SumReceived struct {

@@ -18,7 +18,7 @@ import (
 // runHelper runs one helper program (argv after "helper").
 func runHelper(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: helper rr-server ADDR... | rr-client ADDR N | prober PERIOD ADDR... | sim-members ...")
+		return errors.New("usage: helper rr-server ADDR... | rr-client ADDR N | prober PERIOD ADDR... | until-ok ADDR PERIOD TIMEOUT | dial-times ADDR N refused|ok | sim-members ...")
 	}
 	switch args[0] {
 	case "rr-server":
@@ -36,6 +36,14 @@ func runHelper(args []string) error {
 		return prober(args[1:])
 	case "sim-members":
 		return simMembers(args[1:])
+	case "until-ok":
+		return untilOK(args[1:])
+	case "dial-times":
+		return dialTimes(args[1:])
+	case "stream-recv":
+		return streamRecv(args[1:])
+	case "stream-send":
+		return streamSend(args[1:])
 	}
 	return fmt.Errorf("unknown helper %q", args[0])
 }
@@ -160,4 +168,160 @@ func startCPUProfile(path string) (func(), error) {
 		pprof.StopCPUProfile()
 		_ = f.Close()
 	}, nil
+}
+
+// untilOK dials ADDR (TCP, a new socket each time) every PERIOD until a
+// connection is accepted, at most TIMEOUT. It prints "refused" after the
+// first refused attempt (with "-expect-refused": it must be refused first)
+// and at the end "ok LAST OK N": the unix nanoseconds of the last refused
+// attempt's start (0: none) and of the accepted connection, and the number
+// of refused attempts.
+func untilOK(args []string) error {
+	expectRefused := len(args) > 0 && args[0] == "-expect-refused"
+	if expectRefused {
+		args = args[1:]
+	}
+	if len(args) != 3 {
+		return errors.New("usage: until-ok [-expect-refused] ADDR PERIOD TIMEOUT")
+	}
+	period, err := time.ParseDuration(args[1])
+	if err != nil {
+		return err
+	}
+	timeout, err := time.ParseDuration(args[2])
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	refused := 0
+	var last int64
+	for {
+		t0 := time.Now()
+		c, err := net.DialTimeout("tcp", args[0], time.Second)
+		if err == nil {
+			now := time.Now()
+			_ = c.Close()
+			if expectRefused && refused == 0 {
+				return errors.New("accepted at once, want refused first")
+			}
+			fmt.Printf("ok %d %d %d\n", last, now.UnixNano(), refused)
+			return nil
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("attempt %d: %w (want refused or accepted)", refused+1, err)
+		}
+		last = t0.UnixNano()
+		refused++
+		if refused == 1 {
+			fmt.Println("refused")
+		}
+		if time.Since(start) > timeout {
+			return fmt.Errorf("not accepted within %s (%d refused)", timeout, refused)
+		}
+		time.Sleep(period)
+	}
+}
+
+// dialTimes makes N TCP connections to ADDR one after the other and prints
+// the duration (ms) of each Dial call; every one must end as WANT (refused:
+// ECONNREFUSED, ok: accepted).
+func dialTimes(args []string) error {
+	if len(args) != 3 || (args[2] != "refused" && args[2] != "ok") {
+		return errors.New("usage: dial-times ADDR N refused|ok")
+	}
+	n, err := strconv.Atoi(args[1])
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	d := net.Dialer{Timeout: time.Second}
+	for i := range n {
+		t0 := time.Now()
+		c, err := d.Dial("tcp", args[0])
+		took := time.Since(t0)
+		switch {
+		case args[2] == "ok" && err == nil:
+			_ = c.Close()
+		case args[2] == "refused" && errors.Is(err, syscall.ECONNREFUSED):
+		case err == nil:
+			_ = c.Close()
+			return fmt.Errorf("dial %d: accepted, want refused", i+1)
+		default:
+			return fmt.Errorf("dial %d: %w (after %v), want %s", i+1, err, took, args[2])
+		}
+		fmt.Fprintf(w, "%.4f\n", float64(took.Nanoseconds())/1e6)
+	}
+	return nil
+}
+
+// streamRecv accepts one TCP connection on ADDR, reads it until EOF and
+// prints, per BUCKET of time, "UNIXNANO BYTES" (the bucket's start and the
+// bytes read in it). It prints "ready" once listening.
+func streamRecv(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: stream-recv ADDR BUCKET")
+	}
+	bucket, err := time.ParseDuration(args[1])
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	c, err := ln.Accept()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	var starts []int64
+	var counts []int64
+	for {
+		n, err := c.Read(buf)
+		now := time.Now().UnixNano()
+		if n > 0 {
+			b := now - now%int64(bucket)
+			if len(starts) == 0 || starts[len(starts)-1] != b {
+				starts = append(starts, b)
+				counts = append(counts, 0)
+			}
+			counts[len(counts)-1] += int64(n)
+		}
+		if err != nil {
+			break
+		}
+	}
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	for i := range starts {
+		fmt.Fprintf(w, "%d %d\n", starts[i], counts[i])
+	}
+	return nil
+}
+
+// streamSend connects to ADDR and writes as fast as it can for DURATION.
+func streamSend(args []string) error {
+	if len(args) != 2 {
+		return errors.New("usage: stream-send ADDR DURATION")
+	}
+	d, err := time.ParseDuration(args[1])
+	if err != nil {
+		return err
+	}
+	c, err := net.DialTimeout("tcp", args[0], 3*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 128<<10)
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if _, err := c.Write(buf); err != nil {
+			return err
+		}
+	}
+	return nil
 }

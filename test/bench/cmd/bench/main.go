@@ -73,7 +73,7 @@ func main() {
 	}
 	quickFlag := flag.Bool("quick", false, "reduced suite (under 3 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "markdown report to write (\"\" = none)")
-	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,revocation,gossip,acl,footprint,gobench); empty = all")
+	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,revocation,gossip,acl,footprint,workloads,gobench; 10a, 10b or 10c select workloads); empty = all")
 	gossipNodes := flag.Int("gossip-nodes", 0, "simulated gossip nodes of row 6 (0: the mode's default)")
 	gossipProbe := flag.Duration("gossip-probe", -1, "row 6: probe interval of the simulated nodes (0: production 1s; default: the mode's)")
 	gossipProbeTimeout := flag.Duration("gossip-probe-timeout", -1, "row 6: probe timeout of the simulated nodes (0: production 500ms; default: the mode's)")
@@ -115,7 +115,11 @@ func main() {
 	loadStart := loadavg()
 	want := map[string]bool{}
 	for _, g := range strings.Split(*only, ",") {
-		if g != "" {
+		switch g {
+		case "":
+		case "10", "10a", "10b", "10c": // one setup serves the three rows
+			want["workloads"] = true
+		default:
 			want[g] = true
 		}
 	}
@@ -154,6 +158,7 @@ func main() {
 	timed("gossip", func() []Row { return benchGossip(p) })
 	timed("acl", func() []Row { return benchACL(env, p) })
 	timed("footprint", func() []Row { return benchFootprint(env, p) })
+	timed("workloads", func() []Row { return benchWorkloads(env, p) })
 	var sections []string
 	if run("gobench") {
 		t0 := time.Now()

@@ -41,10 +41,18 @@ func methodText(p Params) string {
   ns/op of the kernel variants for the applies.
 - **Footprint (row 8).** One real daemon and simulated gossip members announcing genuine records in a second
   namespace on its underlay; RSS from /proc/PID/status, CPU from /proc/PID/stat over %s.
+- **Workloads (rows 10).** Two real daemons; a declares 32 workloads by cgroup (8 at each of levels 2–5 of a
+  cgroup tree made below the cgroup2 mount for the run and removed after it) and enforces egress; processes are
+  put into cgroups with `+"`nsenter --net`"+` and `+"`echo $$ > cgroup.procs`"+`. 10a: one TCP stream from a to b while the
+  output hook's jump to mesh_out is removed and restored every 0.5 s (egress off/on), each on phase against the off
+  phases beside it, the sender in no workload (every cgroup rule walked) and in a level-5 workload; for reference
+  %d alternated separate iperf3 runs of %d s per configuration; 10b: a workload's cgroup removed and made again (new id) with a
+  prober moved into it, until its connection to the port only that workload may reach is accepted; 10c: connect()
+  to a denied port from a workload and from no workload, until ECONNREFUSED.
 
 Ratios: measured / reference for comparisons, measured / target for absolute targets.`,
 		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipPacing(p), gossipFD(p),
-		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow)
+		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, wlRuns(p), min(p.Secs, 2))
 }
 
 // gossipFD describes the simulated nodes' failure detector.
