@@ -69,6 +69,14 @@ type route struct {
 	items []item
 }
 
+// attachKey is one end (0: the chain's first node, 1: its last) of item i
+// of a route.
+type attachKey struct {
+	r   *route
+	i   int
+	end int
+}
+
 type rect struct{ x0, y0, x1, y1 float64 }
 
 func (a rect) overlaps(b rect) bool {
@@ -86,6 +94,7 @@ func (l label) rect() rect {
 }
 
 type layout struct {
+	attach map[attachKey]float64 // y where an item meets a box side
 	nodes  map[string]*lnode
 	layers [][]*lnode
 	routes []*route
@@ -312,6 +321,7 @@ func newLayout(n Map, imp map[string]bool) *layout {
 
 	l.order()
 	l.place()
+	l.attachPoints()
 	l.placeLabels()
 	return l
 }
@@ -530,17 +540,70 @@ func (l *layout) points(r *route, i int) [][2]float64 {
 	off := offset(i, len(r.items))
 	var pts [][2]float64
 	first, last := r.chain[0], r.chain[len(r.chain)-1]
-	pts = append(pts, [2]float64{first.x + first.w/2, first.y + off})
+	pts = append(pts, [2]float64{first.x + first.w/2, l.attach[attachKey{r, i, 0}]})
 	for _, d := range r.chain[1 : len(r.chain)-1] {
 		pts = append(pts, [2]float64{l.colX[d.layer], d.y + off}, [2]float64{l.colX[d.layer] + l.colW[d.layer], d.y + off})
 	}
-	pts = append(pts, [2]float64{last.x - last.w/2, last.y + off})
+	pts = append(pts, [2]float64{last.x - last.w/2, l.attach[attachKey{r, i, 1}]})
 	if it.from != first.name {
 		// Drawn against the layout's orientation: from the source's left
 		// side, through the dummies, into the target's right side.
 		slices.Reverse(pts)
 	}
 	return pts
+}
+
+// attachPoints spreads the items meeting a box side over its height, in
+// the order of where they come from, so they neither meet in one point nor
+// cross at the box.
+func (l *layout) attachPoints() {
+	type end struct {
+		key   attachKey
+		other float64
+	}
+	type side struct {
+		n     *lnode
+		right bool
+	}
+	sides := map[side][]end{}
+	var order []side
+	add := func(sd side, e end) {
+		if _, ok := sides[sd]; !ok {
+			order = append(order, sd)
+		}
+		sides[sd] = append(sides[sd], e)
+	}
+	for _, r := range l.routes {
+		a, b := r.chain[0], r.chain[len(r.chain)-1]
+		na, nb := r.chain[1], r.chain[len(r.chain)-2]
+		for i := range r.items {
+			off := offset(i, len(r.items))
+			add(side{a, true}, end{attachKey{r, i, 0}, na.y + off})
+			add(side{b, false}, end{attachKey{r, i, 1}, nb.y + off})
+		}
+	}
+	l.attach = map[attachKey]float64{}
+	for _, sd := range order {
+		es := sides[sd]
+		slices.SortStableFunc(es, func(x, y end) int {
+			if x.other < y.other {
+				return -1
+			}
+			if x.other > y.other {
+				return 1
+			}
+			return 0
+		})
+		k := float64(len(es))
+		span := min(sd.n.h-12, k*parallelStep)
+		for j, e := range es {
+			y := sd.n.y
+			if k > 1 {
+				y = sd.n.y - span/2 + span*float64(j)/(k-1)
+			}
+			l.attach[e.key] = y
+		}
+	}
 }
 
 // placeLabels puts each label at its route's middle gap and moves it

@@ -74,14 +74,17 @@ func (m Map) SVG() []byte {
 	for k := range l.colX {
 		l.colX[k] += dx
 	}
+	for k := range l.attach {
+		l.attach[k] += dy
+	}
 	for i := range l.labels {
 		l.labels[i].x += dx
 		l.labels[i].y += dy
 	}
 
-	title := fmt.Sprintf("segmesh map: %s · %d segments, %d edges", sinceText(n.Since), len(n.Segments), len(n.Edges))
+	title := fmt.Sprintf("segmesh map: %s · %s, %s", sinceText(n.Since), plural(len(n.Segments), "segment"), plural(len(n.Edges), "edge"))
 	if len(n.Unused) > 0 {
-		title += fmt.Sprintf(", %d unused rules", len(n.Unused))
+		title += ", " + plural(len(n.Unused), "unused rule")
 	}
 	legend := []struct {
 		name, verdict, colour string
@@ -216,6 +219,13 @@ func (m Map) SVG() []byte {
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 func writeEdge(b *bytes.Buffer, it item, d string) {
