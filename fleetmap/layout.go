@@ -95,6 +95,7 @@ func (l label) rect() rect {
 
 type layout struct {
 	attach map[attachKey]float64 // y where an item meets a box side
+	links  [][2]int              // scratch for crossingsBetween
 	nodes  map[string]*lnode
 	layers [][]*lnode
 	routes []*route
@@ -337,21 +338,55 @@ func (l *layout) setPos() {
 func (l *layout) crossings() int {
 	c := 0
 	for k := 0; k+1 < len(l.layers); k++ {
-		var links [][2]int
-		for _, a := range l.layers[k] {
-			for _, b := range a.down {
-				links = append(links, [2]int{a.pos, b.pos})
-			}
+		c += l.crossingsBetween(k)
+	}
+	return c
+}
+
+// crossingsBetween counts the crossing links between layers k and k+1.
+func (l *layout) crossingsBetween(k int) int {
+	if k < 0 || k+1 >= len(l.layers) {
+		return 0
+	}
+	links := l.links[:0]
+	defer func() { l.links = links[:0] }()
+	for _, a := range l.layers[k] {
+		for _, b := range a.down {
+			links = append(links, [2]int{a.pos, b.pos})
 		}
-		for i := range links {
-			for j := i + 1; j < len(links); j++ {
-				if (links[i][0]-links[j][0])*(links[i][1]-links[j][1]) < 0 {
-					c++
-				}
+	}
+	c := 0
+	for i := range links {
+		for j := i + 1; j < len(links); j++ {
+			if (links[i][0]-links[j][0])*(links[i][1]-links[j][1]) < 0 {
+				c++
 			}
 		}
 	}
 	return c
+}
+
+// transpose swaps neighbours within layers while that removes crossings.
+func (l *layout) transpose() {
+	for pass := 0; pass < 8; pass++ {
+		improved := false
+		for k, ly := range l.layers {
+			for i := 0; i+1 < len(ly); i++ {
+				before := l.crossingsBetween(k-1) + l.crossingsBetween(k)
+				ly[i], ly[i+1] = ly[i+1], ly[i]
+				ly[i].pos, ly[i+1].pos = i, i+1
+				if l.crossingsBetween(k-1)+l.crossingsBetween(k) < before {
+					improved = true
+					continue
+				}
+				ly[i], ly[i+1] = ly[i+1], ly[i]
+				ly[i].pos, ly[i+1].pos = i, i+1
+			}
+		}
+		if !improved {
+			return
+		}
+	}
 }
 
 func barySort(ly []*lnode, nb func(*lnode) []*lnode) {
@@ -382,26 +417,46 @@ func barySort(ly []*lnode, nb func(*lnode) []*lnode) {
 	}
 }
 
-// order runs the barycentre sweeps and keeps the best order seen.
+// order runs the barycentre sweeps, with neighbour transpositions, from
+// two starting orders (names, and depth-first discovery from the sources),
+// and keeps the order with the fewest crossings seen.
 func (l *layout) order() {
-	l.setPos()
 	up := func(n *lnode) []*lnode { return n.up }
 	down := func(n *lnode) []*lnode { return n.down }
-	for k := 1; k < len(l.layers); k++ {
-		barySort(l.layers[k], up)
-	}
-	best, bestOrder := l.crossings(), l.snapshot()
-	for s := 0; s < orderSweeps && best > 0; s++ {
-		if s%2 == 0 {
-			for k := len(l.layers) - 2; k >= 0; k-- {
-				barySort(l.layers[k], down)
+	initial := l.snapshot()
+	best, bestOrder := -1, initial
+	for start := 0; start < 2 && best != 0; start++ {
+		for k := range l.layers {
+			l.layers[k] = slices.Clone(initial[k])
+		}
+		if start == 1 {
+			l.dfsOrder()
+		}
+		l.setPos()
+		for k := 1; k < len(l.layers); k++ {
+			barySort(l.layers[k], up)
+		}
+		runBest, runOrder := l.crossings(), l.snapshot()
+		for s := 1; s <= orderSweeps && runBest > 0; s++ {
+			if s%2 == 1 {
+				for k := len(l.layers) - 2; k >= 0; k-- {
+					barySort(l.layers[k], down)
+				}
+			} else {
+				for k := 1; k < len(l.layers); k++ {
+					barySort(l.layers[k], up)
+				}
 			}
-		} else {
-			for k := 1; k < len(l.layers); k++ {
-				barySort(l.layers[k], up)
+			if c := l.crossings(); c < runBest {
+				runBest, runOrder = c, l.snapshot()
 			}
 		}
-		if c := l.crossings(); c < best {
+		for k := range l.layers {
+			l.layers[k] = runOrder[k]
+		}
+		l.setPos()
+		l.transpose()
+		if c := l.crossings(); best < 0 || c < best {
 			best, bestOrder = c, l.snapshot()
 		}
 	}
@@ -409,6 +464,35 @@ func (l *layout) order() {
 		l.layers[k] = bestOrder[k]
 	}
 	l.setPos()
+}
+
+// dfsOrder orders every layer by depth-first discovery along the links,
+// from the nodes without predecessors (by layer, then current order).
+func (l *layout) dfsOrder() {
+	seen := map[*lnode]int{}
+	var visit func(n *lnode)
+	visit = func(n *lnode) {
+		if _, ok := seen[n]; ok {
+			return
+		}
+		seen[n] = len(seen)
+		for _, m := range n.down {
+			visit(m)
+		}
+		for _, m := range n.up {
+			visit(m)
+		}
+	}
+	for _, ly := range l.layers {
+		for _, n := range ly {
+			if len(n.up) == 0 {
+				visit(n)
+			}
+		}
+	}
+	for _, ly := range l.layers {
+		slices.SortStableFunc(ly, func(a, b *lnode) int { return seen[a] - seen[b] })
+	}
 }
 
 func (l *layout) snapshot() [][]*lnode {
