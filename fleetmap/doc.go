@@ -15,6 +15,12 @@
 // (sorted, duplicates merged, implied segments added), so the output is
 // deterministic and can be committed and compared.
 //
+// Build makes a Map from segments, Observations (flow aggregates reduced
+// to source segments, destination segments, verdict, port and connections)
+// and the policy's rules as segment pairs; UnusedRules is its rule-port
+// matching on its own. Both are meant to run over the whole fleet's
+// observations, after the fan-out.
+//
 // # Formats
 //
 // Mermaid (a "flowchart LR" for Markdown), DOT (for Graphviz), JSON (the
@@ -34,7 +40,10 @@
 //  3. Edges spanning several layers get a dummy node per crossed layer, so
 //     they are routed through gaps between boxes rather than across them.
 //  4. Order within layers by the barycentre heuristic, sweeping down and up
-//     (24 sweeps), keeping the order with the fewest crossings.
+//     (24 sweeps) from two starting orders (names, and depth-first discovery
+//     from the sources), each best order refined by swapping neighbours
+//     while that removes crossings; the order with the fewest crossings
+//     wins.
 //  5. Vertical positions: every layer is pulled towards the mean of its
 //     neighbours' positions, then pushed apart to the minimum separation (the
 //     mean of a forward and a backward pass, each of which keeps the order

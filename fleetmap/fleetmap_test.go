@@ -116,7 +116,14 @@ func TestDOT(t *testing.T) {
 		}
 		t.Skip("graphviz dot not installed")
 	}
-	for name, m := range map[string]Map{"demo": demo(), "random": randomMap(30, 60, 1), "empty": {}} {
+	odd := Map{Segments: []Segment{{"back\\slash", 1}, {"new\nline", 2}, {"{rec|ord}", 1}, {"<html>", 1}}, Edges: []Edge{
+		{From: "back\\slash", To: "new\nline", Verdict: "allowed", Ports: []string{"tcp/1"}},
+		{From: "{rec|ord}", To: "<html>", Verdict: "odd\"verdict"},
+	}}
+	if out := odd.DOT(); !strings.Contains(out, `label="back\\slash\n1 member"`) || strings.Contains(out, "new\nline") {
+		t.Errorf("escaping:\n%s", out)
+	}
+	for name, m := range map[string]Map{"demo": demo(), "random": randomMap(30, 60, 1), "empty": {}, "odd": odd} {
 		cmd := exec.Command(dot, "-Tsvg")
 		cmd.Stdin = strings.NewReader(m.DOT())
 		var stderr bytes.Buffer

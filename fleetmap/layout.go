@@ -135,7 +135,7 @@ func shorten(s string, max int) string {
 func newLayout(n Map, imp map[string]bool) *layout {
 	l := &layout{nodes: map[string]*lnode{}}
 	for _, s := range n.Segments {
-		w := max(textWidth(shorten(s.Name, maxNameRunes), nameFont), textWidth(members(s.Members), membersFont)) + 2*boxPadX
+		w := max(textWidth(shorten(s.Name, maxNameRunes), nameFont), textWidth(members(s.Members), membersFont), textWidth("not a segment", membersFont)) + 2*boxPadX
 		l.nodes[s.Name] = &lnode{name: s.Name, seg: s, implied: imp[s.Name], w: min(max(w, boxMinW), boxMaxW), h: boxH}
 	}
 

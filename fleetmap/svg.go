@@ -183,6 +183,9 @@ func (m Map) SVG() []byte {
 			dash, fill := "", "#f5f7fa"
 			if nd.implied {
 				sub, dash, fill = "not a segment", ` stroke-dasharray="5 3"`, "#fafafa"
+				if nd.name == "*" {
+					sub = "any node"
+				}
 			}
 			fmt.Fprintf(&b, `<g class="segment-box"><title>%s</title>`, esc(nd.name+": "+sub))
 			fmt.Fprintf(&b, `<rect class="segment" x="%s" y="%s" width="%s" height="%s" rx="6" fill="%s" stroke="#37474f" stroke-width="1.5"%s/>`,
