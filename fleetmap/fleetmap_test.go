@@ -336,6 +336,10 @@ func TestSVGEdgeCases(t *testing.T) {
 	}
 	m.Unused = []Rule{{Name: "r", From: "seg-03", To: "seg-03"}, {Name: "any", From: "*", To: "seg-05"}}
 	checkSVG(t, m)
+	labelsApart(t, m)
+	if p := os.Getenv("FLEETMAP_SVG_OUT"); p != "" {
+		os.WriteFile(strings.TrimSuffix(p, ".svg")+"-edge.svg", m.SVG(), 0o644)
+	}
 }
 
 // randomMap is a seeded map of nseg segments and about nedge edges.
@@ -441,4 +445,47 @@ func ExampleMap_Mermaid() {
 	//   linkStyle 1 stroke:#2e7d32,stroke-width:2px
 	//   linkStyle 2 stroke:#6b7280
 	//   classDef implied stroke-dasharray:4 3
+}
+
+// tieredMap is a fleet as fleets are: three environments of nine tiers,
+// and ops, monitoring and backup segments reaching into all of them.
+func tieredMap() Map {
+	var m Map
+	tiers := []string{"lb", "web", "api", "auth", "db", "cache", "queue", "worker", "search"}
+	for _, e := range []string{"prod", "stg", "dev"} {
+		for i, ti := range tiers {
+			m.Segments = append(m.Segments, Segment{ti + "-" + e, 1 + i%4})
+		}
+	}
+	m.Segments = append(m.Segments, Segment{"ops", 2}, Segment{"mon", 1}, Segment{"backup", 1})
+	link := func(a, b, v string, p ...string) {
+		m.Edges = append(m.Edges, Edge{From: a, To: b, Verdict: v, Ports: p, Connections: uint64(len(a) * len(b) * 7)})
+	}
+	for _, e := range []string{"prod", "stg", "dev"} {
+		link("lb-"+e, "web-"+e, "allowed", "tcp/443")
+		link("web-"+e, "api-"+e, "allowed", "tcp/8080")
+		link("api-"+e, "auth-"+e, "allowed", "tcp/9000")
+		link("api-"+e, "db-"+e, "allowed", "tcp/5432")
+		link("api-"+e, "cache-"+e, "allowed", "tcp/6379")
+		link("api-"+e, "queue-"+e, "allowed", "tcp/5672")
+		link("worker-"+e, "queue-"+e, "allowed", "tcp/5672")
+		link("worker-"+e, "db-"+e, "allowed", "tcp/5432")
+		link("api-"+e, "search-"+e, "audited", "tcp/9200")
+		link("ops", "db-"+e, "allowed", "tcp/22")
+		link("mon", "api-"+e, "allowed", "tcp/9100")
+		link("backup", "db-"+e, "denied", "tcp/873")
+		m.Unused = append(m.Unused, Rule{Name: "web-db", From: "web-" + e, To: "db-" + e, Ports: []string{"tcp/5432"}})
+	}
+	link("unknown", "lb-prod", "denied", "tcp/22")
+	link("db-stg", "db-prod", "denied", "tcp/5432")
+	return m
+}
+
+func TestSVGTiered(t *testing.T) {
+	m := tieredMap()
+	checkSVG(t, m)
+	labelsApart(t, m)
+	if p := os.Getenv("FLEETMAP_SVG_OUT"); p != "" {
+		os.WriteFile(strings.TrimSuffix(p, ".svg")+"-tiered.svg", m.SVG(), 0o644)
+	}
 }
