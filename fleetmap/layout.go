@@ -23,7 +23,7 @@ const (
 	membersFont   = 11.0
 	loopBase      = 18.0 // height of the first self-loop above its box
 	loopStep      = 12.0 // each further self-loop is this much higher
-	gapMinX       = 150.0
+	gapMinX       = 90.0 // a gap without labels
 	gapMaxX       = 360.0
 	maxLabelRunes = 52
 	maxNameRunes  = 28
@@ -536,14 +536,14 @@ func spread(ly []*lnode, want []float64) {
 
 // place assigns coordinates.
 func (l *layout) place() {
-	// Columns.
-	maxLabel := 0.0
+	// Columns, each gap as wide as the widest label placed in it.
+	gaps := make([]float64, len(l.layers))
 	for _, r := range l.routes {
+		g := labelGap(r)
 		for _, it := range r.items {
-			maxLabel = max(maxLabel, textWidth(it.label, labelFont)+2*labelPadX)
+			gaps[g] = max(gaps[g], textWidth(it.label, labelFont)+2*labelPadX)
 		}
 	}
-	gap := min(max(maxLabel+40, gapMinX), gapMaxX)
 	l.colX = make([]float64, len(l.layers))
 	l.colW = make([]float64, len(l.layers))
 	x := 0.0
@@ -558,7 +558,7 @@ func (l *layout) place() {
 		for _, nd := range ly {
 			nd.x = x + w/2
 		}
-		x += w + gap
+		x += w + min(max(gaps[k]+40, gapMinX), gapMaxX)
 	}
 
 	// Initial stacks, centred on 0.
@@ -690,6 +690,13 @@ func (l *layout) attachPoints() {
 	}
 }
 
+// labelGap is the gap (k: between layers k and k+1) where a route's labels
+// go: the middle one it crosses.
+func labelGap(r *route) int {
+	a, b := r.chain[0], r.chain[len(r.chain)-1]
+	return a.layer + (b.layer-a.layer-1)/2
+}
+
 // placeLabels puts each label at its route's middle gap and moves it
 // vertically until it overlaps no box and no other label.
 func (l *layout) placeLabels() {
@@ -722,9 +729,7 @@ func (l *layout) placeLabels() {
 		l.labels = append(l.labels, lb)
 	}
 	for _, r := range l.routes {
-		a, b := r.chain[0], r.chain[len(r.chain)-1]
-		span := b.layer - a.layer
-		g := (span - 1) / 2 // gap index along the chain, in layer order
+		g := labelGap(r) - r.chain[0].layer
 		left, right := r.chain[g], r.chain[g+1]
 		lx := left.x + l.colW[left.layer]/2
 		rx := right.x - l.colW[right.layer]/2
