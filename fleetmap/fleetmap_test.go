@@ -64,8 +64,8 @@ func TestNormalize(t *testing.T) {
 		[]string{"tcp/10", "tcp/80", "tcp/5000-5010", "udp/53", "icmp", "any"}) {
 		t.Fatalf("ports %v", got)
 	}
-	if v := (Map{Edges: []Edge{{From: "a", To: "b", Verdict: "deny"}}}).Normalize().Edges[0].Verdict; v != VerdictDenied {
-		t.Fatalf("verdict alias: %q", v)
+	if e := (Map{Edges: []Edge{{From: "", To: "b", Verdict: "deny"}}}).Normalize().Edges[0]; e.Verdict != VerdictDenied || e.From != Unknown {
+		t.Fatalf("verdict alias, empty source: %+v", e)
 	}
 }
 

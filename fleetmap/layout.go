@@ -610,11 +610,10 @@ func (n *lnode) box() rect {
 	return rect{n.x - n.w/2, n.y - n.h/2, n.x + n.w/2, n.y + n.h/2}
 }
 
-// offset of item i of n parallel items, clamped inside half a box.
+// offset of item i of n parallel items where they cross a layer (a
+// dummy's slot is n*parallelStep high).
 func offset(i, n int) float64 {
-	o := (float64(i) - float64(n-1)/2) * parallelStep
-	lim := boxH/2 - 4
-	return min(max(o, -lim), lim)
+	return (float64(i) - float64(n-1)/2) * parallelStep
 }
 
 // points is the polyline an item follows, from its source to its target:

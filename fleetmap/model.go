@@ -65,6 +65,7 @@ type Map struct {
 // Normalize returns a copy of m in canonical form, the one every renderer
 // draws:
 //
+//   - An edge's empty From or To is Unknown.
 //   - Segments sorted by name, one per name (the largest Members kept); every
 //     segment an edge or rule names is present, an implied one with Members 0.
 //   - Verdict aliases mapped ("allow" → "allowed", "deny"/"drop" → "denied",
@@ -92,7 +93,7 @@ func (m Map) Normalize() Map {
 	type ekey struct{ from, to, verdict string }
 	edges := map[ekey]*Edge{}
 	for _, e := range m.Edges {
-		k := ekey{e.From, e.To, canonVerdict(e.Verdict)}
+		k := ekey{cmp.Or(e.From, Unknown), cmp.Or(e.To, Unknown), canonVerdict(e.Verdict)}
 		imply(k.from)
 		imply(k.to)
 		if x, ok := edges[k]; ok {
