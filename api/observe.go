@@ -12,6 +12,7 @@ const (
 const (
 	VerdictDenied  = "denied"  // enforce mode: dropped
 	VerdictAudited = "audited" // audit mode: would have been denied, accepted
+	VerdictAllowed = "allowed" // a rule admitted it (observed in the kernel)
 )
 
 // Flow is one aggregate of denied or audited packets arriving over the mesh
@@ -44,6 +45,19 @@ type Flow struct {
 	Count     uint64    `json:"count"` // packets seen (NFLOG is rate-limited: a lower bound)
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+	// The contract's aggregate (DESIGN.md "Observed flows"): the peer on
+	// the other end (the source in, the destination out) and its
+	// segments; connections, packets and bytes. Allowed flows are counted
+	// exactly in the kernel (bytes of the original direction); denied and
+	// audited ones from the rate-limited log: connections and packets are
+	// the logged attempts, bytes 0.
+	Peer         string   `json:"peer"`
+	PeerSegments []string `json:"peer_segments"`
+	Connections  uint64   `json:"connections"`
+	Packets      uint64   `json:"packets"`
+	Bytes        uint64   `json:"bytes"`
+	// Node is the observing node (set by segmesh flows, and --fleet).
+	Node string `json:"node,omitempty"`
 }
 
 // SegmentView is one segment with its members (GET /v1/segments).

@@ -56,6 +56,7 @@ type Config struct {
 	// AddressRetention: an IPv4 holder absent this long loses its claim.
 	AddressRetention time.Duration
 	FlowLog          string
+	FlowLogAllowed   bool // flow_log carries allowed flows too
 	Gossip           Gossip
 	Tags             map[string]string
 	// Workloads: processes of this node with their own tags (at most 32).

@@ -27,6 +27,7 @@ var Keys = []keySpec{
 	{"dead_peer_grace", DefaultDeadPeerGrace, "a peer declared dead keeps its access this long (leave/revoke: at once)"},
 	{"address_retention", "30d", "every node remembers the holder of an overlay IPv4 this long after it was last seen; nobody else may take it meanwhile (segmesh node remove frees it)"},
 	{"flow_log", "", "path for denied/audited flows as JSON lines, reopened on SIGHUP/reload"},
+	{"flow_log_allowed", false, "also write allowed flows to flow_log, one line per aggregate update"},
 	{"gossip.bind", "", "gossip bind address[:port]; default: advertise address, port 7946"},
 	{"gossip.advertise", "", "underlay address peers dial; default: detected"},
 	{"gossip.join", []string{}, "seeds host:port; the persisted peer cache is tried too"},

@@ -42,6 +42,14 @@ func (x *validator) str(key string) string {
 	return strings.TrimSpace(s)
 }
 
+func (x *validator) boolean(key string) bool {
+	b, err := cast.ToBoolE(x.v.Get(key))
+	if err != nil {
+		x.fail(key, "want true or false: %v", err)
+	}
+	return b
+}
+
 func (x *validator) integer(key string, lo, hi int) int {
 	n, err := cast.ToIntE(x.v.Get(key))
 	if err != nil {
@@ -177,6 +185,7 @@ func validate(path string, v *viper.Viper) (*Config, error) {
 		x.fail("address_retention", "%v is shorter than dead_peer_grace (%v): a dead peer would lose its address while it still has access", c.AddressRetention, c.DeadPeerGrace)
 	}
 	c.FlowLog = x.str("flow_log")
+	c.FlowLogAllowed = x.boolean("flow_log_allowed")
 	c.Gossip = x.gossip()
 	c.Tags = x.tags("tags")
 	c.Workloads = x.workloads(c.Tags)

@@ -175,6 +175,10 @@ func (a *Aggregator) Add(p Packet) api.Flow {
 	} else {
 		e.flow.SrcName, e.flow.SrcKey = peer.Name, peer.Key
 	}
+	e.flow.Peer, e.flow.Packets, e.flow.Connections = peer.Name, e.flow.Count, e.flow.Count
+	if !slices.Equal(e.flow.PeerSegments, peer.Segments) || e.flow.PeerSegments == nil {
+		e.flow.PeerSegments = cloneStrings(peer.Segments)
+	}
 	// The stored slices are never modified in place, only replaced.
 	if !slices.Equal(e.flow.SrcSegments, srcSegs) || e.flow.SrcSegments == nil {
 		e.flow.SrcSegments = cloneStrings(srcSegs)
@@ -241,6 +245,7 @@ func (a *Aggregator) Subscribe(buf int) (<-chan api.Flow, func()) {
 func cloneFlow(f api.Flow) api.Flow {
 	f.SrcSegments = cloneStrings(f.SrcSegments)
 	f.DstSegments = cloneStrings(f.DstSegments)
+	f.PeerSegments = cloneStrings(f.PeerSegments)
 	if f.UID != nil {
 		uid := *f.UID
 		f.UID = &uid

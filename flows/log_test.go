@@ -43,7 +43,7 @@ func readLines(t *testing.T, path string) []api.Flow {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		want := []string{"count", "direction", "dst_addr", "dst_segments", "first_seen", "last_seen", "port", "proto",
+		want := []string{"bytes", "connections", "count", "direction", "dst_addr", "dst_segments", "first_seen", "last_seen", "packets", "peer", "peer_segments", "port", "proto",
 			"src_addr", "src_key", "src_name", "src_segments", "verdict"}
 		if !slices.Equal(keys, want) {
 			t.Fatalf("line keys %v, want %v", keys, want)

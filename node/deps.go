@@ -57,6 +57,9 @@ type Firewall interface {
 	// EgressDenied returns the egress denials per local identity and
 	// destination (see nft.Firewall.EgressDenied).
 	EgressDenied() (map[string]map[netip.Addr]nft.Count, error)
+	// Observed reads the kernel's counts of allowed traffic into this node
+	// (see nft.Firewall.Observed).
+	Observed() ([]nft.Observation, error)
 	Counters() (packets, bytes uint64, err error)
 	DeniedBySource() (map[netip.Addr]nft.Count, error)
 	Remove() error

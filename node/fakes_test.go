@@ -121,9 +121,10 @@ type fakeFirewall struct {
 	fail error // when set, Apply fails with it
 	// onApply, when set, runs after each successful Apply (fw.mu held):
 	// what happens elsewhere while a sync is under way.
-	onApply func()
-	egress  nft.Egress
-	egressN int
+	onApply  func()
+	egress   nft.Egress
+	egressN  int
+	observed []nft.Observation
 }
 
 func (f *fakeFirewall) Install() error { f.ev.add("fw.install"); return nil }
@@ -172,6 +173,19 @@ func (f *fakeFirewall) lastEgress() (nft.Egress, int) {
 
 func (f *fakeFirewall) EgressDenied() (map[string]map[netip.Addr]nft.Count, error) {
 	return map[string]map[netip.Addr]nft.Count{}, nil
+}
+
+func (f *fakeFirewall) Observed() ([]nft.Observation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]nft.Observation(nil), f.observed...), nil
+}
+
+// setObserved sets what Observed returns.
+func (f *fakeFirewall) setObserved(o ...nft.Observation) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.observed = o
 }
 
 func (f *fakeFirewall) Counters() (uint64, uint64, error) { return 0, 0, nil }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/acl/nft"
 	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/flows"
+	"github.com/segmesh/segmesh/mesh"
 )
 
 // flowCapacity bounds the flow aggregates kept in memory.
@@ -18,11 +21,12 @@ const flowCapacity = 4096
 // flowPipeline turns the ACL chain's NFLOG group into flow aggregates, the
 // stream's flow events and the flow_log file.
 type flowPipeline struct {
-	agg    *flows.Aggregator
-	nflog  FlowReader // nil when NFLOG is unavailable (flows then stay empty)
-	file   *flows.Log // nil without flow_log
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	agg     *flows.Aggregator
+	allowed *flows.Allowed // allowed flows from the kernel's counts (observeAllowed)
+	nflog   FlowReader     // nil when NFLOG is unavailable (flows then stay empty)
+	file    *flows.Log     // nil without flow_log
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // openFlows prepares the pipeline; a missing NFLOG facility is logged, not
@@ -30,6 +34,7 @@ type flowPipeline struct {
 func (n *Node) openFlows() (*flowPipeline, error) {
 	fp := &flowPipeline{agg: flows.NewAggregator(flowCapacity, n.resolvePeer, n.selfSegments, n.verdict)}
 	fp.agg.SetLocalSegments(n.localSegments)
+	fp.allowed = flows.NewAllowed(flows.DefaultAllowedCapacity, n.resolvePeer, n.selfAddrFor)
 	if n.cfg.FlowLog != "" {
 		f, err := flows.OpenLog(n.cfg.FlowLog)
 		if err != nil {
@@ -65,6 +70,11 @@ func (fp *flowPipeline) start(n *Node) {
 			}
 		}()
 	}
+	fp.wg.Add(1)
+	go func() {
+		defer fp.wg.Done()
+		n.observeAllowed(ctx, fp)
+	}()
 	if fp.file != nil {
 		updates, unsubscribe := fp.agg.Subscribe(256)
 		fp.wg.Add(1)
@@ -165,5 +175,67 @@ func (n *Node) subscribeFlows() (<-chan api.Flow, func()) {
 	return n.flows.agg.Subscribe(64)
 }
 
-// Flows returns the flow aggregates, newest first.
-func (n *Node) Flows() []api.Flow { return n.flows.agg.Snapshot() }
+// Flows returns the flow aggregates, newest first: denied and audited
+// ones (in and out) and allowed ones (in).
+func (n *Node) Flows() []api.Flow {
+	out := append(n.flows.agg.Snapshot(), n.flows.allowed.Snapshot()...)
+	slices.SortStableFunc(out, func(x, y api.Flow) int { return y.LastSeen.Compare(x.LastSeen) })
+	return out
+}
+
+// allowedInterval is how often the kernel's counts of allowed traffic
+// are read into the aggregates.
+const allowedInterval = time.Second
+
+// observeAllowed reads the kernel's counts of allowed traffic every
+// allowedInterval until ctx ends, and writes the grown aggregates to
+// flow_log when flow_log_allowed is set.
+func (n *Node) observeAllowed(ctx context.Context, fp *flowPipeline) {
+	t := time.NewTicker(allowedInterval)
+	defer t.Stop()
+	warned := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			obs, err := n.fw.Observed()
+			if err != nil {
+				if !warned {
+					n.log.Warn("allowed flows: cannot read the kernel's counts", "err", err)
+					warned = true
+				}
+				continue
+			}
+			rs := make([]flows.Reading, len(obs))
+			for i, o := range obs {
+				rs[i] = flows.Reading{Src: o.Src, Proto: o.Proto, Port: o.Port, Packets: o.Packets, Bytes: o.Bytes, Connections: o.Connections}
+			}
+			grown := fp.allowed.Observe(now, rs)
+			n.mu.Lock()
+			toLog := n.cfg.FlowLogAllowed
+			n.mu.Unlock()
+			if fp.file == nil || !toLog {
+				continue
+			}
+			for _, f := range grown {
+				if err := fp.file.Write(f); err != nil {
+					n.log.Warn("flow_log: cannot write an allowed flow", "err", err)
+					break
+				}
+			}
+		}
+	}
+}
+
+// selfAddrFor is this node's overlay address in src's family, and its
+// segments.
+func (n *Node) selfAddrFor(src netip.Addr) (netip.Addr, []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	a := n.claim.Address
+	if src.Is6() {
+		a = mesh.Address6(n.cfg.Network6, n.pub)
+	}
+	return a, n.segmentsOf(n.cfg.Tags)
+}

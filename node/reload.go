@@ -47,6 +47,7 @@ func (n *Node) Reload() error {
 	merged.Name, merged.Tags, merged.PolicyFile = next.Name, next.Tags, next.PolicyFile
 	merged.DeadPeerGrace, merged.Gossip.Join = next.DeadPeerGrace, next.Gossip.Join
 	merged.Workloads = next.Workloads
+	merged.FlowLogAllowed = next.FlowLogAllowed
 	n.cfg = &merged
 	workloadsChanged := !workloadsEqual(cur.Workloads, next.Workloads)
 	certChanged := false

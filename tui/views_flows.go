@@ -26,12 +26,16 @@ func flowDirection(f api.Flow) string {
 
 // mergeFlows folds flows into the list (a newer LastSeen, or a higher count
 // at the same time, replaces an entry), keeps it newest first and caps it.
+// The Flows view lists denied and audited flows; allowed ones are left out.
 func (m *Model) mergeFlows(fs []api.Flow) {
 	idx := make(map[string]int, len(m.flows))
 	for i, f := range m.flows {
 		idx[flowKey(f)] = i
 	}
 	for _, f := range fs {
+		if f.Verdict == api.VerdictAllowed {
+			continue
+		}
 		k := flowKey(f)
 		i, ok := idx[k]
 		if !ok {
