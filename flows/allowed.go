@@ -65,11 +65,10 @@ func NewAllowed(capacity int, resolve Resolver, self func(src netip.Addr) (netip
 }
 
 // Observe takes a reading made at now and returns copies of the
-// aggregates that grew.
-func (a *Allowed) Observe(now time.Time, rs []Reading) []api.Flow {
+// aggregates that grew and how many connections the reading added.
+func (a *Allowed) Observe(now time.Time, rs []Reading) (grown []api.Flow, conns uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out []api.Flow
 	for _, r := range rs {
 		k := allowedKey{r.Src, r.Proto, r.Port}
 		var e *allowedEntry
@@ -106,6 +105,7 @@ func (a *Allowed) Observe(now time.Time, rs []Reading) []api.Flow {
 			a.lru.MoveToFront(el)
 		}
 		f := &e.flow
+		conns += grow.Connections
 		f.Connections += grow.Connections
 		f.Packets += grow.Packets
 		f.Bytes += grow.Bytes
@@ -124,9 +124,9 @@ func (a *Allowed) Observe(now time.Time, rs []Reading) []api.Flow {
 		if !slices.Equal(f.DstSegments, segs) || f.DstSegments == nil {
 			f.DstSegments = cloneStrings(segs)
 		}
-		out = append(out, cloneFlow(*f))
+		grown = append(grown, cloneFlow(*f))
 	}
-	return out
+	return grown, conns
 }
 
 // Len returns the number of aggregates held.

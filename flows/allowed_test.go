@@ -16,22 +16,25 @@ func TestAllowedGrowthResetAndBound(t *testing.T) {
 	}, func(netip.Addr) (netip.Addr, []string) { return self, []string{"db"} })
 	t0 := time.Unix(1000, 0)
 	r := Reading{Src: peer, Proto: ProtoTCP, Port: 5432, Packets: 10, Bytes: 1000, Connections: 2}
-	up := a.Observe(t0, []Reading{r})
+	up, conns := a.Observe(t0, []Reading{r})
+	if conns != 2 {
+		t.Fatalf("connections added %d", conns)
+	}
 	if len(up) != 1 || up[0].Connections != 2 || up[0].Bytes != 1000 || up[0].Peer != "web-1" || up[0].Verdict != api.VerdictAllowed ||
 		up[0].DstAddr != self.String() || up[0].PeerSegments[0] != "web" || up[0].DstSegments[0] != "db" {
 		t.Fatalf("first reading: %+v", up)
 	}
 	// No growth: no update, last seen kept.
-	if up := a.Observe(t0.Add(time.Second), []Reading{r}); len(up) != 0 {
+	if up, _ := a.Observe(t0.Add(time.Second), []Reading{r}); len(up) != 0 {
 		t.Fatalf("unchanged reading updated %+v", up)
 	}
 	r.Packets, r.Bytes, r.Connections = 15, 1600, 3
-	up = a.Observe(t0.Add(2*time.Second), []Reading{r})
+	up, _ = a.Observe(t0.Add(2*time.Second), []Reading{r})
 	if len(up) != 1 || up[0].Connections != 3 || up[0].Packets != 15 || up[0].Bytes != 1600 || !up[0].LastSeen.Equal(t0.Add(2*time.Second)) {
 		t.Fatalf("growth: %+v", up)
 	}
 	// The kernel's entry timed out and came back: counts from zero again.
-	up = a.Observe(t0.Add(3*time.Second), []Reading{{Src: peer, Proto: ProtoTCP, Port: 5432, Packets: 1, Bytes: 60, Connections: 1}})
+	up, _ = a.Observe(t0.Add(3*time.Second), []Reading{{Src: peer, Proto: ProtoTCP, Port: 5432, Packets: 1, Bytes: 60, Connections: 1}})
 	if up[0].Connections != 4 || up[0].Packets != 16 {
 		t.Fatalf("after a reset: %+v", up)
 	}

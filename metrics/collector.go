@@ -41,6 +41,10 @@ var (
 		"Packets no rule allowed, dropped (enforce mode): direction in at the receiver, out at the sender (a local process's, rejected).", []string{"src_segment", "dst_segment", "direction"}, nil)
 	descAudited = prometheus.NewDesc("segmesh_packets_audited_total",
 		"Packets no rule allowed, accepted and logged in audit mode (direction in at the receiver, out at the sender).", []string{"src_segment", "dst_segment", "direction"}, nil)
+	descFlows = prometheus.NewDesc("segmesh_flows_total",
+		"Connections observed: allowed (counted in the kernel), denied and audited (logged attempts), by direction.", []string{"verdict", "direction"}, nil)
+	descAggregates = prometheus.NewDesc("segmesh_flow_aggregates",
+		"Flow aggregates held in memory (allowed, denied and audited).", nil, nil)
 	descRejected = prometheus.NewDesc("segmesh_records_rejected_total",
 		"Gossip node records rejected, by reason.", []string{"reason"}, nil)
 	descCertExpiry = prometheus.NewDesc("segmesh_certificate_expiry_timestamp_seconds",
@@ -70,7 +74,7 @@ func newCollector(src Source, log *slog.Logger) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descWorkloads, descHandshake, descRx, descTx, descPolicyVersion,
-		descPolicyInfo, descMembers, descDenied, descAudited, descRejected, descCertExpiry, descCertsExpiring} {
+		descPolicyInfo, descMembers, descDenied, descAudited, descFlows, descAggregates, descRejected, descCertExpiry, descCertsExpiring} {
 		ch <- d
 	}
 }
@@ -100,6 +104,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
+	conns, aggs := c.src.Flows()
+	for k, n := range conns {
+		c.send(ch, descFlows, prometheus.CounterValue, float64(n), k.Verdict, k.Direction)
+	}
+	c.send(ch, descAggregates, prometheus.GaugeValue, float64(aggs))
 	for reason, n := range c.src.RecordsRejected() {
 		c.send(ch, descRejected, prometheus.CounterValue, float64(n), reason)
 	}

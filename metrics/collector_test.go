@@ -21,6 +21,8 @@ type fakeSource struct {
 	deniedErr       error
 	rejected        map[string]uint64
 	members         int
+	flows           map[FlowKind]uint64
+	aggregates      int
 }
 
 func (f *fakeSource) Status() api.Status {
@@ -47,12 +49,18 @@ func (f *fakeSource) GossipMembers() int {
 	return f.members
 }
 
+func (f *fakeSource) Flows() (map[FlowKind]uint64, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.flows, f.aggregates
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // twoPeers: web-1 up with a handshake, db-1 dead before any handshake,
 // old-1 left, bad-1 untrusted; a policy is active.
 func twoPeers() *fakeSource {
-	return &fakeSource{
+	src := &fakeSource{
 		status: api.Status{
 			Self: api.Self{Workloads: []api.Workload{{Name: "api", State: api.WorkloadActive}, {Name: "cron", State: api.WorkloadMissing}}},
 			Peers: []api.Peer{
@@ -69,6 +77,9 @@ func twoPeers() *fakeSource {
 		rejected: map[string]uint64{"bad_address": 2},
 		members:  4,
 	}
+	src.flows = map[FlowKind]uint64{{Verdict: "allowed", Direction: "in"}: 5, {Verdict: "denied", Direction: "out"}: 2}
+	src.aggregates = 3
+	return src
 }
 
 const (
@@ -99,6 +110,12 @@ const (
 	headAudited = `# HELP segmesh_packets_audited_total Packets no rule allowed, accepted and logged in audit mode (direction in at the receiver, out at the sender).
 # TYPE segmesh_packets_audited_total counter
 `
+	headFlows = `# HELP segmesh_flows_total Connections observed: allowed (counted in the kernel), denied and audited (logged attempts), by direction.
+# TYPE segmesh_flows_total counter
+`
+	headAggregates = `# HELP segmesh_flow_aggregates Flow aggregates held in memory (allowed, denied and audited).
+# TYPE segmesh_flow_aggregates gauge
+`
 	headWorkloads = `# HELP segmesh_workloads This node's declared workloads, by state (active, missing, rejected).
 # TYPE segmesh_workloads gauge
 `
@@ -126,6 +143,9 @@ segmesh_peer_transmit_bytes_total{peer="web-1",public_key="KEYweb1="} 900
 ` + headMembers + `segmesh_gossip_members 4
 ` + headDenied + `segmesh_packets_denied_total{direction="in",dst_segment="db",src_segment="unknown"} 1
 segmesh_packets_denied_total{direction="in",dst_segment="db",src_segment="web"} 7
+` + headFlows + `segmesh_flows_total{direction="in",verdict="allowed"} 5
+segmesh_flows_total{direction="out",verdict="denied"} 2
+` + headAggregates + `segmesh_flow_aggregates 3
 ` + headRejected + `segmesh_records_rejected_total{reason="bad_address"} 2
 ` + headWorkloads + `segmesh_workloads{state="active"} 1
 segmesh_workloads{state="missing"} 1
@@ -180,6 +200,7 @@ segmesh_peers{state="up"} 0
 ` + headVersion + `segmesh_policy_version 0
 ` + headPolicy + `segmesh_policy_info{hash="",mode=""} 1
 ` + headMembers + `segmesh_gossip_members 0
+` + headAggregates + `segmesh_flow_aggregates 0
 ` + headWorkloads + `segmesh_workloads{state="active"} 0
 segmesh_workloads{state="missing"} 0
 segmesh_workloads{state="rejected"} 0

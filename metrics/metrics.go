@@ -33,7 +33,13 @@ type Source interface {
 	RecordsRejected() map[string]uint64
 	// GossipMembers is the number of members of the gossip cluster.
 	GossipMembers() int
+	// Flows returns the connections observed by verdict and direction
+	// (monotonic) and the flow aggregates held now.
+	Flows() (connections map[FlowKind]uint64, aggregates int)
 }
+
+// FlowKind labels observed connections.
+type FlowKind struct{ Verdict, Direction string }
 
 // SegmentPair labels packets by the source's and the destination's
 // segments, each a comma-separated sorted list, or NoSegment or

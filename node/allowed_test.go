@@ -24,5 +24,8 @@ func TestAllowedFlowsFromKernelCounts(t *testing.T) {
 	}
 	waitFor(t, "the allowed aggregate", func() bool { f, ok := find(); return ok && f.Connections == 2 })
 	r.fw.setObserved(nft.Observation{Src: src, Proto: 6, Port: 5432, Packets: 30, Bytes: 5000, Connections: 5})
-	waitFor(t, "its growth", func() bool { f, ok := find(); return ok && f.Connections == 5 && f.Bytes == 5000 && f.Direction == api.DirectionIn })
+	waitFor(t, "its growth", func() bool {
+		f, ok := find()
+		return ok && f.Connections == 5 && f.Bytes == 5000 && f.Direction == api.DirectionIn
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/mesh"
+	"github.com/segmesh/segmesh/metrics"
 )
 
 // flowCapacity bounds the flow aggregates kept in memory.
@@ -63,7 +64,8 @@ func (fp *flowPipeline) start(n *Node) {
 				if p.Out {
 					n.describeSender(&p)
 				}
-				fp.agg.Add(p)
+				f := fp.agg.Add(p)
+				n.countFlows(metrics.FlowKind{Verdict: f.Verdict, Direction: f.Direction}, 1)
 			}
 			if err := fp.nflog.Run(ctx, add); err != nil && !errors.Is(err, context.Canceled) {
 				n.log.Error("flow reader stopped", "err", err)
@@ -183,6 +185,19 @@ func (n *Node) Flows() []api.Flow {
 	return out
 }
 
+// countFlows adds observed connections to segmesh_flows_total.
+func (n *Node) countFlows(k metrics.FlowKind, conns uint64) {
+	if conns == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.flowConns == nil {
+		n.flowConns = map[metrics.FlowKind]uint64{}
+	}
+	n.flowConns[k] += conns
+}
+
 // allowedInterval is how often the kernel's counts of allowed traffic
 // are read into the aggregates.
 const allowedInterval = time.Second
@@ -211,7 +226,8 @@ func (n *Node) observeAllowed(ctx context.Context, fp *flowPipeline) {
 			for i, o := range obs {
 				rs[i] = flows.Reading{Src: o.Src, Proto: o.Proto, Port: o.Port, Packets: o.Packets, Bytes: o.Bytes, Connections: o.Connections}
 			}
-			grown := fp.allowed.Observe(now, rs)
+			grown, conns := fp.allowed.Observe(now, rs)
+			n.countFlows(metrics.FlowKind{Verdict: api.VerdictAllowed, Direction: api.DirectionIn}, conns)
 			n.mu.Lock()
 			toLog := n.cfg.FlowLogAllowed
 			n.mu.Unlock()

@@ -139,3 +139,9 @@ func (s metricsSource) RecordsRejected() map[string]uint64 {
 	return maps.Clone(s.n.track.counts)
 }
 func (s metricsSource) GossipMembers() int { return s.n.gossip.NumMembers() }
+func (s metricsSource) Flows() (map[metrics.FlowKind]uint64, int) {
+	aggs := s.n.flows.agg.Len() + s.n.flows.allowed.Len()
+	s.n.mu.Lock()
+	defer s.n.mu.Unlock()
+	return maps.Clone(s.n.flowConns), aggs
+}

@@ -78,6 +78,7 @@ type Node struct {
 	recorder      *metrics.Recorder
 	denyTotals    metrics.DenyTotals
 	egressTotals  map[string]*metrics.DenyTotals // per local identity ("" the node's), with mu
+	flowConns     map[metrics.FlowKind]uint64    // segmesh_flows_total, with mu
 	stopMetrics   func() error
 	policyPending time.Time // when a newly accepted policy awaits enforcement (apply duration)
 	// rejectedDoc is the hash of the last policy document from the mesh

@@ -85,6 +85,8 @@ func main() {
 		code = bannerCmd(os.Args[2:])
 	case "early":
 		code = earlyCmd(os.Args[2:])
+	case "send":
+		code = sendCmd(os.Args[2:])
 	default:
 		usage()
 	}
@@ -453,5 +455,34 @@ func earlyCmd(args []string) int {
 		_ = c.Close()
 	}
 	say("fresh %s", resultWords[classify(err)])
+	return codeOK
+}
+
+// sendCmd: connect to ADDR:PORT, write -bytes zero bytes, close the write
+// side, read and discard what comes back until the peer closes or -timeout,
+// print "sent N".
+func sendCmd(args []string) int {
+	fs := flag.NewFlagSet("send", flag.ExitOnError)
+	n := fs.Int("bytes", 1<<20, "bytes to send")
+	timeout := fs.Duration("timeout", 10*time.Second, "whole transfer timeout")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "send: want ADDR:PORT")
+		return codeError
+	}
+	c, err := net.DialTimeout("tcp", fs.Arg(0), *timeout)
+	if err != nil {
+		say("error %v", err)
+		return classify(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(*timeout))
+	go func() { _, _ = io.Copy(io.Discard, c) }()
+	w, err := c.Write(make([]byte, *n))
+	if err != nil {
+		say("error %v", err)
+		return classify(err)
+	}
+	say("sent %d", w)
 	return codeOK
 }
