@@ -169,11 +169,11 @@ func TestObsTop(t *testing.T) {
 	s.keys(t, "4")
 	s.waitScreen(t, "view 4 shows web1's denied flow by name", 10*time.Second,
 		showing([]*regexp.Regexp{tab("4 Flows"),
-			line(q(web.Name), q(m.addr(web).String()), q("web→db"), q("tcp/5432"), "denied", `\d+`)}))
+			line("in", q(web.Name), q(m.addr(web).String()), q("web→db"), q("tcp/5432"), "denied", `\d+`)}))
 	// A flow denied while the view is open arrives live (the stream).
 	dial := probeAsync(web, flow{"tcp", m.addr(db), 5433})
 	s.waitScreen(t, "view 4 shows a new denied flow live", 10*time.Second,
-		showing([]*regexp.Regexp{line(q(web.Name), q(m.addr(web).String()), q("web→db"), q("tcp/5433"), "denied", `\d+`)}))
+		showing([]*regexp.Regexp{line("in", q(web.Name), q(m.addr(web).String()), q("web→db"), q("tcp/5433"), "denied", `\d+`)}))
 	if res := <-dial; res != resTimeout {
 		t.Errorf("web1 -> db1 tcp/5433: %q, want %q (denied)", res, resTimeout)
 	}
