@@ -48,11 +48,13 @@ import (
 //	  set id_N_p { type inet_proto . inet_service }                   # single ports
 //	  set id_N_r { type inet_proto . inet_service; flags interval }   # port ranges
 //	  chain id_N {
-//	    meta l4proto . th dport @id_N_p accept
-//	    meta l4proto . th dport @id_N_r accept
-//	    meta l4proto icmp icmp type echo-request accept             # icmp allowed
-//	    meta l4proto ipv6-icmp icmpv6 type echo-request accept
-//	    accept                                                      # any allowed
+//	    meta l4proto . th dport @id_N_p goto allow_in
+//	    meta l4proto . th dport @id_N_r goto allow_in
+//	    meta l4proto icmp icmp type echo-request goto allow_in      # icmp allowed
+//	    meta l4proto ipv6-icmp icmpv6 type echo-request goto allow_in
+//	    goto allow_in                                               # any allowed
+//	  }
+//	  chain allow_in { counts into obs4/6 and new4/6 (observe.go), then accept
 //	  }
 //	}
 //

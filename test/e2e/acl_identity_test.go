@@ -128,7 +128,7 @@ func TestACLSharedIdentity(t *testing.T) {
 		t.Fatalf("db1 has identity chains %v, want 2", ids)
 	}
 	tbl, _ := db.Exec("nft", "list", "table", "inet", "segmesh")
-	for _, want := range []string{"tcp . 5432", "tcp . 8000-8100", "icmp type echo-request accept"} {
+	for _, want := range []string{"tcp . 5432", "tcp . 8000-8100", "icmp type echo-request goto allow_in"} {
 		if !strings.Contains(string(tbl), want) {
 			t.Errorf("db1's table lacks %q:\n%s", want, tbl)
 		}

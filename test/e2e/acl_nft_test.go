@@ -74,7 +74,7 @@ func segmeshSets(ns string) (nftSets, error) {
 			switch {
 			case strings.Contains(string(raw), "echo-request"):
 				id(r.Chain).icmp = true
-			case len(r.Expr) == 1 && strings.Contains(string(r.Expr[0]), "accept"):
+			case len(r.Expr) == 1 && strings.Contains(string(r.Expr[0]), `"allow_in"`): // any: goto allow_in
 				id(r.Chain).any = true
 			}
 			continue
