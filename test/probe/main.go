@@ -458,9 +458,8 @@ func earlyCmd(args []string) int {
 	return codeOK
 }
 
-// sendCmd: connect to ADDR:PORT, write -bytes zero bytes, close the write
-// side, read and discard what comes back until the peer closes or -timeout,
-// print "sent N".
+// sendCmd: connect to ADDR:PORT (an echo server), write -bytes zero bytes,
+// read them back, print "sent N".
 func sendCmd(args []string) int {
 	fs := flag.NewFlagSet("send", flag.ExitOnError)
 	n := fs.Int("bytes", 1<<20, "bytes to send")
@@ -477,8 +476,14 @@ func sendCmd(args []string) int {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(*timeout))
-	go func() { _, _ = io.Copy(io.Discard, c) }()
+	// The server echoes: read it all back before closing (a close with
+	// unread data would reset the connection and cut the transfer).
+	back := make(chan error, 1)
+	go func() { _, err := io.CopyN(io.Discard, c, int64(*n)); back <- err }()
 	w, err := c.Write(make([]byte, *n))
+	if err == nil {
+		err = <-back
+	}
 	if err != nil {
 		say("error %v", err)
 		return classify(err)
