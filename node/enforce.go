@@ -128,11 +128,11 @@ func (n *Node) enforceIngress(in compileInputs, d acl.Enforced) error {
 		return err
 	}
 	n.applied = in
-	now := make(map[netip.Addr]bool, 2*len(in.peers))
+	now := make(map[netip.Addr]string, 2*len(in.peers))
 	for _, m := range in.peers {
 		for _, a := range []netip.Addr{m.Addr4, m.Addr6} {
 			if a.IsValid() {
-				now[a] = true
+				now[a] = m.Key
 			}
 		}
 	}
@@ -140,16 +140,25 @@ func (n *Node) enforceIngress(in compileInputs, d acl.Enforced) error {
 	// conntrack entries: this node's own retransmissions to a removed peer
 	// re-create entries after its removal, and a new holder of the address
 	// must not ride them. Runs before WireGuard learns about new peers.
+	// A peer arriving with the address it held when this run started (the
+	// persisted address book: a restart) keeps its entries: deleting them
+	// would have this node pick its own side of a connection up as the
+	// original direction, and its egress check would then reset it.
 	var changed []netip.Addr
-	for a := range n.peerIPs {
-		if !now[a] {
+	for a, key := range n.peerIPs {
+		if now[a] != key {
 			changed = append(changed, a)
 		}
 	}
-	for a := range now {
-		if !n.peerIPs[a] {
-			changed = append(changed, a)
+	for a, key := range now {
+		if _, ok := n.peerIPs[a]; ok {
+			continue // the same holder, or counted above
 		}
+		if n.bootHolders[a] == key {
+			delete(n.bootHolders, a)
+			continue
+		}
+		changed = append(changed, a)
 	}
 	n.peerIPs = now
 	if len(changed) > 0 {

@@ -59,7 +59,8 @@ type Node struct {
 	ready          bool
 	policy         policyState
 	trust          *trustState            // CA mode; nil: trust open
-	peerIPs        map[netip.Addr]bool    // overlay addresses of the WireGuard peers at the last successful apply (sync loop)
+	peerIPs        map[netip.Addr]string  // overlay addresses of the WireGuard peers at the last successful apply, with their keys (sync loop)
+	bootHolders    map[netip.Addr]string  // the address book's holders when this run started, with their IPv6 (sync loop; see enforceIngress)
 	applied        compileInputs          // inputs of the last successful apply (sync loop)
 	ids            *acl.IdentityAllocator // identity numbers of the compiled sets (with mu; see identities)
 	egressIDs      *acl.IdentityAllocator // destination identity numbers of egress (with mu)
@@ -118,7 +119,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		endpoint: netip.AddrPortFrom(advertise, uint16(cfg.ListenPort)),
 		runStart: deps.Now(), cfg: cfg, track: newTracker(),
 		syncNow: make(chan struct{}, 1), syncReq: make(chan chan struct{}), stopped: make(chan struct{}), changed: newNotifier(), rates: newRates(), removals: map[string]bool{},
-		peerIPs: map[netip.Addr]bool{}, records: newVerifyCache(),
+		peerIPs: map[netip.Addr]string{}, records: newVerifyCache(),
 	}
 	if n.trust, err = loadTrust(cfg, n.pub, n.runStart); err != nil {
 		return nil, err
@@ -130,6 +131,13 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 	}
 	if n.claim, err = loadClaim(cfg.StateDir, cfg.Network, n.pub, n.runStart); err != nil {
 		return nil, err
+	}
+	n.bootHolders = map[netip.Addr]string{}
+	for a, h := range n.book.local {
+		if h.live(n.runStart, n.book.retention) && h.key != n.pub {
+			n.bootHolders[a] = h.key.String()
+			n.bootHolders[mesh.Address6(cfg.Network6, h.key)] = h.key.String()
+		}
 	}
 	n.selfRemembered = n.book.remembers(n.claim.Address, n.pub, n.runStart)
 	if held := n.book.heldByOthers(n.pub, n.runStart); held[n.claim.Address] && !n.selfRemembered {

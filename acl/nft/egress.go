@@ -27,6 +27,7 @@ import (
 //	chain mesh_out {                       # rewritten when cgroups or locals change
 //	  ct direction reply accept
 //	  ct state related accept
+//	  meta l4proto tcp ct state new tcp flags & syn == 0 accept   # picked up mid-stream
 //	  socket cgroupv2 level L <id> goto wl_NAME   # per workload cgroup, deepest level first
 //	  goto out_node                               # every other process: the node's identity
 //	}
@@ -245,6 +246,9 @@ func outDenyRules(audit bool) [][]expr.Any {
 	}
 }
 
+// tcpFlagSYN is the SYN bit of the TCP flags byte.
+const tcpFlagSYN = 0x02
+
 // meshOutRules are the rules of chain mesh_out: replies, then the
 // workloads' cgroups deepest first, then the node's identity. Without
 // locals (before the first ApplyEgress) the rest is denied.
@@ -260,6 +264,25 @@ func meshOutRules(locals []EgressLocal) [][]expr.Any {
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitRELATED), Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+			accept(),
+		},
+		// A TCP segment that is not a SYN but new to conntrack: a
+		// connection picked up mid-stream after its entry went (the
+		// daemon deletes a peer address's entries when the peer comes or
+		// goes, e.g. at a restart). Its SYN passed long ago; rejecting it
+		// now would reset a connection that was allowed, often one this
+		// node accepted (its packets then replies). Data of a connection
+		// whose entry still exists is checked below on every packet.
+		{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpFlagSYN}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
 			accept(),
 		},
 	}

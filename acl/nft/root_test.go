@@ -153,7 +153,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("Install committed %d transactions, want 1", d)
 	}
 	o := listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 8 || o.rules["inet segmesh"] != 35 || o.sets["inet segmesh"] != 8 {
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 8 || o.rules["inet segmesh"] != 36 || o.sets["inet segmesh"] != 8 {
 		t.Errorf("layout counts: tables %v chains %v rules %v sets %v", o.tables, o.chains, o.rules, o.sets)
 	}
 	if p := o.prerouting; p["type"] != "filter" || p["hook"] != "prerouting" || p["prio"] != float64(-150) || p["policy"] != "accept" {
@@ -232,7 +232,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if d := ns.gen() - g; d != 1 {
 		t.Errorf("recreating Install committed %d transactions, want 1", d)
 	}
-	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 8 || o.rules["inet segmesh"] != 35 {
+	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 8 || o.rules["inet segmesh"] != 36 {
 		t.Errorf("after recreation: chains %v rules %v", o.chains, o.rules)
 	}
 	if err := f3.Apply(one); err != nil {
