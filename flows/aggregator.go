@@ -205,12 +205,18 @@ func (a *Aggregator) Len() int {
 // Snapshot returns copies of all aggregates, newest (LastSeen) first.
 func (a *Aggregator) Snapshot() []api.Flow {
 	a.mu.Lock()
-	out := make([]api.Flow, 0, a.lru.Len())
-	for el := a.lru.Front(); el != nil; el = el.Next() {
-		out = append(out, cloneFlow(el.Value.(*aggEntry).flow))
+	defer a.mu.Unlock()
+	return snapshot(a.lru, func(v any) api.Flow { return v.(*aggEntry).flow })
+}
+
+// snapshot copies the flows of an LRU list of aggregates, newest
+// (LastSeen) first: update order is almost LastSeen order, kernel
+// timestamps may not be.
+func snapshot(l *list.List, flowOf func(any) api.Flow) []api.Flow {
+	out := make([]api.Flow, 0, l.Len())
+	for el := l.Front(); el != nil; el = el.Next() {
+		out = append(out, cloneFlow(flowOf(el.Value)))
 	}
-	a.mu.Unlock()
-	// Update order is almost LastSeen order; kernel timestamps may not be.
 	slices.SortStableFunc(out, func(x, y api.Flow) int { return y.LastSeen.Compare(x.LastSeen) })
 	return out
 }

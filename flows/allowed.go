@@ -139,11 +139,6 @@ func (a *Allowed) Len() int {
 // Snapshot returns copies of all aggregates, newest first.
 func (a *Allowed) Snapshot() []api.Flow {
 	a.mu.Lock()
-	out := make([]api.Flow, 0, a.lru.Len())
-	for el := a.lru.Front(); el != nil; el = el.Next() {
-		out = append(out, cloneFlow(el.Value.(*allowedEntry).flow))
-	}
-	a.mu.Unlock()
-	slices.SortStableFunc(out, func(x, y api.Flow) int { return y.LastSeen.Compare(x.LastSeen) })
-	return out
+	defer a.mu.Unlock()
+	return snapshot(a.lru, func(v any) api.Flow { return v.(*allowedEntry).flow })
 }

@@ -11,15 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/cgroup"
+	"github.com/segmesh/segmesh/cgroup/cgrouptest"
 	"github.com/segmesh/segmesh/test/harness"
 )
 
@@ -72,36 +71,16 @@ func (c *testCgroups) mkdir(name string) {
 }
 
 // remove kills the cgroup's processes and removes it.
-func (c *testCgroups) remove(name string) error {
-	if b, err := os.ReadFile(filepath.Join(c.dir(name), "cgroup.procs")); err == nil {
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := os.Remove(c.dir(name))
-		if err == nil || os.IsNotExist(err) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+func (c *testCgroups) remove(name string) error { return cgrouptest.Remove(c.dir(name)) }
 
-// inCgroup returns argv run in namespace ns (nsenter --net: ip netns exec
-// would hide the cgroup mount) from inside cgroup name of c ("" and c nil:
-// the test's own cgroup, in no workload).
+// inCgroup returns argv run in namespace ns from inside cgroup name of c
+// (c nil: the test's own cgroup, in no workload); see cgrouptest.Command.
 func inCgroup(ns string, c *testCgroups, name string, argv ...string) *exec.Cmd {
-	args := []string{"--net=/var/run/netns/" + ns, "--"}
+	dir := ""
 	if c != nil {
-		args = append(args, "sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, c.dir(name))
+		dir = c.dir(name)
 	}
-	return exec.Command("nsenter", append(args, argv...)...)
+	return cgrouptest.Command(ns, dir, argv...)
 }
 
 // dialResult is one target of a segmesh-probe dial run.

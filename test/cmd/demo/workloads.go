@@ -7,18 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/segmesh/segmesh/cgroup"
+	"github.com/segmesh/segmesh/cgroup/cgrouptest"
 )
 
 // workload is one local workload of app-1: its name, the tag the policy
@@ -95,48 +94,15 @@ func removeCgroups() error {
 	for _, tree := range trees {
 		subs, _ := filepath.Glob(filepath.Join(tree, "*", "cgroup.procs"))
 		for _, s := range subs {
-			if err := removeCgroup(filepath.Dir(s)); err != nil {
+			if err := cgrouptest.Remove(filepath.Dir(s)); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		if err := removeCgroup(tree); err != nil {
+		if err := cgrouptest.Remove(tree); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// removeCgroup kills dir's processes and removes it (a cgroup can go once
-// its processes have exited).
-func removeCgroup(dir string) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		err := os.Remove(dir)
-		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("remove cgroup %s: %w", dir, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// inWorkload is argv run in namespace ns from inside cgroup directory dir:
-// nsenter --net keeps the host's /sys (ip netns exec would remount it and
-// hide the cgroup mount), the shell moves itself into the cgroup and execs
-// argv, so every socket argv creates belongs to the workload.
-func inWorkload(ns, dir string, argv ...string) *exec.Cmd {
-	args := []string{"--net=/var/run/netns/" + ns, "--",
-		"sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, dir}
-	return exec.Command("nsenter", append(args, argv...)...)
 }
 
 // dialOnce is `demo dial ADDR`: one TCP connect, printed as "ok DURATION"
@@ -171,7 +137,7 @@ func dialFromWorkload(wl workload, addr string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out, err := inWorkload(prefix+"-"+appNode, dir, self, "dial", addr).CombinedOutput()
+	out, err := cgrouptest.Command(prefix+"-"+appNode, dir, self, "dial", addr).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("dial from workload %s: %w: %s", wl.name, err, out)
 	}
@@ -225,7 +191,7 @@ func startWorkers(bin, addr string) ([]*exec.Cmd, error) {
 		if err := os.Symlink(filepath.Base(bin), link); err != nil {
 			return cmds, err
 		}
-		cmd := inWorkload(prefix+"-"+appNode, dir, link, "worker", addr)
+		cmd := cgrouptest.Command(prefix+"-"+appNode, dir, link, "worker", addr)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		if err := cmd.Start(); err != nil {
 			return cmds, fmt.Errorf("start workload %s: %w", wl.name, err)

@@ -14,11 +14,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/segmesh/segmesh/api"
 	"github.com/segmesh/segmesh/cgroup"
+	"github.com/segmesh/segmesh/cgroup/cgrouptest"
 	"github.com/segmesh/segmesh/test/harness"
 )
 
@@ -102,28 +102,6 @@ func newWLTree() (*wlTree, error) {
 
 func (t *wlTree) dir(name string) string { return filepath.Join(t.mount, t.rel[name]) }
 
-// remove kills a cgroup's processes and removes it.
-func removeCgroup(dir string) error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
-		err := os.Remove(dir)
-		if err == nil || os.IsNotExist(err) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Close removes the tree, deepest first.
 func (t *wlTree) Close() {
 	var dirs []string
@@ -134,7 +112,7 @@ func (t *wlTree) Close() {
 		return nil
 	})
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := removeCgroup(dirs[i]); err != nil {
+		if err := cgrouptest.Remove(dirs[i]); err != nil {
 			logf("remove cgroup %s: %v", dirs[i], err)
 		}
 	}
@@ -564,7 +542,7 @@ func (s *wlSetup) restartOnce(env *Env, dir, target string) (time.Duration, time
 		return 0, 0, fmt.Errorf("prober: %q %s", sc.Text(), errb.String())
 	}
 	oldID, _ := cgroup.ID(dir)
-	if err := removeCgroup(dir); err != nil {
+	if err := cgrouptest.Remove(dir); err != nil {
 		return 0, 0, err
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil {
