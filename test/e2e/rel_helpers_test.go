@@ -192,8 +192,9 @@ func relAddr(f *aclFixture, n *harness.Node, v6 bool, port int) string {
 // and waits until it has echoed 10 lines.
 func relStream(t *testing.T, tc *harness.TestCluster, src *harness.Node, name, target string) *harness.Proc {
 	t.Helper()
-	s := tc.Spawn(src.Namespace, name, bins.Probe, "stream", "-interval", "50ms", target)
-	tc.WaitFor(name+" echoes", 10*time.Second, func() error {
+	// The connect may wait for the pair's first handshake (see pingTimeout).
+	s := tc.Spawn(src.Namespace, name, bins.Probe, "stream", "-interval", "50ms", "-timeout", pingTimeout.String(), target)
+	tc.WaitFor(name+" echoes", 15*time.Second, func() error {
 		if err := s.ExitError(); err != nil {
 			return harness.Abort(fmt.Errorf("%w: %s", err, s.Output()))
 		}
