@@ -96,7 +96,7 @@ func dialIn(t *testing.T, ns string, c *testCgroups, name string, extra []string
 	t.Helper()
 	args := append([]string{bins.Probe, "dial", "-timeout", "2s"}, extra...)
 	for _, f := range flows {
-		args = append(args, f.proto, netipPort(f))
+		args = append(args, f.proto, flowTarget(f))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -111,7 +111,7 @@ func dialIn(t *testing.T, ns string, c *testCgroups, name string, extra []string
 			continue
 		}
 		for _, f := range flows {
-			if fields[0] == f.proto && fields[1] == netipPort(f) {
+			if fields[0] == f.proto && fields[1] == flowTarget(f) {
 				r := dialResult{word: fields[2], line: sc.Text()}
 				if i := strings.LastIndex(sc.Text(), "(in "); i >= 0 {
 					r.dur, _ = time.ParseDuration(strings.TrimSuffix(sc.Text()[i+4:], ")"))
@@ -125,8 +125,6 @@ func dialIn(t *testing.T, ns string, c *testCgroups, name string, extra []string
 	}
 	return res
 }
-
-func netipPort(f flow) string { return flowTarget(f) }
 
 func flowTarget(f flow) string { return netip.AddrPortFrom(f.addr, uint16(f.port)).String() }
 

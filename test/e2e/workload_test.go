@@ -35,6 +35,7 @@ type workloadMesh struct {
 	p5432    flow
 	p6379    flow
 	deniedAt time.Duration // the refusal bound at the sender
+	flowLog  string        // app1's flow_log
 }
 
 // newWorkloadMesh starts the mesh under policy; with caMode both nodes
@@ -52,11 +53,12 @@ func newWorkloadMesh(t *testing.T, policy string, caMode bool) *workloadMesh {
 		_, policy = auth.sign(t, policy, 1)
 	}
 	tc := harness.NewTestCluster(t, harness.Config{Binary: bins.Segmesh, DeadPeerGrace: grace, Policy: policy})
-	m := &workloadMesh{tc: tc, cg: cg, deniedAt: 100 * time.Millisecond}
+	m := &workloadMesh{tc: tc, cg: cg, deniedAt: 100 * time.Millisecond, flowLog: filepath.Join(t.TempDir(), "flows.jsonl")}
 	m.db = tc.AddNode(harness.NodeSpec{Name: "db1", Tags: role("db")})
 	m.app = tc.AddNode(harness.NodeSpec{Name: "app1", Tags: role("app"), Join: []string{m.db.GossipAddr()}, HostSys: true,
 		Set: map[string]any{
 			"metrics_listen": metricsListen,
+			"flow_log":       m.flowLog,
 			"workloads": []map[string]any{
 				{"name": "api", "cgroup": cg.path("api"), "tags": map[string]string{"svc": "api"}},
 				{"name": "cron", "cgroup": cg.path("cron"), "tags": map[string]string{"svc": "cron"}},
@@ -184,6 +186,19 @@ func TestWorkloads(t *testing.T) {
 			t.Errorf("udp egress flow %+v: want command segmesh-probe and its pid", f)
 		}
 		t.Logf("udp egress denial on app1: pid %d command %q uid %v", f.PID, f.Command, *f.UID)
+		// And in app1's flow log, for a SIEM.
+		tc.WaitFor("cron's egress denial in app1's flow_log", 10*time.Second, func() error {
+			b, err := os.ReadFile(m.flowLog)
+			if err != nil {
+				return err
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.Contains(l, `"direction":"out"`) && strings.Contains(l, `"workload":"cron"`) && strings.Contains(l, `"port":5432`) {
+					return nil
+				}
+			}
+			return fmt.Errorf("not among %d bytes", len(b))
+		})
 		// The metrics: by direction, and the workloads by state.
 		_, samples := scrape(t, app)
 		if v, ok := metricValue(samples, "segmesh_packets_denied_total", map[string]string{"direction": "out", "src_segment": "app", "dst_segment": "db"}); !ok || v < 1 {
