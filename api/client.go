@@ -201,17 +201,24 @@ func (s *EventStream) Close() error {
 }
 
 // Suggest asks for rules that would allow the observed denied flows.
-func (c *Client) Suggest(ctx context.Context) (*Suggestion, error) {
+// With fleet, from every node's observations (Missing names who did not
+// answer).
+func (c *Client) Suggest(ctx context.Context, fleet bool) (*Suggestion, error) {
 	var s Suggestion
-	if err := c.do(ctx, http.MethodGet, "/v1/policy/suggest", nil, &s); err != nil {
+	path := "/v1/policy/suggest"
+	if fleet {
+		path += "?fleet=true"
+	}
+	if err := c.do(ctx, http.MethodGet, path, nil, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
 }
 
 // Diff compares a proposed policy with the active one.
-func (c *Client) Diff(ctx context.Context, content string) (*PolicyDiff, error) {
-	b, err := json.Marshal(DiffRequest{Content: content})
+// With fleet, against every node's observations.
+func (c *Client) Diff(ctx context.Context, content string, fleet bool) (*PolicyDiff, error) {
+	b, err := json.Marshal(DiffRequest{Content: content, Fleet: fleet})
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}

@@ -123,19 +123,26 @@ type Suggestion struct {
 	Policy      string   `json:"policy"` // the active policy with the rules appended ("" when none)
 	Flows       int      `json:"flows"`  // observed flows considered
 	Unplaceable []string `json:"unplaceable"`
+	// Fleet mode: the nodes whose observations are in, and those that did
+	// not answer (never nil).
+	Nodes   []string  `json:"nodes,omitempty"`
+	Missing []Missing `json:"missing"`
 }
 
 // DiffRequest is the body of POST /v1/policy/diff.
 type DiffRequest struct {
 	Content string `json:"content"`
+	Fleet   bool   `json:"fleet,omitempty"` // check every node's observations
 }
 
 // PolicyDiff is the answer of POST /v1/policy/diff: rule changes from the
 // active policy to the proposed one and the observed flows it would newly
 // deny (live inbound connections and audited flows).
 type PolicyDiff struct {
-	Version     uint64   `json:"policy_version"`
-	Text        string   `json:"text"`
-	NewlyDenied []string `json:"newly_denied"`
-	Observed    int      `json:"observed"`
+	Version     uint64    `json:"policy_version"`
+	Text        string    `json:"text"`
+	NewlyDenied []string  `json:"newly_denied"`
+	Observed    int       `json:"observed"`
+	Nodes       []string  `json:"nodes,omitempty"` // fleet mode: who answered
+	Missing     []Missing `json:"missing"`
 }

@@ -16,7 +16,7 @@ func newPolicySuggest(g *globals) *cobra.Command {
 		Short: "Rules that would allow the observed denied/audited flows (YAML for rules:)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := api.NewClient(g.socketPath()).Suggest(cmd.Context())
+			s, err := api.NewClient(g.socketPath()).Suggest(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
@@ -49,7 +49,7 @@ func newPolicyDiff(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			d, err := api.NewClient(g.socketPath()).Diff(cmd.Context(), string(data))
+			d, err := api.NewClient(g.socketPath()).Diff(cmd.Context(), string(data), false)
 			if err != nil {
 				return err
 			}
