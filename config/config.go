@@ -20,6 +20,7 @@ const (
 	DefaultControlSocket = "/run/segmesh/segmesh.sock"
 	DefaultInterface     = "segmesh0"
 	DefaultListenPort    = 51820
+	DefaultPeerAPIPort   = 9477
 	DefaultGossipPort    = 7946
 	DefaultNetwork       = "100.80.0.0/16"
 	DefaultNetwork6      = "fd5e:6d00::/48"
@@ -50,6 +51,7 @@ type Config struct {
 	ControlSocket  string
 	ControlGroup   string
 	MetricsListen  string
+	PeerAPIPort    int // 0: the peer API is off
 	LogLevel       slog.Level
 	LogFormat      string // text | json
 	DeadPeerGrace  time.Duration

@@ -22,6 +22,7 @@ var Keys = []keySpec{
 	{"control_socket", DefaultControlSocket, "unix socket of the control API (mode 0600)"},
 	{"control_group", "", "group given read-only access to the control socket; members get the read-only endpoints"},
 	{"metrics_listen", DefaultMetricsListen, "Prometheus /metrics, /healthz, /readyz; \"\" disables"},
+	{"peer_api_port", DefaultPeerAPIPort, "TCP port of the read-only peer API on the overlay addresses (flows, observed, info for --fleet); the policy governs who reaches it; 0 disables"},
 	{"log_level", "info", "debug | info | warn | error"},
 	{"log_format", "text", "text | json"},
 	{"dead_peer_grace", DefaultDeadPeerGrace, "a peer declared dead keeps its access this long (leave/revoke: at once)"},

@@ -176,6 +176,7 @@ func validate(path string, v *viper.Viper) (*Config, error) {
 			x.fail("metrics_listen", "%q: want host:port or \"\"", c.MetricsListen)
 		}
 	}
+	c.PeerAPIPort = x.integer("peer_api_port", 0, 65535)
 	c.LogLevel = x.level("log_level")
 	if c.LogFormat = x.str("log_format"); c.LogFormat != "text" && c.LogFormat != "json" {
 		x.fail("log_format", "%q: want text or json", c.LogFormat)

@@ -45,6 +45,8 @@ var (
 		"Connections observed: allowed (counted in the kernel), denied and audited (logged attempts), by direction.", []string{"verdict", "direction"}, nil)
 	descAggregates = prometheus.NewDesc("segmesh_flow_aggregates",
 		"Flow aggregates held in memory (allowed, denied and audited).", nil, nil)
+	descPeerAPI = prometheus.NewDesc("segmesh_peer_api_requests_total",
+		"Peer API requests served, by HTTP status code; \"refused\": connections from sources that are no admitted peer, closed unanswered.", []string{"code"}, nil)
 	descRejected = prometheus.NewDesc("segmesh_records_rejected_total",
 		"Gossip node records rejected, by reason.", []string{"reason"}, nil)
 	descCertExpiry = prometheus.NewDesc("segmesh_certificate_expiry_timestamp_seconds",
@@ -74,7 +76,7 @@ func newCollector(src Source, log *slog.Logger) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descWorkloads, descHandshake, descRx, descTx, descPolicyVersion,
-		descPolicyInfo, descMembers, descDenied, descAudited, descFlows, descAggregates, descRejected, descCertExpiry, descCertsExpiring} {
+		descPolicyInfo, descMembers, descDenied, descAudited, descFlows, descAggregates, descPeerAPI, descRejected, descCertExpiry, descCertsExpiring} {
 		ch <- d
 	}
 }
@@ -109,6 +111,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.send(ch, descFlows, prometheus.CounterValue, float64(n), k.Verdict, k.Direction)
 	}
 	c.send(ch, descAggregates, prometheus.GaugeValue, float64(aggs))
+	for code, n := range c.src.PeerAPIRequests() {
+		c.send(ch, descPeerAPI, prometheus.CounterValue, float64(n), code)
+	}
 	for reason, n := range c.src.RecordsRejected() {
 		c.send(ch, descRejected, prometheus.CounterValue, float64(n), reason)
 	}

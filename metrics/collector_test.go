@@ -22,6 +22,7 @@ type fakeSource struct {
 	rejected        map[string]uint64
 	members         int
 	flows           map[FlowKind]uint64
+	peerAPI         map[string]uint64
 	aggregates      int
 }
 
@@ -55,6 +56,12 @@ func (f *fakeSource) Flows() (map[FlowKind]uint64, int) {
 	return f.flows, f.aggregates
 }
 
+func (f *fakeSource) PeerAPIRequests() map[string]uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peerAPI
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // twoPeers: web-1 up with a handshake, db-1 dead before any handshake,
@@ -79,6 +86,7 @@ func twoPeers() *fakeSource {
 	}
 	src.flows = map[FlowKind]uint64{{Verdict: "allowed", Direction: "in"}: 5, {Verdict: "denied", Direction: "out"}: 2}
 	src.aggregates = 3
+	src.peerAPI = map[string]uint64{"200": 4, "refused": 1}
 	return src
 }
 
@@ -113,6 +121,9 @@ const (
 	headFlows = `# HELP segmesh_flows_total Connections observed: allowed (counted in the kernel), denied and audited (logged attempts), by direction.
 # TYPE segmesh_flows_total counter
 `
+	headPeerAPI = `# HELP segmesh_peer_api_requests_total Peer API requests served, by HTTP status code; "refused": connections from sources that are no admitted peer, closed unanswered.
+# TYPE segmesh_peer_api_requests_total counter
+`
 	headAggregates = `# HELP segmesh_flow_aggregates Flow aggregates held in memory (allowed, denied and audited).
 # TYPE segmesh_flow_aggregates gauge
 `
@@ -146,6 +157,8 @@ segmesh_packets_denied_total{direction="in",dst_segment="db",src_segment="web"} 
 ` + headFlows + `segmesh_flows_total{direction="in",verdict="allowed"} 5
 segmesh_flows_total{direction="out",verdict="denied"} 2
 ` + headAggregates + `segmesh_flow_aggregates 3
+` + headPeerAPI + `segmesh_peer_api_requests_total{code="200"} 4
+segmesh_peer_api_requests_total{code="refused"} 1
 ` + headRejected + `segmesh_records_rejected_total{reason="bad_address"} 2
 ` + headWorkloads + `segmesh_workloads{state="active"} 1
 segmesh_workloads{state="missing"} 1

@@ -36,6 +36,10 @@ type Source interface {
 	// Flows returns the connections observed by verdict and direction
 	// (monotonic) and the flow aggregates held now.
 	Flows() (connections map[FlowKind]uint64, aggregates int)
+	// PeerAPIRequests returns the peer API's requests by outcome: an HTTP
+	// status code, or "refused" for a connection from a source that is no
+	// admitted peer (monotonic; nil when the peer API is off).
+	PeerAPIRequests() map[string]uint64
 }
 
 // FlowKind labels observed connections.

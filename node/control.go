@@ -67,6 +67,14 @@ func listenControl(path, group string, n *Node, log *slog.Logger) (*controlServe
 	mux.HandleFunc("GET /v1/flows", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Flows())
 	})
+	mux.HandleFunc("GET /v1/fleet/flows", func(w http.ResponseWriter, r *http.Request) {
+		f, err := n.FleetFlows(r.Context())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, f)
+	})
 	mux.HandleFunc("POST /v1/nodes/remove", func(w http.ResponseWriter, r *http.Request) {
 		var req api.RemoveRequest
 		if err := decodeStrict(r.Body, 1<<16, &req); err != nil {

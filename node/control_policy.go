@@ -70,7 +70,7 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("GET /v1/policy/suggest", func(w http.ResponseWriter, r *http.Request) {
-		s, err := n.Suggest()
+		s, err := n.Suggest(r.Context(), r.URL.Query().Get("fleet") == "true")
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
 			return
@@ -83,7 +83,7 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
 			return
 		}
-		d, err := n.Diff([]byte(req.Content))
+		d, err := n.Diff(r.Context(), []byte(req.Content), req.Fleet)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
 			return

@@ -12,6 +12,7 @@ import (
 	"github.com/segmesh/segmesh/flows"
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
+	"github.com/segmesh/segmesh/peerapi"
 )
 
 // Mesh is the WireGuard device as the node uses it (*mesh.Mesh).
@@ -83,7 +84,17 @@ type Deps struct {
 	// OpenCgroups follows the declared workloads' cgroups (cgroup.Watcher;
 	// cgrouptest.Fake in tests). Nil: workloads cannot be placed.
 	OpenCgroups func([]cgroup.Workload, *slog.Logger) (cgroup.Source, error)
-	Now         func() time.Time
+	// ServePeerAPI makes the peer API server (peerapi.New). Nil: the peer
+	// API stays off whatever peer_api_port says.
+	ServePeerAPI func(peerapi.Config, peerapi.Source) PeerAPIServer
+	Now          func() time.Time
+}
+
+// PeerAPIServer is the peer API as the node uses it (*peerapi.Server).
+type PeerAPIServer interface {
+	// SetAddrs listens on exactly these overlay addresses.
+	SetAddrs([]netip.Addr) error
+	Close() error
 }
 
 // RealDeps returns the production edges.
@@ -120,6 +131,9 @@ func RealDeps() Deps {
 		},
 		AutoMTU:     mesh.AutoMTU,
 		OpenCgroups: openCgroupSource,
-		Now:         time.Now,
+		ServePeerAPI: func(c peerapi.Config, s peerapi.Source) PeerAPIServer {
+			return peerapi.New(c, s)
+		},
+		Now: time.Now,
 	}
 }

@@ -138,7 +138,8 @@ func (s metricsSource) RecordsRejected() map[string]uint64 {
 	defer s.n.mu.Unlock()
 	return maps.Clone(s.n.track.counts)
 }
-func (s metricsSource) GossipMembers() int { return s.n.gossip.NumMembers() }
+func (s metricsSource) GossipMembers() int                 { return s.n.gossip.NumMembers() }
+func (s metricsSource) PeerAPIRequests() map[string]uint64 { return s.n.peerAPIRequests() }
 func (s metricsSource) Flows() (map[metrics.FlowKind]uint64, int) {
 	aggs := s.n.flows.agg.Len() + s.n.flows.allowed.Len()
 	s.n.mu.Lock()

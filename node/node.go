@@ -88,6 +88,7 @@ type Node struct {
 	rejectedDoc string
 
 	flows    *flowPipeline
+	peerAPI  *peerAPI                  // the peer API and the fleet client; nil when peer_api_port is 0
 	byAddr   map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)
 	rates    rates                     // per-peer byte rates (guarded by mu)
 	removals map[string]bool           // operator removals already applied (guarded by mu)
@@ -207,6 +208,10 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		return nil, &config.Error{File: cfg.File, Key: "metrics_listen", Err: err}
 	}
 	cleanup = append(cleanup, n.stopMetricsNow)
+	if err = n.startPeerAPI(); err != nil {
+		return nil, &config.Error{File: cfg.File, Key: "peer_api_port", Err: err}
+	}
+	cleanup = append(cleanup, n.stopPeerAPI)
 	if n.ctl, err = listenControl(cfg.ControlSocket, cfg.ControlGroup, n, log.With("sub", "control")); err != nil {
 		return nil, err
 	}
@@ -292,7 +297,7 @@ func (n *Node) shutdown() error {
 		// Peers that miss the leave still see this node fail and drop it.
 		n.log.Warn("graceful leave not confirmed", "err", err)
 	}
-	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.stopMetricsNow(), n.flows.stop(), n.closeCgroups(), n.mesh.Close(), n.fw.Remove(), n.fw.Close())
+	return errors.Join(n.gossip.Shutdown(), n.ctl.close(), n.stopPeerAPI(), n.stopMetricsNow(), n.flows.stop(), n.closeCgroups(), n.mesh.Close(), n.fw.Remove(), n.fw.Close())
 }
 
 func (n *Node) stopMetricsNow() error {

@@ -1,27 +1,45 @@
 package node
 
 import (
+	"context"
 	"fmt"
-	"net/netip"
 
 	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/api"
-	"github.com/segmesh/segmesh/flows"
-	"github.com/segmesh/segmesh/mesh"
 )
 
 // Suggest proposes rules that would allow the observed denied and audited
-// flows (visibility → enforcement).
-func (n *Node) Suggest() (*api.Suggestion, error) {
-	obs := n.observedDenied()
+// flows (visibility → enforcement): this node's, or with fleet every
+// node's (Missing names the nodes that did not answer). Rules are
+// segment-level: one per pair of the segments both ends are in.
+func (n *Node) Suggest(ctx context.Context, fleet bool) (*api.Suggestion, error) {
 	n.mu.Lock()
 	pol, doc := n.policy.pol, n.policy.doc
 	n.mu.Unlock()
 	if pol == nil {
 		return nil, fmt.Errorf("no active policy: apply one (e.g. in audit mode) first, so flows have segments")
 	}
-	rules, unplaceable := acl.Suggest(pol, obs)
-	out := &api.Suggestion{Version: doc.Version, Rules: acl.RenderRules(rules), Flows: len(obs), Unplaceable: []string{}}
+	all, nodes, missing, err := n.observations(ctx, fleet)
+	if err != nil {
+		return nil, err
+	}
+	var obs []api.Observation
+	peerAPI := 0
+	for _, o := range all {
+		if o.Verdict != api.VerdictDenied && o.Verdict != api.VerdictAudited {
+			continue
+		}
+		if n.isPeerAPI(o) {
+			peerAPI++
+			continue
+		}
+		obs = append(obs, o)
+	}
+	rules, unplaceable := acl.Suggest(pol, toACL(obs))
+	out := &api.Suggestion{Version: doc.Version, Rules: acl.RenderRules(rules), Flows: len(obs), Unplaceable: []string{}, Missing: missing}
+	if fleet {
+		out.Nodes = nodes
+	}
 	if len(rules) > 0 {
 		b, err := pol.WithRules(rules)
 		if err != nil {
@@ -32,27 +50,42 @@ func (n *Node) Suggest() (*api.Suggestion, error) {
 	for _, u := range unplaceable {
 		out.Unplaceable = append(out.Unplaceable, fmt.Sprintf("%s: %s", describeObserved(u.Observed), u.Reason))
 	}
+	if peerAPI > 0 {
+		out.Unplaceable = append(out.Unplaceable, fmt.Sprintf(
+			"%d flow(s) to the peer API (tcp/%d) left out: --fleet's own requests; to keep --fleet working in enforce mode add a rule from your operators' segment, e.g. {from: [ops], to: [\"*\"], ports: [tcp/%d]}",
+			peerAPI, n.cfg.PeerAPIPort, n.cfg.PeerAPIPort))
+	}
 	return out, nil
 }
 
 // Diff compares content with the active policy and lists the observed flows
-// (live inbound connections and audited flows) it would newly deny.
-func (n *Node) Diff(content []byte) (*api.PolicyDiff, error) {
+// that pass today (allowed, audited, live connections) it would newly deny:
+// this node's, or with fleet every node's.
+func (n *Node) Diff(ctx context.Context, content []byte, fleet bool) (*api.PolicyDiff, error) {
 	next, err := acl.Parse("proposed policy", content)
 	if err != nil {
 		return nil, err
 	}
-	obs, err := n.observedPassing()
+	all, nodes, missing, err := n.observations(ctx, fleet)
 	if err != nil {
 		return nil, err
+	}
+	var passing []api.Observation
+	for _, o := range all {
+		if o.Verdict != api.VerdictDenied {
+			passing = append(passing, o)
+		}
 	}
 	n.mu.Lock()
 	cur, doc := n.policy.pol, n.policy.doc
 	n.mu.Unlock()
-	obs = mergeObserved(obs)
+	obs := mergeObserved(toACL(passing))
 	rules, segs, mode := acl.Diff(cur, next)
 	cut := acl.NewlyDenied(cur, next, obs)
-	out := &api.PolicyDiff{Text: acl.FormatDiff(rules, segs, mode, cut), NewlyDenied: []string{}, Observed: len(obs)}
+	out := &api.PolicyDiff{Text: acl.FormatDiff(rules, segs, mode, cut), NewlyDenied: []string{}, Observed: len(obs), Missing: missing}
+	if fleet {
+		out.Nodes = nodes
+	}
 	if doc != nil {
 		out.Version = doc.Version
 	}
@@ -62,53 +95,21 @@ func (n *Node) Diff(content []byte) (*api.PolicyDiff, error) {
 	return out, nil
 }
 
-// observedDenied turns the flow aggregates into observations.
-func (n *Node) observedDenied() []acl.Observed {
-	fl := n.Flows()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	tags := n.tagsByKey()
-	out := make([]acl.Observed, 0, len(fl))
-	for _, f := range fl {
-		out = append(out, acl.Observed{
-			SrcSegments: f.SrcSegments, DstSegments: f.DstSegments, SrcTags: tags[f.SrcKey], DstTags: n.cfg.Tags,
-			SrcName: nameOr(f.SrcName, f.SrcAddr), DstName: n.cfg.Name, Proto: f.Proto, Port: f.Port,
-			Count: f.Count, Audited: f.Verdict == api.VerdictAudited,
-		})
+// observations are this node's observations, or with fleet every node's,
+// with the nodes in and the missing ones.
+func (n *Node) observations(ctx context.Context, fleet bool) ([]api.Observation, []string, []api.Missing, error) {
+	if fleet {
+		return n.fleetObserved(ctx)
 	}
-	return out
+	own := n.Observed()
+	return own.Observations, []string{own.Node}, []api.Missing{}, nil
 }
 
-// observedPassing is what passes today: live inbound connections from
-// conntrack plus the audited flows (accepted, but denied by the rules).
-func (n *Node) observedPassing() ([]acl.Observed, error) {
-	n.mu.Lock()
-	local := []netip.Addr{n.claim.Address, mesh.Address6(n.cfg.Network6, n.pub)}
-	n.mu.Unlock()
-	live, err := flows.InboundFlows(local)
-	if err != nil {
-		return nil, fmt.Errorf("read live connections: %w", err)
-	}
-	var out []acl.Observed
-	for _, o := range n.observedDenied() {
-		if o.Audited {
-			out = append(out, o)
-		}
-	}
+// isPeerAPI reports whether o is a connection to the peer API's port.
+func (n *Node) isPeerAPI(o api.Observation) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	tags := n.tagsByKey()
-	for _, p := range live {
-		peer, ok := n.byAddr[p.Src]
-		if !ok {
-			continue // not an admitted peer: nothing a policy change could cut
-		}
-		out = append(out, acl.Observed{
-			SrcSegments: peer.Segments, DstSegments: n.segmentsOf(n.cfg.Tags), SrcTags: tags[peer.Key], DstTags: n.cfg.Tags,
-			SrcName: peer.Name, DstName: n.cfg.Name, Proto: flows.ProtoName(p.Proto), Port: p.Port, Count: 1,
-		})
-	}
-	return out, nil
+	return n.cfg.PeerAPIPort != 0 && o.Proto == "tcp" && int(o.Port) == n.cfg.PeerAPIPort
 }
 
 // tagsByKey maps admitted peers' keys to their tags. Callers hold mu.
@@ -125,7 +126,7 @@ func describeObserved(o acl.Observed) string {
 	if o.Port != 0 {
 		port = fmt.Sprintf("%s/%d", o.Proto, o.Port)
 	}
-	return fmt.Sprintf("%s %v -> %s %v %s (%d packets)", o.SrcName, o.SrcSegments, o.DstName, o.DstSegments, port, o.Count)
+	return fmt.Sprintf("%s %v -> %s %v %s (%d connections)", o.SrcName, o.SrcSegments, o.DstName, o.DstSegments, port, o.Count)
 }
 
 func nameOr(name, addr string) string {

@@ -198,6 +198,7 @@ func (n *Node) renumber(held map[netip.Addr]bool, now time.Time) {
 	}
 	n.claim = next
 	n.selfRemembered = false
+	n.peerAPIAddrs()
 	if err := n.gossip.UpdateLocal(n.record()); err != nil {
 		n.log.Error("re-announce after renumbering failed", "err", err)
 	}

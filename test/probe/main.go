@@ -15,7 +15,9 @@
 //	    "PROTO ADDR:PORT RESULT [detail]". The exit code is that of the first
 //	    target that is not ok (0 when all are ok):
 //	        0 ok, 1 other error, 2 refused (RST or ICMP port unreachable),
-//	        3 timed out, 4 connected but no echo, 5 unreachable (ICMP).
+//	        3 timed out, 4 connected but no echo, 5 unreachable (ICMP),
+//	        6 filtered (the own firewall refused the send), 7 reset after
+//	        the connection was accepted.
 //
 //	segmesh-probe stream [-interval 50ms] [-timeout 2s] ADDR:PORT
 //	    Connects over TCP (exit codes as dial), then sends "N\n" every
@@ -60,11 +62,13 @@ const (
 	codeNoEcho      = 4
 	codeUnreachable = 5
 	codeFiltered    = 6 // EPERM/EACCES: the sender's own firewall refused the packet
+	codeReset       = 7 // ECONNRESET: accepted, then reset unanswered
 )
 
 var resultWords = map[int]string{
 	codeOK: "ok", codeError: "error", codeRefused: "refused",
 	codeTimeout: "timeout", codeNoEcho: "noecho", codeUnreachable: "unreachable", codeFiltered: "filtered",
+	codeReset: "reset",
 }
 
 func main() {
@@ -210,6 +214,8 @@ func classify(err error) int {
 		return codeOK
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return codeRefused
+	case errors.Is(err, syscall.ECONNRESET):
+		return codeReset
 	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
 		return codeUnreachable
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
