@@ -30,7 +30,9 @@ type mapInput struct {
 // answered (one whose flows are in, or the local node) is dropped unless
 // it was denied: a flow denied at the sender never reached the receiver.
 // With Since > 0 only flows last seen within it count; a node answered
-// whether or not its flows are that recent.
+// whether or not its flows are that recent. Like fleetmap.Build's, the
+// result keeps only the daemon's segments: the renderers add the implied
+// ones (Unknown, "*").
 func buildMap(in mapInput) fleetmap.Map {
 	answered := map[string]bool{}
 	if in.Local != "" {
@@ -72,7 +74,7 @@ func buildMap(in mapInput) fleetmap.Map {
 	for _, x := range in.Missing {
 		m.Missing = append(m.Missing, fleetmap.Missing{Node: x.Node, Reason: x.Reason})
 	}
-	return m.Normalize()
+	return m
 }
 
 // flowPort is a flow's destination in the policy's notation: "tcp/5432",

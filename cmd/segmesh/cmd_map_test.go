@@ -152,7 +152,14 @@ func TestBuildMap(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.in.Segments, c.in.Policy, c.in.Now = mapSegments(), pol, mapNow
-			m := buildMap(c.in)
+			raw := buildMap(c.in)
+			if len(raw.Segments) != 4 {
+				t.Errorf("segments %+v: want only the daemon's", raw.Segments)
+			}
+			if mm := raw.Mermaid(); strings.Contains(mm, "unknown (") || strings.Contains(mm, `"* (`) {
+				t.Errorf("an implied segment drawn with a count:\n%s", mm)
+			}
+			m := raw.Normalize()
 			var edges []edge
 			for _, e := range m.Edges {
 				edges = append(edges, edge{e.From, e.To, e.Verdict, strings.Join(e.Ports, ","), e.Connections})
@@ -187,6 +194,7 @@ func TestBuildMapNoPolicy(t *testing.T) {
 	m := buildMap(mapInput{Segments: mapSegments(), Local: "db-1", Now: mapNow, Flows: []api.Flow{
 		in("db-1", "web-1", sWeb, sDB, "denied", "udp", 53, 1, 0),
 	}})
+	m = m.Normalize()
 	if len(m.Unused) != 0 || len(m.Edges) != 1 || m.Edges[0].Ports[0] != "udp/53" || m.Edges[0].Verdict != "denied" {
 		t.Fatalf("%+v", m)
 	}
