@@ -23,6 +23,11 @@ type Observation struct {
 // allowed edge used (see UnusedRules). Missing and Since are left to the
 // caller. Build over the whole fleet's observations: a rule unused on one
 // node may be used on another.
+//
+// The result is normalized except for Segments, which holds only the
+// given segments (sorted, one per name): the segments that only edges or
+// rules name (Unknown, "*") are left for the renderers' Normalize to add,
+// so that they still draw them as implied (no member count).
 func Build(segments []Segment, obs []Observation, rules []Rule) Map {
 	m := Map{Segments: segments}
 	for _, o := range obs {
@@ -45,7 +50,9 @@ func Build(segments []Segment, obs []Observation, rules []Rule) Map {
 	}
 	m = m.Normalize()
 	m.Unused = UnusedRules(rules, m.Edges)
-	return m.Normalize()
+	m = m.Normalize()
+	m.Segments = Map{Segments: segments}.Normalize().Segments
+	return m
 }
 
 // UnusedRules returns the rules that no allowed edge used: a rule is used

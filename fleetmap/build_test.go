@@ -2,6 +2,7 @@ package fleetmap
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -47,5 +48,16 @@ func TestBuild(t *testing.T) {
 	}
 	if m.Missing == nil || m.Unused == nil {
 		t.Fatal("nil lists")
+	}
+	// Segments only edges name stay implied for the renderers: no count.
+	if len(m.Segments) != len(segs) {
+		t.Fatalf("segments %+v", m.Segments)
+	}
+	mm := m.Mermaid()
+	if !strings.Contains(mm, `["unknown"]:::implied`) || strings.Contains(mm, "unknown (0)") {
+		t.Fatalf("unknown drawn as a declared segment:\n%s", mm)
+	}
+	if d := m.DOT(); !strings.Contains(d, `[label="unknown", style="rounded,dashed"]`) {
+		t.Fatalf("DOT: unknown drawn as a declared segment:\n%s", d)
 	}
 }
