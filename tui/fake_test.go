@@ -54,6 +54,12 @@ func (f *fakeSource) setMatrix(pv *api.PolicyView) {
 	f.matrix = pv
 }
 
+func (f *fakeSource) setFlows(fs []api.Flow) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.flows = fs
+}
+
 func (f *fakeSource) send(evs ...api.Event) {
 	for _, ev := range evs {
 		f.events <- ev
@@ -241,6 +247,13 @@ func fixtureFlows() []api.Flow {
 		{SrcAddr: "100.80.3.7", SrcSegments: []string{"db"}, DstAddr: "100.80.2.5", DstSegments: []string{"app", "monitoring"},
 			Proto: "udp", Port: 514, Verdict: api.VerdictAudited, Direction: api.DirectionOut, UID: ptr(0),
 			Count: 2, FirstSeen: t0.Add(-time.Minute), LastSeen: t0.Add(-20 * time.Second)},
+		// Allowed (kept for the Map view only): app-1 (app and monitoring)
+		// to this node's postgres.
+		{SrcName: "app-1", SrcKey: keyApp1, SrcAddr: "100.80.2.5", SrcSegments: []string{"app", "monitoring"},
+			DstAddr: "100.80.3.7", DstSegments: []string{"db"}, Proto: "tcp", Port: 5432, Verdict: api.VerdictAllowed,
+			Direction: api.DirectionIn, Peer: "app-1", PeerSegments: []string{"app", "monitoring"},
+			Connections: 1234, Packets: 56789, Bytes: 1 << 22, Count: 56789,
+			FirstSeen: t0.Add(-time.Hour), LastSeen: t0.Add(-time.Second)},
 	}
 }
 

@@ -28,6 +28,7 @@ var keys = struct {
 		key.NewBinding(key.WithKeys("2")),
 		key.NewBinding(key.WithKeys("3")),
 		key.NewBinding(key.WithKeys("4")),
+		key.NewBinding(key.WithKeys("5")),
 	},
 }
 

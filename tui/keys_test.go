@@ -9,7 +9,7 @@ import (
 
 func TestTabAndDigitsSwitchViews(t *testing.T) {
 	m := loaded(80, 24)
-	want := []viewID{viewPeers, viewPolicy, viewFlows, viewSegments, viewPeers}
+	want := []viewID{viewPeers, viewPolicy, viewFlows, viewMap, viewSegments, viewPeers}
 	for i, w := range want {
 		m.Update(press("tab"))
 		if m.view != w {
@@ -20,7 +20,7 @@ func TestTabAndDigitsSwitchViews(t *testing.T) {
 	if m.view != viewSegments {
 		t.Fatalf("shift+tab: view %v, want segments", m.view)
 	}
-	for d, w := range map[string]viewID{"3": viewPolicy, "1": viewSegments, "4": viewFlows, "2": viewPeers} {
+	for d, w := range map[string]viewID{"3": viewPolicy, "1": viewSegments, "5": viewMap, "4": viewFlows, "2": viewPeers} {
 		m.Update(press(d))
 		if m.view != w {
 			t.Fatalf("key %s: view %v, want %v", d, m.view, w)

@@ -24,10 +24,11 @@ const (
 	viewPeers
 	viewPolicy
 	viewFlows
+	viewMap
 	numViews
 )
 
-var viewNames = [numViews]string{"Segments", "Peers", "Policy", "Flows"}
+var viewNames = [numViews]string{"Segments", "Peers", "Policy", "Flows", "Map"}
 
 type connState int
 
@@ -47,8 +48,12 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the delay between reconnect attempts,
 	// which doubles from min to max. Defaults 250ms and 2s.
 	MinBackoff, MaxBackoff time.Duration
-	// MaxFlows caps the flows kept in memory (newest win). Default 1000.
+	// MaxFlows caps the denied and audited flows kept in memory (newest
+	// win). Default 1000.
 	MaxFlows int
+	// MaxAllowed caps the allowed flows kept for the Map view (newest
+	// win). Default 16384, as many as a daemon keeps.
+	MaxAllowed int
 }
 
 // Model is the state of the UI. Create it with New, run it in a tea.Program
@@ -61,6 +66,7 @@ type Model struct {
 	minBack  time.Duration
 	maxBack  time.Duration
 	maxFlows int
+	maxAllow int
 
 	width, height int
 	view          viewID
@@ -77,7 +83,9 @@ type Model struct {
 	status    *api.Status
 	segments  []api.SegmentView
 	matrix    *api.PolicyView
-	flows     []api.Flow
+	flows     []api.Flow // denied and audited, newest first
+	allowed   []api.Flow // allowed, newest first (the Map view)
+	polling   bool       // a flows fetch is in flight
 	rates     rateTracker
 	policyKey string
 	memberKey string
@@ -94,6 +102,7 @@ func New(src Source, opt Options) *Model {
 		minBack:  opt.MinBackoff,
 		maxBack:  opt.MaxBackoff,
 		maxFlows: opt.MaxFlows,
+		maxAllow: opt.MaxAllowed,
 		width:    80,
 		height:   24,
 		gen:      1,
@@ -110,6 +119,9 @@ func New(src Source, opt Options) *Model {
 	}
 	if m.maxFlows <= 0 {
 		m.maxFlows = 1000
+	}
+	if m.maxAllow <= 0 {
+		m.maxAllow = 16384
 	}
 	r := opt.Renderer
 	if r == nil {
@@ -136,8 +148,18 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.clampScroll()
 		return m, nil
 	case tea.KeyMsg:
-		return m, m.handleKey(msg)
+		prev := m.view
+		cmd := m.handleKey(msg)
+		if m.view == viewMap && prev != viewMap {
+			cmd = tea.Batch(cmd, m.pollFlowsCmd())
+		}
+		return m, cmd
 	case tickMsg:
+		// The stream carries no allowed flows: the Map view polls them
+		// on the clock that refreshes the other views' ages.
+		if m.view == viewMap {
+			return m, tea.Batch(m.tickCmd(), m.pollFlowsCmd())
+		}
 		return m, m.tickCmd()
 	case connectedMsg:
 		if msg.gen != m.gen {
@@ -185,6 +207,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 	case flowsMsg:
 		if msg.seq == m.seq.flows {
+			m.polling = false
 			m.fetchErr[2] = wrapErr("flows", msg.err)
 			if msg.err == nil {
 				m.mergeFlows(msg.flows)
@@ -331,6 +354,8 @@ func (m *Model) body(w int) body {
 		b = m.peersBody(w)
 	case viewPolicy:
 		b = m.policyBody(w)
+	case viewMap:
+		b = m.mapBody(w, m.bodyRows())
 	default:
 		b = m.flowsBody(w)
 	}

@@ -203,7 +203,17 @@ func (m *Model) fetchMatrixCmd() tea.Cmd {
 	})
 }
 
+// pollFlowsCmd fetches the flows unless a fetch is in flight or the stream
+// is down (the reconnect fetches them).
+func (m *Model) pollFlowsCmd() tea.Cmd {
+	if m.polling || m.conn != connLive {
+		return nil
+	}
+	return m.fetchFlowsCmd()
+}
+
 func (m *Model) fetchFlowsCmd() tea.Cmd {
+	m.polling = true
 	m.seq.flows++
 	seq := m.seq.flows
 	src := m.src

@@ -74,3 +74,15 @@ func (s styles) verdict(v string) (lipgloss.Style, bool) {
 	}
 	return lipgloss.Style{}, false
 }
+
+// cellVerdict styles a Map cell by its worst verdict: allowed green,
+// audited yellow, denied red.
+func (s styles) cellVerdict(v string) lipgloss.Style {
+	switch v {
+	case api.VerdictDenied:
+		return s.bad
+	case api.VerdictAudited:
+		return s.warn
+	}
+	return s.live
+}

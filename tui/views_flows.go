@@ -24,34 +24,51 @@ func flowDirection(f api.Flow) string {
 	return f.Direction
 }
 
-// mergeFlows folds flows into the list (a newer LastSeen, or a higher count
-// at the same time, replaces an entry), keeps it newest first and caps it.
-// The Flows view lists denied and audited flows; allowed ones are left out.
+// mergeFlows folds flows into the lists: denied and audited ones into
+// the Flows view's, allowed ones into the Map view's (the Flows view lists
+// only denied and audited flows).
 func (m *Model) mergeFlows(fs []api.Flow) {
-	idx := make(map[string]int, len(m.flows))
-	for i, f := range m.flows {
+	var denied, allowed []api.Flow
+	for _, f := range fs {
+		if f.Verdict == api.VerdictAllowed {
+			allowed = append(allowed, f)
+		} else {
+			denied = append(denied, f)
+		}
+	}
+	if len(denied) > 0 {
+		m.flows = mergeList(m.flows, denied, m.maxFlows)
+	}
+	if len(allowed) > 0 {
+		m.allowed = mergeList(m.allowed, allowed, m.maxAllow)
+	}
+}
+
+// mergeList folds fs into list (a newer LastSeen, or a higher count at the
+// same time, replaces an entry), keeps it newest first and caps it at n.
+func mergeList(list, fs []api.Flow, n int) []api.Flow {
+	idx := make(map[string]int, len(list))
+	for i, f := range list {
 		idx[flowKey(f)] = i
 	}
 	for _, f := range fs {
-		if f.Verdict == api.VerdictAllowed {
-			continue
-		}
 		k := flowKey(f)
 		i, ok := idx[k]
 		if !ok {
-			idx[k] = len(m.flows)
-			m.flows = append(m.flows, f)
+			idx[k] = len(list)
+			list = append(list, f)
 			continue
 		}
-		old := m.flows[i]
+		old := list[i]
 		if f.LastSeen.After(old.LastSeen) || (f.LastSeen.Equal(old.LastSeen) && f.Count >= old.Count) {
-			m.flows[i] = f
+			list[i] = f
 		}
 	}
-	sort.SliceStable(m.flows, func(i, j int) bool { return m.flows[i].LastSeen.After(m.flows[j].LastSeen) })
-	if len(m.flows) > m.maxFlows {
-		m.flows = m.flows[:m.maxFlows]
+	sort.SliceStable(list, func(i, j int) bool { return list[i].LastSeen.After(list[j].LastSeen) })
+	if len(list) > n {
+		list = list[:n]
 	}
+	return list
 }
 
 // flowsBody lists denied and audited flows, newest first: inbound ones

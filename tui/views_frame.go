@@ -83,9 +83,12 @@ func (m *Model) renderFooter(w, off, avail, n int) string {
 			return m.st.bad.Render(errLine("error: ", err, w))
 		}
 	}
-	help := "tab/1-4 view · / filter · ↑↓ scroll · q quit"
-	if m.view == viewPolicy {
-		help = "tab/1-4 view · / filter · ↑↓←→ scroll · q quit"
+	help := "tab/1-5 view · / filter · ↑↓ scroll · q quit"
+	switch m.view {
+	case viewPolicy:
+		help = "tab/1-5 view · / filter · ↑↓←→ scroll · q quit"
+	case viewMap:
+		help = "tab/1-5 view · / filter rows · q quit"
 	}
 	pos := ""
 	if n > avail && avail > 0 {

@@ -146,7 +146,8 @@ func tab(name string) *regexp.Regexp {
 // TestObsTop runs `segmesh top` in a real terminal (tmux) against db1 of a
 // live mesh: view 1 lists every segment with its member, view 4 shows the
 // denied flow from web1 by name and a new one as it happens, Tab moves on
-// to the next view, / filters and q quits.
+// to view 5 (the map of observed flows) and wraps around, / filters and q
+// quits.
 func TestObsTop(t *testing.T) {
 	requireTool(t, "tmux")
 	m := newObsMesh(t, obsPolicy, nil)
@@ -177,6 +178,12 @@ func TestObsTop(t *testing.T) {
 	if res := <-dial; res != resTimeout {
 		t.Errorf("web1 -> db1 tcp/5433: %q, want %q (denied)", res, resTimeout)
 	}
+	// Tab moves on to view 5, the map of observed flows: web1's denials
+	// to db1 are counted in row web (the legend names the colours).
+	s.keys(t, "Tab")
+	s.waitScreen(t, "Tab moves on to view 5, whose web row has a count", 10*time.Second,
+		showing([]*regexp.Regexp{tab("5 Map"), regexp.MustCompile(`(?m)^FROM \\ TO\s.*\bdb\b`), line("web", `.*\d`),
+			regexp.MustCompile(`denied\s+audited\s+allowed`)}))
 	s.keys(t, "Tab")
 	s.waitScreen(t, "Tab wraps around to view 1", 10*time.Second, showing([]*regexp.Regexp{tab("1 Segments")}))
 	// One key at a time, as typed: keys written at once reach the program

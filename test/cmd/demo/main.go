@@ -209,7 +209,7 @@ func runTop(stdout io.Writer, bin string, app1 *harness.Node) error {
 		fmt.Fprintf(stdout, "\nLive view: %s top --socket %s\n", bin, app1.Socket)
 		return nil
 	}
-	fmt.Fprintf(stdout, "\nStarting the live view of %s (1-4 views, Tab, / filter, q quits) ...\n", app1.Name)
+	fmt.Fprintf(stdout, "\nStarting the live view of %s (1-5 views, Tab, / filter, q quits) ...\n", app1.Name)
 	top := exec.Command(bin, "top", "--socket", app1.Socket)
 	top.Stdin, top.Stdout, top.Stderr = os.Stdin, os.Stdout, os.Stderr
 	err := top.Run()
