@@ -36,9 +36,10 @@ dot -Tsvg), svg (drawn by segmesh itself; opens in a browser) and json
 ({"segments", "edges", "unused", "missing", "since"}).
 
 Without --fleet only this node's flows count; with --fleet every up peer
-is asked over the mesh through its peer API (2 s each). Exit 0 even when
-nodes are missing; they are named on stderr and in the output (JSON:
-"missing": [{"node", "reason"}]). Exit 2 on a bad flag.
+is asked over the mesh through its peer API (2 s each). Exit 2 on a bad
+flag.
+
+` + fleetExit + `
 
 --since keeps only flows last seen within that window (0: every kept
 flow). --out writes the file atomically (mode 0644) instead of printing to
@@ -67,9 +68,7 @@ See docs/map.md.`,
 			if err != nil {
 				return err
 			}
-			if len(m.Missing) > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", missingText(m.Missing))
-			}
+			warnMissing(cmd.ErrOrStderr(), in.Missing)
 			if out == "" {
 				_, err := cmd.OutOrStdout().Write(data)
 				return err
@@ -77,7 +76,7 @@ See docs/map.md.`,
 			return writeFileAtomic(out, data, 0o644)
 		},
 	}
-	cmd.Flags().BoolVar(&fleet, "fleet", false, "ask every up peer for its flows over the mesh (peer API), not only this node")
+	cmd.Flags().BoolVar(&fleet, "fleet", false, fleetHelp)
 	cmd.Flags().StringVar(&format, "format", "mermaid", "output format: "+strings.Join(mapFormats, ", "))
 	cmd.Flags().StringVar(&out, "out", "", "write to FILE (atomically, mode 0644) instead of stdout")
 	cmd.Flags().DurationVar(&since, "since", 0, "only flows last seen within this window, e.g. 15m (0: all kept flows)")
@@ -137,15 +136,6 @@ func renderMap(m fleetmap.Map, format string) ([]byte, error) {
 		return b, nil
 	}
 	return []byte(m.Mermaid()), nil
-}
-
-// missingText is "N node(s) did not answer: NAME (REASON), ...".
-func missingText(ms []fleetmap.Missing) string {
-	parts := make([]string, len(ms))
-	for i, x := range ms {
-		parts[i] = x.Node + " (" + x.Reason + ")"
-	}
-	return fmt.Sprintf("%d node(s) did not answer: %s", len(ms), strings.Join(parts, ", "))
 }
 
 // writeFileAtomic writes data to a temporary file next to path and renames

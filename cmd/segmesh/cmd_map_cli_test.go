@@ -112,7 +112,7 @@ func TestMapCommandFleetOut(t *testing.T) {
 	if stdout != "" {
 		t.Errorf("stdout with --out: %q", stdout)
 	}
-	if want := "warning: 1 node(s) did not answer: web-2 (timeout after 2s)\n"; stderr != want {
+	if want := "warning: 1 node(s) did not answer, their observations are not included: web-2 (timeout after 2s)\n"; stderr != want {
 		t.Errorf("stderr %q, want %q", stderr, want)
 	}
 	st, err := os.Stat(file)

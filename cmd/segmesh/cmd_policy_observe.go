@@ -32,13 +32,14 @@ stderr ("not placed: ...").
 			if fleet {
 				from = fmt.Sprintf("observed on %d node(s)", len(s.Nodes))
 			}
+			// e.g. "the 82 denied/audited flow(s) observed on 5 node(s)"
 			switch {
 			case full && s.Policy != "":
 				fmt.Fprint(out, s.Policy)
 			case s.Rules == "":
-				fmt.Fprintf(out, "# nothing to suggest: the %d %s flow(s) are allowed by policy v%d or cannot be placed\n", s.Flows, from, s.Version)
+				fmt.Fprintf(out, "# nothing to suggest: the %d denied/audited flow(s) %s are allowed by policy v%d or cannot be placed\n", s.Flows, from, s.Version)
 			default:
-				fmt.Fprintf(out, "# rules allowing the %d %s denied/audited flow(s) under policy v%d; paste under rules:\n%s", s.Flows, from, s.Version, s.Rules)
+				fmt.Fprintf(out, "# rules allowing the %d denied/audited flow(s) %s under policy v%d; paste under rules:\n%s", s.Flows, from, s.Version, s.Rules)
 			}
 			warnMissing(cmd.ErrOrStderr(), s.Missing)
 			for _, u := range s.Unplaceable {

@@ -261,6 +261,10 @@ func describe(w io.Writer, bin string, nodes []*harness.Node) error {
 			fmt.Sprintf("  %s top --socket %s   # Flows (4): cron's refused connects, direction out", bin, app1.Socket),
 			fmt.Sprintf("  %s top --socket %s", bin, web1.Socket))
 	}
+	lines = append(lines,
+		fmt.Sprintf("  %s flows --fleet --socket %s   # every node's flows, allowed ones too", bin, web1.Socket),
+		fmt.Sprintf("  %s map --fleet --format svg --out map.svg --socket %s   # the dependency map", bin, web1.Socket),
+		fmt.Sprintf("  %s policy suggest --fleet --socket %s", bin, web1.Socket))
 	lines = append(lines, fmt.Sprintf("  cat %s/*/cgroup.procs   # the workloads' processes", cgroupTree()))
 	lines = append(lines,
 		fmt.Sprintf("  ip netns exec %s ping -c3 %s        # web-1 -> db-1 over the mesh", web1.Namespace, addr[db1.Name]),

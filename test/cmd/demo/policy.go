@@ -24,9 +24,10 @@ import (
 
 // demoPolicy is the example policy (packaging/policy.example.yaml) with
 // app-1's workloads: web -> app tcp/8080, only the api workload (svc=api)
-// -> db tcp/5432, ping everywhere. The rest of app-1 — its cron workload
+// -> db tcp/5432, ping everywhere, and web reads every node's peer API
+// (tcp/9477, for --fleet). The rest of app-1 — its cron workload
 // and processes in no workload — may not reach the database.
-const demoPolicy = `# segmesh demo policy: web -> app, the api workload -> db, ping everywhere.
+const demoPolicy = `# segmesh demo policy: web -> app, the api workload -> db, ping everywhere, web reads the fleet.
 mode: enforce
 segments:
   web: {role: web}
@@ -46,6 +47,10 @@ rules:
     from: ["*"]
     to: ["*"]
     ports: [icmp]
+  - name: fleet-view   # web-1 reads every node's peer API: segmesh flows/map --fleet
+    from: [web]
+    to: ["*"]
+    ports: [tcp/9477]
 tests:
   - {from: web, to: app, port: tcp/8080, expect: allow}
   - {from: api, to: db,  port: tcp/5432, expect: allow}
@@ -54,6 +59,8 @@ tests:
   - {from: db,  to: web, port: tcp/8080, expect: deny}
   - {from: app, to: web, port: udp/8080, expect: deny}
   - {from: "*", to: db,  port: icmp,     expect: allow}
+  - {from: web, to: db,  port: tcp/9477, expect: allow}
+  - {from: db,  to: web, port: tcp/9477, expect: deny}
 `
 
 // applyPolicy applies the demo policy on web-1, waits until every node
