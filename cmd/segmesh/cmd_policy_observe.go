@@ -39,7 +39,7 @@ stderr ("not placed: ...").
 			case s.Rules == "":
 				fmt.Fprintf(out, "# nothing to suggest: the %d denied/audited flow(s) %s are allowed by policy v%d or cannot be placed\n", s.Flows, from, s.Version)
 			default:
-				fmt.Fprintf(out, "# rules allowing the %d denied/audited flow(s) %s under policy v%d; paste under rules:\n%s", s.Flows, from, s.Version, s.Rules)
+				fmt.Fprintf(out, "# rules allowing the %d denied/audited flow(s) %s under policy v%d; paste under rules:\n%s", s.Flows, from, s.Version, withNewline(s.Rules))
 			}
 			warnMissing(cmd.ErrOrStderr(), s.Missing)
 			for _, u := range s.Unplaceable {
@@ -84,4 +84,12 @@ this node's, or with --fleet every node's.
 	}
 	cmd.Flags().BoolVar(&fleet, "fleet", false, fleetHelp)
 	return cmd
+}
+
+// withNewline ends s with a newline (what follows on stderr starts a line).
+func withNewline(s string) string {
+	if s == "" || s[len(s)-1] == '\n' {
+		return s
+	}
+	return s + "\n"
 }
