@@ -107,9 +107,14 @@ func TestCAModeIdentityAndPeers(t *testing.T) {
 	if p.State != api.StateUp || p.Name != "web-9" || p.Tags["role"] != "web" {
 		t.Fatalf("the certificate's name and tags replace the declared ones: %+v", p)
 	}
-	r.mesh.mu.Lock()
-	wg := r.mesh.peers
-	r.mesh.mu.Unlock()
+	// Status evaluates the members at once; WireGuard follows with the sync.
+	var wg []mesh.Peer
+	waitFor(t, "the certified peer configured in WireGuard", func() bool {
+		r.mesh.mu.Lock()
+		defer r.mesh.mu.Unlock()
+		wg = r.mesh.peers
+		return len(wg) > 0
+	})
 	if len(wg) != 1 || wg[0].PublicKey.String() != liarRec.PublicKey {
 		t.Fatalf("only the certified peer is a WireGuard peer: %+v", wg)
 	}
