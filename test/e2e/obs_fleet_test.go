@@ -296,8 +296,11 @@ func checkPeerAPI(t *testing.T, m *fleetMesh, ops, web1, db1 *harness.Node) {
 	// its source being no admitted peer.
 	expectProbe(t, db1, flow{"tcp", m.addr[db1], 9477}, "reset")
 	metrics, err := httpGet(db1.Namespace, "http://"+metricsListen+"/metrics")
-	if err != nil || !strings.Contains(metrics, `segmesh_peer_api_requests_total{code="200"}`) {
-		t.Errorf("db1 metrics: %v; no segmesh_peer_api_requests_total{code=\"200\"}", err)
+	if err != nil || !strings.Contains(metrics, `segmesh_peer_api_requests_total{code="200"}`) ||
+		!strings.Contains(metrics, `segmesh_peer_api_requests_total{code="refused"}`) {
+		t.Errorf("db1 metrics: %v; want segmesh_peer_api_requests_total with code 200 (ops1) and refused (the local process)", err)
+	} else {
+		promtoolCheck(t, metrics)
 	}
 	t.Logf("peer API: ops1 reads all %d nodes; web1 refused by its egress (%s), dropped at db1's ACL with egress bypassed; the underlay is refused, a local process reset unanswered",
 		len(m.nodes), out.Missing[0].Reason)
