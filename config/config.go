@@ -79,6 +79,9 @@ type Gossip struct {
 type Trust struct {
 	CAFile   string
 	CertFile string
+	// OperatorKeysFile lists Ed25519 public keys that may sign quarantines
+	// and releases, and nothing else (CA mode).
+	OperatorKeysFile string
 }
 
 // TrustMode returns "open" or "ca".

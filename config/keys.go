@@ -38,4 +38,5 @@ var Keys = []keySpec{
 	{"policy_file", "", "optional policy proposed at start and on reload when it changed (CA mode: signed, see policy sign)"},
 	{"trust.ca_file", "", "mesh CA public key(s), one per line; empty = trust: open"},
 	{"trust.cert_file", "", "this node's certificate (CA mode)"},
+	{"trust.operator_keys_file", "", "CA mode: Ed25519 public keys (segmesh ca operator-key), one per line, that may sign quarantines and releases and nothing else"},
 }

@@ -191,7 +191,7 @@ func validate(path string, v *viper.Viper) (*Config, error) {
 	c.Tags = x.tags("tags")
 	c.Workloads = x.workloads(c.Tags)
 	c.PolicyFile = x.str("policy_file")
-	c.Trust = Trust{CAFile: x.str("trust.ca_file"), CertFile: x.str("trust.cert_file")}
+	c.Trust = Trust{CAFile: x.str("trust.ca_file"), CertFile: x.str("trust.cert_file"), OperatorKeysFile: x.str("trust.operator_keys_file")}
 	x.laterFeatures(c)
 	if len(x.errs) > 0 {
 		return nil, errors.Join(x.errs...)
@@ -206,8 +206,10 @@ func (x *validator) laterFeatures(c *Config) {
 		x.fail("trust.cert_file", "CA mode (trust.ca_file set) needs this node's certificate (segmesh cert issue)")
 	case c.Trust.CAFile == "" && c.Trust.CertFile != "":
 		x.fail("trust.ca_file", "a certificate without the CA's public key cannot be verified; set trust.ca_file too")
+	case c.Trust.CAFile == "" && c.Trust.OperatorKeysFile != "":
+		x.fail("trust.operator_keys_file", "operator keys sign quarantines in CA mode; in trust: open any node's root may quarantine (unset it or set trust.ca_file)")
 	}
-	for key, p := range map[string]string{"trust.ca_file": c.Trust.CAFile, "trust.cert_file": c.Trust.CertFile} {
+	for key, p := range map[string]string{"trust.ca_file": c.Trust.CAFile, "trust.cert_file": c.Trust.CertFile, "trust.operator_keys_file": c.Trust.OperatorKeysFile} {
 		if p == "" {
 			continue
 		}

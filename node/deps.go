@@ -61,6 +61,10 @@ type Firewall interface {
 	// Observed reads the kernel's counts of allowed traffic into this node
 	// (see nft.Firewall.Observed).
 	Observed() ([]nft.Observation, error)
+	// ApplyQuarantine writes the quarantine sets (see nft.Quarantine);
+	// QuarantineDropped counts what they dropped.
+	ApplyQuarantine(nft.Quarantine) error
+	QuarantineDropped() (uint64, error)
 	Counters() (packets, bytes uint64, err error)
 	DeniedBySource() (map[netip.Addr]nft.Count, error)
 	Remove() error

@@ -114,11 +114,12 @@ func (g *fakeGossip) Publish(kind string, data []byte) error {
 }
 
 type fakeFirewall struct {
-	ev   *events
-	mu   sync.Mutex
-	last acl.Enforced
-	n    int   // applies that succeeded
-	fail error // when set, Apply fails with it
+	ev         *events
+	mu         sync.Mutex
+	quarantine nft.Quarantine // the last ApplyQuarantine
+	last       acl.Enforced
+	n          int   // applies that succeeded
+	fail       error // when set, Apply fails with it
 	// onApply, when set, runs after each successful Apply (fw.mu held):
 	// what happens elsewhere while a sync is under way.
 	onApply  func()
@@ -174,6 +175,15 @@ func (f *fakeFirewall) lastEgress() (nft.Egress, int) {
 func (f *fakeFirewall) EgressDenied() (map[string]map[netip.Addr]nft.Count, error) {
 	return map[string]map[netip.Addr]nft.Count{}, nil
 }
+
+func (f *fakeFirewall) ApplyQuarantine(q nft.Quarantine) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.quarantine = q
+	return nil
+}
+
+func (f *fakeFirewall) QuarantineDropped() (uint64, error) { return 0, nil }
 
 func (f *fakeFirewall) Observed() ([]nft.Observation, error) {
 	f.mu.Lock()

@@ -120,6 +120,7 @@ func restartOnly(a, b *config.Config) []string {
 	add("control_socket", a.ControlSocket != b.ControlSocket)
 	add("gossip.bind", a.Gossip.Bind != b.Gossip.Bind)
 	add("gossip.advertise", a.Gossip.Advertise != b.Gossip.Advertise)
+	add("trust.operator_keys_file", a.Trust.OperatorKeysFile != b.Trust.OperatorKeysFile)
 	add("peer_api_port", a.PeerAPIPort != b.PeerAPIPort)
 	add("log_format", a.LogFormat != b.LogFormat)
 	add("log_level", a.LogLevel != b.LogLevel)

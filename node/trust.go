@@ -34,6 +34,9 @@ type trustState struct {
 	cas  []ed25519.PublicKey
 	cert *ca.Signed
 	revs *ca.RevocationList
+	// operators may sign quarantines and releases only
+	// (trust.operator_keys_file).
+	operators []ed25519.PublicKey
 }
 
 // loadTrust reads the CA keys, the persisted revocations and this node's
@@ -59,7 +62,13 @@ func loadTrust(cfg *config.Config, pub mesh.Key, now time.Time) (*trustState, er
 		return nil, &config.Error{File: cfg.File, Key: "trust.cert_file",
 			Err: fmt.Errorf("%s is not a valid certificate for this node's key: %w", cfg.Trust.CertFile, err)}
 	}
-	return &trustState{cas: cas, cert: cert, revs: revs}, nil
+	var ops []ed25519.PublicKey
+	if cfg.Trust.OperatorKeysFile != "" {
+		if ops, err = ca.LoadCAPublicKeys(cfg.Trust.OperatorKeysFile); err != nil {
+			return nil, &config.Error{File: cfg.File, Key: "trust.operator_keys_file", Err: err}
+		}
+	}
+	return &trustState{cas: cas, cert: cert, revs: revs, operators: ops}, nil
 }
 
 // revsVersion is the revocation list's version (0 in trust: open).

@@ -223,12 +223,16 @@ func (l *layout) egressChains() []*nftables.Chain {
 }
 
 // outputRules are the rules of chain output.
+// Quarantine comes first (quarantine.go).
 func outputRules(cfg Config) [][]expr.Any {
-	return [][]expr.Any{{
-		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(cfg.Interface)},
-		&expr.Verdict{Kind: expr.VerdictJump, Chain: chainMeshOut},
-	}}
+	onMesh := func(to string) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(cfg.Interface)},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: to},
+		}
+	}
+	return [][]expr.Any{onMesh(chainQOut), onMesh(chainMeshOut)}
 }
 
 // outDenyRules are the rules of chain out_deny for the mode.

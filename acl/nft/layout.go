@@ -150,6 +150,7 @@ type layout struct {
 	src        [2]*nftables.Chain // src4, src6: identity dispatch
 	// output, mesh_out, out_deny: the fixed chains of egress (egress.go)
 	output, meshOut, outDeny *nftables.Chain
+	qIn, qOut                *nftables.Chain // quarantine (quarantine.go)
 	counter                  *nftables.CounterObj
 	sets                     map[string]*nftables.Set // the fixed sets and maps, by name
 	// finalHandle is the kernel handle of the final rule of mesh_in.
@@ -157,7 +158,7 @@ type layout struct {
 }
 
 // fixedSets lists the fixed sets and maps in creation order.
-var fixedSets = []string{setLocal4, setLocal6, setSeen4, setSeen6, setObs4, setObs6, setNew4, setNew6}
+var fixedSets = append([]string{setLocal4, setLocal6, setSeen4, setSeen6, setObs4, setObs6, setNew4, setNew6}, quarantineSetNames()...)
 
 func newLayout() *layout {
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName}
@@ -173,6 +174,8 @@ func newLayout() *layout {
 		output: &nftables.Chain{Name: chainOutput, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &policy},
 		meshOut: &nftables.Chain{Name: chainMeshOut, Table: t},
+		qIn:     &nftables.Chain{Name: chainQIn, Table: t},
+		qOut:    &nftables.Chain{Name: chainQOut, Table: t},
 		outDeny: &nftables.Chain{Name: chainOutDeny, Table: t},
 		sets: map[string]*nftables.Set{
 			setLocal4: {Table: t, Name: setLocal4, KeyType: nftables.TypeIPAddr},
@@ -186,19 +189,22 @@ func newLayout() *layout {
 	for name, s := range observeSets(t) {
 		l.sets[name] = s
 	}
+	for name, s := range quarantineSetDefs(t) {
+		l.sets[name] = s
+	}
 	return l
 }
 
 // chains returns the fixed chains in creation order (src4 and src6 before
 // mesh_in, which jumps to them; out_deny, mesh_out, output likewise).
 func (l *layout) chains() []*nftables.Chain {
-	return append([]*nftables.Chain{l.prerouting, l.allowIn, l.src[0], l.src[1], l.meshIn}, l.egressChains()...)
+	return append([]*nftables.Chain{l.qIn, l.qOut, l.prerouting, l.allowIn, l.src[0], l.src[1], l.meshIn}, l.egressChains()...)
 }
 
 // ruleChains returns the fixed chains whose rules are fixed too (the
 // dispatch chains' rules follow the identities).
 func (l *layout) ruleChains() []*nftables.Chain {
-	return []*nftables.Chain{l.prerouting, l.meshIn, l.allowIn}
+	return []*nftables.Chain{l.prerouting, l.meshIn, l.allowIn, l.qIn, l.qOut}
 }
 
 // addAll queues the fixed part of the table (empty sets, final rule per

@@ -153,7 +153,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("Install committed %d transactions, want 1", d)
 	}
 	o := listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 8 || o.rules["inet segmesh"] != 36 || o.sets["inet segmesh"] != 8 {
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 10 || o.rules["inet segmesh"] != 54 || o.sets["inet segmesh"] != 16 {
 		t.Errorf("layout counts: tables %v chains %v rules %v sets %v", o.tables, o.chains, o.rules, o.sets)
 	}
 	if p := o.prerouting; p["type"] != "filter" || p["hook"] != "prerouting" || p["prio"] != float64(-150) || p["policy"] != "accept" {
@@ -196,7 +196,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 		t.Errorf("kept table's rules were recreated:\n%s\nbefore:\n%s", got, handles)
 	}
 	o = listJSON(t, ns, "ruleset")
-	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 10 || o.sources("4") != 4 || o.elems["id_1_r"] != 9 {
+	if o.tables["inet segmesh"] != 1 || o.chains["inet segmesh"] != 12 || o.sources("4") != 4 || o.elems["id_1_r"] != 9 {
 		t.Errorf("after Install over our table: tables %v chains %v elements %v", o.tables, o.chains, o.elems)
 	}
 	if chain := ns.Run("nft", "list", "chain", "inet", "segmesh", "mesh_in"); !strings.Contains(chain, `counter name "final" drop`) {
@@ -217,7 +217,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if err := f2.Apply(one); err != nil {
 		t.Fatal(err)
 	}
-	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 9 || o.sets["inet segmesh"] != 12 || o.sources("4") != 4 {
+	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 11 || o.sets["inet segmesh"] != 20 || o.sources("4") != 4 {
 		t.Errorf("after dropping identity 2: chains %v sets %v elements %v", o.chains, o.sets, o.elems)
 	}
 
@@ -232,7 +232,7 @@ func TestRootInstallLayoutAndCoexistence(t *testing.T) {
 	if d := ns.gen() - g; d != 1 {
 		t.Errorf("recreating Install committed %d transactions, want 1", d)
 	}
-	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 8 || o.rules["inet segmesh"] != 36 {
+	if o := listJSON(t, ns, "ruleset"); o.chains["inet segmesh"] != 10 || o.rules["inet segmesh"] != 54 {
 		t.Errorf("after recreation: chains %v rules %v", o.chains, o.rules)
 	}
 	if err := f3.Apply(one); err != nil {

@@ -27,7 +27,8 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 	in := func(e ...expr.Any) { out = append(out, ruleSpec{chain: l.meshIn, exprs: e}) }
 	onMesh := func(e ...expr.Any) []expr.Any { return append(iifname(expr.CmpOpEq, mesh), e...) }
 
-	// prerouting
+	// prerouting: quarantine first, every packet (quarantine.go)
+	pre(onMesh(&expr.Verdict{Kind: expr.VerdictJump, Chain: chainQIn})...)
 	pre(onMesh(
 		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{expr.CtDirReply}},
@@ -96,6 +97,12 @@ func (l *layout) rules(cfg Config, audit bool) []ruleSpec {
 	out = append(out, ruleSpec{chain: l.meshIn, exprs: finalExprs(audit), final: true})
 	for _, e := range l.allowInRules() {
 		out = append(out, ruleSpec{chain: l.allowIn, exprs: e})
+	}
+	for _, e := range l.quarantineRules(true) {
+		out = append(out, ruleSpec{chain: l.qIn, exprs: e})
+	}
+	for _, e := range l.quarantineRules(false) {
+		out = append(out, ruleSpec{chain: l.qOut, exprs: e})
 	}
 	return out
 }
