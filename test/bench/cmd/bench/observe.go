@@ -409,12 +409,6 @@ func row11b(env *Env, s *obsPair, prm Params) []Row {
 			prof = "profile failed: " + err.Error()
 		}
 	}
-	full := "not measured"
-	if cpu, took, err := s.fullSetsCPU(pid); err != nil {
-		full = "error: " + err.Error()
-	} else {
-		full = fmt.Sprintf("%.1f%% of a core over 10 s (the %d elements written with nft -f in %s)", 100*cpu, 4*obsSetSize, took.Round(time.Millisecond))
-	}
 	m := median(on)
 	ok := m <= 0.10 && countedOn == madeOn
 	return []Row{{
@@ -427,9 +421,8 @@ func row11b(env *Env, s *obsPair, prm Params) []Row {
 			"The daemon's CPU includes its embedded wireguard-go (every packet of the connections is decrypted and encrypted in it), so the off runs are its floor; the kernel's set updates run in softirq, not in the daemon. "+
 			"Counted: the growth of b's allowed aggregate of a's tcp/%d (`/v1/flows`, once it stopped changing) against the connections the helper completed, over the on runs; with observation off it had to stay unchanged. "+
 			"All these connections share one set element (one source, one port): the cost of reading many elements is not in this row. "+
-			"Profile of the daemon in one more observed run (perf record -g -p for 5 s in the middle of a 9 s load): %s. "+
-			"The reader at its worst, for scale (no target): with all four observation sets full (%d elements each, distinct sources and ports, written with nft -f; no traffic), the daemon idles at %s while it lists them every second (the aggregates at their 16,384 bound).",
-			rate, obsPort, d, failedAll, lateAll, len(on), pctList(on), len(off), pctList(off), obsPort, prof, obsSetSize, full),
+			"Profile of the daemon in one more observed run (perf record -g -p for 5 s in the middle of a 9 s load): %s.",
+			rate, obsPort, d, failedAll, lateAll, len(on), pctList(on), len(off), pctList(off), obsPort, prof),
 	}}
 }
 
@@ -653,7 +646,7 @@ func (s *obsPair) profileLoad(env *Env, pid, rate int) (string, error) {
 		}
 		return "< 0.1%"
 	}
-	self, err := exec.Command("perf", "report", "-i", f, "--no-children", "--sort", "sym", "-q", "--percent-limit", "3").Output()
+	self, err := exec.Command("perf", "report", "-i", f, "--no-children", "--sort", "sym", "-q", "-g", "none", "--percent-limit", "3").Output()
 	if err != nil {
 		return "", fmt.Errorf("perf report: %w", err)
 	}
@@ -678,51 +671,4 @@ func (s *obsPair) profileLoad(env *Env, pid, rate int) (string, error) {
 	}
 	return fmt.Sprintf("the allowed-flow reader (node.(*Node).observeAllowed with its callees: Firewall.Observed, netlink, flows.Allowed.Observe) %s of the samples, the embedded WireGuard device's goroutines (Device.Routine*, with the system calls they make) %.1f%%; self time ≥ 3%%: %s",
 		share("observeAllowed"), wg, strings.Join(top, ", ")), nil
-}
-
-// obsSetSize is acl/nft's ObservedSize (each observation set's bound).
-const obsSetSize = 65535
-
-// fullSetsCPU fills b's four observation sets to their bound with
-// distinct elements and returns the daemon's CPU over 10 s of no traffic
-// (fraction of one core), then empties them again.
-func (s *obsPair) fullSetsCPU(pid int) (float64, time.Duration, error) {
-	var b strings.Builder
-	for _, set := range []string{"obs4", "new4", "obs6", "new6"} {
-		for i := range obsSetSize {
-			if i%1000 == 0 {
-				if i > 0 {
-					b.WriteString(" }\n")
-				}
-				fmt.Fprintf(&b, "add element inet segmesh %s { ", set)
-			} else {
-				b.WriteString(", ")
-			}
-			port := 1000 + i%50
-			if set[3] == '4' {
-				fmt.Fprintf(&b, "10.%d.%d.%d . tcp . %d", 100+i/50/65536, (i/50/256)%256, (i/50)%256, port)
-			} else {
-				fmt.Fprintf(&b, "fd00::%x . tcp . %d", i/50+1, port)
-			}
-		}
-		b.WriteString(" }\n")
-	}
-	path := filepath.Join(s.b.Dir, "full-sets.nft")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		return 0, 0, err
-	}
-	took, err := nftFile(s.b, path)
-	defer func() {
-		for _, set := range []string{"obs4", "new4", "obs6", "new6"} {
-			if out, err := s.b.Exec("nft", "flush", "set", "inet", "segmesh", set); err != nil {
-				logf("flush set %s: %v: %s", set, err, out)
-			}
-		}
-	}()
-	if err != nil {
-		return 0, 0, err
-	}
-	time.Sleep(3 * time.Second) // the first readings make the aggregates
-	cpu, err := idleCPU(pid, 10*time.Second)
-	return cpu, took, err
 }
