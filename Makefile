@@ -44,8 +44,10 @@ demo-down:
 
 ## bench: the benchmark suite (data plane vs upstream wireguard-go and raw veth,
 ## crypto ceiling, mesh formation/propagation/revocation, gossip at scale,
-## control-plane cost, footprint, Go benchmarks) in network namespaces (as
-## root): prints one table and writes BENCHMARKS.md. Under 15 minutes on a
+## control-plane cost, footprint, workloads, allowed-flow observation, Go
+## benchmarks) in network namespaces (as root): prints one table and writes
+## BENCHMARKS.md; `go run ./test/bench/cmd/bench -rows 11a,11b -out FILE`
+## runs only some rows (see -help). Under 15 minutes on a
 ## quiet 2-core machine. Not part of `make test`.
 bench:
 	$(ROOT) $(GO) run ./test/bench/cmd/bench -out BENCHMARKS.md

@@ -2,6 +2,7 @@ package flows
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -44,5 +45,52 @@ func TestAllowedGrowthResetAndBound(t *testing.T) {
 	s := a.Snapshot()
 	if a.Len() != 2 || s[0].Port != 54 || s[1].Port != 53 {
 		t.Fatalf("bounded snapshot %+v", s)
+	}
+}
+
+// The aggregates of one peer share its details, follow a change of its
+// segments, and the shared details go with the last aggregate of the peer.
+func TestAllowedSharedPeerDetails(t *testing.T) {
+	peer4, peer6 := netip.MustParseAddr("100.80.0.2"), netip.MustParseAddr("fd53::2")
+	segs := []string{"web"}
+	a := NewAllowed(3, func(x netip.Addr) (Peer, bool) {
+		if x == peer4 || x == peer6 {
+			return Peer{Name: "web-1", Key: "K", Segments: segs}, true
+		}
+		return Peer{}, false
+	}, func(src netip.Addr) (netip.Addr, []string) {
+		if src.Is6() {
+			return netip.MustParseAddr("fd53::1"), []string{"db"}
+		}
+		return netip.MustParseAddr("100.80.0.1"), []string{"db"}
+	})
+	t0 := time.Unix(1000, 0)
+	a.Observe(t0, []Reading{
+		{Src: peer4, Proto: ProtoTCP, Port: 5432, Packets: 1, Connections: 1},
+		{Src: peer6, Proto: ProtoTCP, Port: 5432, Packets: 1, Connections: 1},
+	})
+	if len(a.peers) != 1 || a.peers["K"].refs != 2 {
+		t.Fatalf("one peer, two aggregates: %+v", a.peers)
+	}
+	segs = []string{"web", "edge"}
+	up, _ := a.Observe(t0.Add(time.Second), []Reading{{Src: peer6, Proto: ProtoTCP, Port: 5432, Packets: 2, Connections: 2}})
+	if len(up) != 1 || !slices.Equal(up[0].PeerSegments, segs) || up[0].DstAddr != "fd53::1" || up[0].DstSegments[0] != "db" {
+		t.Fatalf("after the segments changed: %+v", up)
+	}
+	s := a.Snapshot()
+	if len(s) != 2 || !slices.Equal(s[1].PeerSegments, []string{"web"}) || s[1].SrcAddr != peer4.String() {
+		t.Fatalf("the aggregate not updated keeps what it showed: %+v", s)
+	}
+	// An unknown source, then two more that evict both of web-1's.
+	a.Observe(t0.Add(2*time.Second), []Reading{{Src: netip.MustParseAddr("100.80.0.9"), Proto: ProtoUDP, Port: 53, Packets: 1}})
+	a.Observe(t0.Add(3*time.Second), []Reading{
+		{Src: netip.MustParseAddr("100.80.0.9"), Proto: ProtoUDP, Port: 54, Packets: 1},
+		{Src: netip.MustParseAddr("100.80.0.9"), Proto: ProtoUDP, Port: 55, Packets: 1},
+	})
+	if _, ok := a.peers["K"]; ok || len(a.peers) != 1 || a.peers[""].refs != 3 {
+		t.Fatalf("web-1's details outlived its aggregates: %+v", a.peers)
+	}
+	if s := a.Snapshot(); s[0].SrcName != "" || len(s[0].SrcSegments) != 0 || s[0].SrcSegments == nil {
+		t.Fatalf("unknown source: %+v", s[0])
 	}
 }

@@ -44,6 +44,8 @@ func runHelper(args []string) error {
 		return streamRecv(args[1:])
 	case "stream-send":
 		return streamSend(args[1:])
+	case "conn-rate":
+		return connRate(args[1:])
 	}
 	return fmt.Errorf("unknown helper %q", args[0])
 }
@@ -322,6 +324,80 @@ func streamSend(args []string) error {
 		if _, err := c.Write(buf); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// connRate opens RATE new TCP connections a second to ADDR for DURATION
+// (a new socket each: connect, write one byte, read the echo, close with
+// SO_LINGER 0, so neither TIME_WAIT nor a lingering conntrack entry piles
+// up), at most 512 at a time, and prints "made N failed F late L secs S":
+// connections completed, failed, not started for want of a free slot, and
+// the time taken.
+func connRate(args []string) error {
+	if len(args) != 3 {
+		return errors.New("usage: conn-rate ADDR RATE DURATION")
+	}
+	rate, err := strconv.Atoi(args[1])
+	if err != nil || rate < 1 {
+		return fmt.Errorf("rate %q", args[1])
+	}
+	d, err := time.ParseDuration(args[2])
+	if err != nil {
+		return err
+	}
+	var made, failed, late int64
+	var mu sync.Mutex
+	var firstErr error
+	slots := make(chan struct{}, 512)
+	var wg sync.WaitGroup
+	one := func() {
+		defer wg.Done()
+		defer func() { <-slots }()
+		c, err := net.DialTimeout("tcp", args[0], 2*time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			b := []byte{1}
+			if _, err = c.Write(b); err == nil {
+				_, err = io.ReadFull(c, b)
+			}
+			_ = c.(*net.TCPConn).SetLinger(0)
+			_ = c.Close()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = err
+			}
+			return
+		}
+		made++
+	}
+	start := time.Now()
+	for i := 0; ; i++ {
+		// Connection i is due at start + i/rate.
+		due := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		if due.Sub(start) >= d {
+			break
+		}
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		select {
+		case slots <- struct{}{}:
+			wg.Add(1)
+			go one()
+		default:
+			late++
+		}
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	fmt.Printf("made %d failed %d late %d secs %.3f\n", made, failed, late, secs)
+	if firstErr != nil {
+		fmt.Fprintf(os.Stderr, "first error: %v\n", firstErr)
 	}
 	return nil
 }

@@ -1,7 +1,8 @@
 // Command bench runs segmesh's benchmark suite (data plane side by side with
 // upstream wireguard-go and raw veth, crypto ceiling, mesh formation and
 // propagation in network namespaces, gossip at scale in one process,
-// control-plane cost from the acl Go benchmarks, daemon footprint), prints
+// control-plane cost from the acl Go benchmarks, daemon footprint,
+// workloads (rows 10), allowed-flow observation (rows 11a-11d)), prints
 // one table and writes BENCHMARKS.md. It needs root (network namespaces,
 // nftables). `make bench` runs the full suite, `make bench-quick` a reduced
 // one (-quick).
@@ -73,7 +74,7 @@ func main() {
 	}
 	quickFlag := flag.Bool("quick", false, "reduced suite (under 3 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "markdown report to write (\"\" = none)")
-	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,revocation,gossip,acl,footprint,workloads,gobench; 10a, 10b or 10c select workloads); empty = all")
+	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,revocation,gossip,acl,footprint,workloads,observe,gobench; 10a, 10b or 10c select workloads; 11 or observe the rows 11a-11d, 11a, 11b, 11c, 11d each of them); empty = all")
 	gossipNodes := flag.Int("gossip-nodes", 0, "simulated gossip nodes of row 6 (0: the mode's default)")
 	gossipProbe := flag.Duration("gossip-probe", -1, "row 6: probe interval of the simulated nodes (0: production 1s; default: the mode's)")
 	gossipProbeTimeout := flag.Duration("gossip-probe-timeout", -1, "row 6: probe timeout of the simulated nodes (0: production 500ms; default: the mode's)")
@@ -114,11 +115,17 @@ func main() {
 	start := time.Now()
 	loadStart := loadavg()
 	want := map[string]bool{}
+	obsWant := map[string]bool{} // rows of group observe (none: all)
 	for _, g := range strings.Split(*only, ",") {
 		switch g {
 		case "":
 		case "10", "10a", "10b", "10c": // one setup serves the three rows
 			want["workloads"] = true
+		case "11", "observe":
+			want["observe"] = true
+		case "11a", "11b", "11c", "11d":
+			want["observe"] = true
+			obsWant[g] = true
 		default:
 			want[g] = true
 		}
@@ -159,6 +166,7 @@ func main() {
 	timed("acl", func() []Row { return benchACL(env, p) })
 	timed("footprint", func() []Row { return benchFootprint(env, p) })
 	timed("workloads", func() []Row { return benchWorkloads(env, p) })
+	timed("observe", func() []Row { return benchObserve(env, p, obsWant) })
 	var sections []string
 	if run("gobench") {
 		t0 := time.Now()

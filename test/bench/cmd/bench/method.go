@@ -49,10 +49,20 @@ func methodText(p Params) string {
   %d alternated separate iperf3 runs of %d s per configuration; 10b: a workload's cgroup removed and made again (new id) with a
   prober moved into it, until its connection to the port only that workload may reach is accepted; 10c: connect()
   to a denied port from a workload and from no workload, until ECONNREFUSED.
+- **Allowed-flow observation (rows 11).** Two real daemons, b observing what it admits (chain allow_in
+  counting into dynamic sets, read every second into flows.Allowed). Observation off: b's allow_in flushed
+  down to its accept in one nft batch; on: the daemon's rules restored from `+"`nft list chain`"+` (checked
+  identical). 11a: one TCP stream a→b while observation is switched every 0.5 s, each on phase against the
+  off phases beside it, and for reference %d alternated iperf3 runs of %d s per configuration; 11b: 2,000 new
+  TCP connections a second a→b (connect, one byte echoed, close) for 10 s, b's daemon CPU from /proc/PID/stat,
+  observation on alternated with off, and the connections counted in b's /v1/flows against those made;
+  11c: `+"`segmesh policy suggest --fleet`"+` timed on a 10-node mesh in audit mode after every node connected
+  to every other on four ports (n/a while the binary has no --fleet); 11d: the Go heap of flows.Allowed filled
+  to its 16,384 bound (runtime.ReadMemStats around the fill, GC before and after).
 
 Ratios: measured / reference for comparisons, measured / target for absolute targets.`,
 		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipPacing(p), gossipFD(p),
-		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, wlRuns(p), min(p.Secs, 2))
+		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, wlRuns(p), min(p.Secs, 2), wlRuns(p), min(p.Secs, 2))
 }
 
 // gossipFD describes the simulated nodes' failure detector.

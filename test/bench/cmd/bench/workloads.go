@@ -595,12 +595,23 @@ const togglePhase = 500 * time.Millisecond
 // (the first second, and 100 ms after every switch, are not counted). It
 // returns the per-phase ratios and the on and off Gbit/s (medians).
 func (s *wlSetup) toggledStream(env *Env, name string, d time.Duration) ([]float64, float64, float64, error) {
+	addr := netip.AddrPortFrom(netip.MustParseAddr(s.smB), 7001).String()
+	sender := func(argv ...string) *exec.Cmd { return inCgroup(s.a.Namespace, s.tree.dir(name), argv...) }
+	return toggledStream(env, s.b.Namespace, addr, name, sender, s.egressJump, d)
+}
+
+// toggledStream sends one TCP stream (this program's stream-send helper,
+// run by sender) to addr, received by stream-recv in namespace recvNS,
+// for d while toggle switches the measured feature on and off every
+// togglePhase (on at the start; toggle(false) then toggle(true) first, so
+// a feature made of one added rule is there exactly once); the receiver
+// counts the bytes per 10 ms. See wlSetup.toggledStream for the result.
+func toggledStream(env *Env, recvNS, addr, name string, sender func(argv ...string) *exec.Cmd, toggle func(on bool) error, d time.Duration) ([]float64, float64, float64, error) {
 	const bucket = 10 * time.Millisecond
 	const margin = 100 * time.Millisecond
-	addr := netip.AddrPortFrom(netip.MustParseAddr(s.smB), 7001).String()
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	recv := exec.CommandContext(ctx, "ip", "netns", "exec", s.b.Namespace, env.Self, "helper", "stream-recv", addr, bucket.String())
+	recv := exec.CommandContext(ctx, "ip", "netns", "exec", recvNS, env.Self, "helper", "stream-recv", addr, bucket.String())
 	var rerr strings.Builder
 	recv.Stderr = &rerr
 	rout, err := recv.StdoutPipe()
@@ -615,15 +626,15 @@ func (s *wlSetup) toggledStream(env *Env, name string, d time.Duration) ([]float
 	if !sc.Scan() || sc.Text() != "ready" {
 		return nil, 0, 0, fmt.Errorf("stream-recv: %q %s", sc.Text(), rerr.String())
 	}
-	c := inCgroup(s.a.Namespace, s.tree.dir(name), env.Self, "helper", "stream-send", addr, d.String())
+	c := sender(env.Self, "helper", "stream-send", addr, d.String())
 	send := exec.CommandContext(ctx, c.Path, c.Args[1:]...)
 	var sout strings.Builder
 	send.Stdout, send.Stderr = &sout, &sout
 	// Exactly one jump (egressJump(true) adds one).
-	if err := s.egressJump(false); err != nil {
+	if err := toggle(false); err != nil {
 		return nil, 0, 0, err
 	}
-	if err := s.egressJump(true); err != nil {
+	if err := toggle(true); err != nil {
 		return nil, 0, 0, err
 	}
 	start := time.Now()
@@ -649,8 +660,8 @@ loop:
 		}
 		t0 := time.Now().UnixNano()
 		on = !on
-		if err := s.egressJump(on); err != nil {
-			_ = s.egressJump(true)
+		if err := toggle(on); err != nil {
+			_ = toggle(true)
 			return nil, 0, 0, err
 		}
 		cur.end = t0
@@ -658,7 +669,7 @@ loop:
 		cur = phase{on: on, start: time.Now().UnixNano()}
 	}
 	if !on {
-		if err := s.egressJump(true); err != nil {
+		if err := toggle(true); err != nil {
 			return nil, 0, 0, err
 		}
 	}
