@@ -8,6 +8,9 @@ type Status struct {
 	Peers  []Peer `json:"peers"`
 	Policy Policy `json:"policy"`
 	Trust  string `json:"trust"`
+	// Quarantined lists the nodes in quarantine (never nil; DESIGN.md
+	// "Quarantine").
+	Quarantined []Quarantined `json:"quarantined"`
 	// Extensions beyond the contract minimum.
 	Interface string `json:"interface"`
 	Backend   string `json:"backend"`

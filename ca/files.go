@@ -26,9 +26,21 @@ type InitResult struct {
 // ca.key (PKCS #8 PEM, 0600) and ca.pub (text form, 0644). It never
 // overwrites: if either file exists it fails without writing anything.
 func InitDir(dir string, now time.Time) (InitResult, error) {
+	return InitKeyPair(dir, PrivateKeyFile, PublicKeyFile, now)
+}
+
+// Names of the files `ca operator-key` writes.
+const (
+	OperatorKeyFile    = "operator.key"
+	OperatorPubKeyFile = "operator.pub"
+)
+
+// InitKeyPair is InitDir with other file names: an Ed25519 key pair in the
+// CA key formats, e.g. an operator key (operator.key, operator.pub).
+func InitKeyPair(dir, privName, pubName string, now time.Time) (InitResult, error) {
 	r := InitResult{
-		PrivateKeyFile: filepath.Join(dir, PrivateKeyFile),
-		PublicKeyFile:  filepath.Join(dir, PublicKeyFile),
+		PrivateKeyFile: filepath.Join(dir, privName),
+		PublicKeyFile:  filepath.Join(dir, pubName),
 	}
 	for _, p := range []string{r.PrivateKeyFile, r.PublicKeyFile} {
 		if _, err := os.Lstat(p); err == nil {

@@ -12,12 +12,12 @@ import (
 
 // PeerStates are the values of the state label of segmesh_peers, all
 // present at every scrape (0 when no peer is in that state).
-var PeerStates = []string{api.StateUp, api.StateSuspect, api.StateDead, api.StateLeft, api.StateUntrusted}
+var PeerStates = []string{api.StateUp, api.StateSuspect, api.StateDead, api.StateLeft, api.StateUntrusted, api.StateQuarantined}
 
 // configured reports whether a peer in state s is a WireGuard peer: only
 // those have per-peer series.
 func configured(s string) bool {
-	return s == api.StateUp || s == api.StateSuspect || s == api.StateDead
+	return s == api.StateUp || s == api.StateSuspect || s == api.StateDead || s == api.StateQuarantined
 }
 
 var (
@@ -47,6 +47,10 @@ var (
 		"Flow aggregates held in memory (allowed, denied and audited).", nil, nil)
 	descPeerAPI = prometheus.NewDesc("segmesh_peer_api_requests_total",
 		"Peer API requests served, by HTTP status code; \"refused\": connections from sources that are no admitted peer, closed unanswered.", []string{"code"}, nil)
+	descQuarantined = prometheus.NewDesc("segmesh_quarantined_nodes",
+		"Nodes in quarantine (this node included when it is one).", nil, nil)
+	descQuarantineDrops = prometheus.NewDesc("segmesh_packets_quarantined_total",
+		"Mesh packets from or to quarantined nodes dropped at this node.", nil, nil)
 	descRejected = prometheus.NewDesc("segmesh_records_rejected_total",
 		"Gossip node records rejected, by reason.", []string{"reason"}, nil)
 	descCertExpiry = prometheus.NewDesc("segmesh_certificate_expiry_timestamp_seconds",
@@ -76,7 +80,7 @@ func newCollector(src Source, log *slog.Logger) *collector {
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descWorkloads, descHandshake, descRx, descTx, descPolicyVersion,
-		descPolicyInfo, descMembers, descDenied, descAudited, descFlows, descAggregates, descPeerAPI, descRejected, descCertExpiry, descCertsExpiring} {
+		descPolicyInfo, descMembers, descDenied, descAudited, descFlows, descAggregates, descPeerAPI, descQuarantined, descQuarantineDrops, descRejected, descCertExpiry, descCertsExpiring} {
 		ch <- d
 	}
 }
@@ -111,6 +115,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		c.send(ch, descFlows, prometheus.CounterValue, float64(n), k.Verdict, k.Direction)
 	}
 	c.send(ch, descAggregates, prometheus.GaugeValue, float64(aggs))
+	c.send(ch, descQuarantined, prometheus.GaugeValue, float64(len(st.Quarantined)))
+	if n, err := c.src.QuarantineDropped(); err != nil {
+		c.logError("quarantine drop counters unavailable for this scrape", err)
+	} else {
+		c.send(ch, descQuarantineDrops, prometheus.CounterValue, float64(n))
+	}
 	for code, n := range c.src.PeerAPIRequests() {
 		c.send(ch, descPeerAPI, prometheus.CounterValue, float64(n), code)
 	}

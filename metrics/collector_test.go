@@ -56,6 +56,8 @@ func (f *fakeSource) Flows() (map[FlowKind]uint64, int) {
 	return f.flows, f.aggregates
 }
 
+func (f *fakeSource) QuarantineDropped() (uint64, error) { return 9, nil }
+
 func (f *fakeSource) PeerAPIRequests() map[string]uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -140,6 +142,7 @@ func TestCollectorOutput(t *testing.T) {
 	c := newCollector(src, slog.New(slog.DiscardHandler))
 	want := headPeers + `segmesh_peers{state="dead"} 1
 segmesh_peers{state="left"} 1
+segmesh_peers{state="quarantined"} 0
 segmesh_peers{state="suspect"} 0
 segmesh_peers{state="untrusted"} 1
 segmesh_peers{state="up"} 1
@@ -159,6 +162,12 @@ segmesh_flows_total{direction="out",verdict="denied"} 2
 ` + headAggregates + `segmesh_flow_aggregates 3
 ` + headPeerAPI + `segmesh_peer_api_requests_total{code="200"} 4
 segmesh_peer_api_requests_total{code="refused"} 1
+# HELP segmesh_packets_quarantined_total Mesh packets from or to quarantined nodes dropped at this node.
+# TYPE segmesh_packets_quarantined_total counter
+segmesh_packets_quarantined_total 9
+# HELP segmesh_quarantined_nodes Nodes in quarantine (this node included when it is one).
+# TYPE segmesh_quarantined_nodes gauge
+segmesh_quarantined_nodes 0
 ` + headRejected + `segmesh_records_rejected_total{reason="bad_address"} 2
 ` + headWorkloads + `segmesh_workloads{state="active"} 1
 segmesh_workloads{state="missing"} 1
@@ -186,6 +195,7 @@ segmesh_workloads{state="rejected"} 0
 	src.mu.Unlock()
 	want = headPeers + `segmesh_peers{state="dead"} 0
 segmesh_peers{state="left"} 1
+segmesh_peers{state="quarantined"} 0
 segmesh_peers{state="suspect"} 1
 segmesh_peers{state="untrusted"} 0
 segmesh_peers{state="up"} 0
@@ -207,6 +217,7 @@ func TestCollectorNoPolicyNoPeers(t *testing.T) {
 	c := newCollector(&fakeSource{}, slog.New(slog.DiscardHandler))
 	want := headPeers + `segmesh_peers{state="dead"} 0
 segmesh_peers{state="left"} 0
+segmesh_peers{state="quarantined"} 0
 segmesh_peers{state="suspect"} 0
 segmesh_peers{state="untrusted"} 0
 segmesh_peers{state="up"} 0
@@ -214,6 +225,12 @@ segmesh_peers{state="up"} 0
 ` + headPolicy + `segmesh_policy_info{hash="",mode=""} 1
 ` + headMembers + `segmesh_gossip_members 0
 ` + headAggregates + `segmesh_flow_aggregates 0
+# HELP segmesh_packets_quarantined_total Mesh packets from or to quarantined nodes dropped at this node.
+# TYPE segmesh_packets_quarantined_total counter
+segmesh_packets_quarantined_total 9
+# HELP segmesh_quarantined_nodes Nodes in quarantine (this node included when it is one).
+# TYPE segmesh_quarantined_nodes gauge
+segmesh_quarantined_nodes 0
 ` + headWorkloads + `segmesh_workloads{state="active"} 0
 segmesh_workloads{state="missing"} 0
 segmesh_workloads{state="rejected"} 0
@@ -237,8 +254,8 @@ func TestCollectorDeniedErrorOmitsSeriesAndLogsRateLimited(t *testing.T) {
 			t.Errorf("%d denied/audited series despite the error", n)
 		}
 		// The rest of the scrape is there.
-		if n := testutil.CollectAndCount(c, "segmesh_peers", "segmesh_records_rejected_total"); n != 6 {
-			t.Errorf("%d peers+rejected series, want 6", n)
+		if n := testutil.CollectAndCount(c, "segmesh_peers", "segmesh_records_rejected_total"); n != 7 {
+			t.Errorf("%d peers+rejected series, want 7", n)
 		}
 	}
 	scrape()

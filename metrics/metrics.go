@@ -40,6 +40,9 @@ type Source interface {
 	// status code, or "refused" for a connection from a source that is no
 	// admitted peer (monotonic; nil when the peer API is off).
 	PeerAPIRequests() map[string]uint64
+	// QuarantineDropped returns the packets the quarantine dropped
+	// (monotonic).
+	QuarantineDropped() (uint64, error)
 }
 
 // FlowKind labels observed connections.

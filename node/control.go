@@ -75,6 +75,34 @@ func listenControl(path, group string, n *Node, log *slog.Logger) (*controlServe
 		}
 		writeJSON(w, http.StatusOK, f)
 	})
+	mux.HandleFunc("GET /v1/nodes/resolve", func(w http.ResponseWriter, r *http.Request) {
+		name, key, _, err := n.resolveNode(r.URL.Query().Get("node"), true)
+		if err != nil {
+			writeJSON(w, http.StatusNotFound, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, api.NodeRef{Name: name, PublicKey: key})
+	})
+	mux.HandleFunc("POST /v1/quarantine", func(w http.ResponseWriter, r *http.Request) {
+		var req api.QuarantineRequest
+		if err := decodeStrict(r.Body, 1<<16, &req); err != nil {
+			writeJSON(w, http.StatusBadRequest, api.Error{Error: "bad request: " + err.Error()})
+			return
+		}
+		n.mu.Lock()
+		name := n.cfg.Name
+		n.mu.Unlock()
+		res, err := n.Quarantine(req.Entry, whoIs(r.Context(), name))
+		if err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, ErrNotNewer) {
+				code = http.StatusConflict
+			}
+			writeJSON(w, code, api.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
 	mux.HandleFunc("POST /v1/nodes/remove", func(w http.ResponseWriter, r *http.Request) {
 		var req api.RemoveRequest
 		if err := decodeStrict(r.Body, 1<<16, &req); err != nil {

@@ -118,7 +118,7 @@ func (n *Node) enforce(admitted []acl.Member) error {
 		}
 		n.appliedEgress = eg
 	}
-	return nil
+	return n.enforceQuarantine(admitted)
 }
 
 // enforceIngress applies d, compiled from in, and cleans up conntrack

@@ -140,6 +140,7 @@ func (s metricsSource) RecordsRejected() map[string]uint64 {
 }
 func (s metricsSource) GossipMembers() int                 { return s.n.gossip.NumMembers() }
 func (s metricsSource) PeerAPIRequests() map[string]uint64 { return s.n.peerAPIRequests() }
+func (s metricsSource) QuarantineDropped() (uint64, error) { return s.n.fw.QuarantineDropped() }
 func (s metricsSource) Flows() (map[metrics.FlowKind]uint64, int) {
 	aggs := s.n.flows.agg.Len() + s.n.flows.allowed.Len()
 	s.n.mu.Lock()

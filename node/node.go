@@ -24,6 +24,7 @@ import (
 	"github.com/segmesh/segmesh/gossip"
 	"github.com/segmesh/segmesh/mesh"
 	"github.com/segmesh/segmesh/metrics"
+	"github.com/segmesh/segmesh/quarantine"
 )
 
 // GossipLabel is the memberlist label: gossip from other meshes is refused.
@@ -87,13 +88,18 @@ type Node struct {
 	// only its first arrival is worth a warning.
 	rejectedDoc string
 
-	flows    *flowPipeline
-	peerAPI  *peerAPI                  // the peer API and the fleet client; nil when peer_api_port is 0
-	byAddr   map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)
-	rates    rates                     // per-peer byte rates (guarded by mu)
-	removals map[string]bool           // operator removals already applied (guarded by mu)
-	mtu      autoMTU                   // mtu auto (mtu.go); touched only by the sync loop
-	wake     *time.Timer               // syncs when the next keepalive is due; touched only by the sync loop
+	flows *flowPipeline
+	quar  *quarantine.List // the fleet's quarantine entries (safe for concurrent use)
+	// appliedQuar is the quarantine in force since the last successful
+	// apply (quarApplied); the sync loop owns both.
+	appliedQuar nft.Quarantine
+	quarApplied bool
+	peerAPI     *peerAPI                  // the peer API and the fleet client; nil when peer_api_port is 0
+	byAddr      map[netip.Addr]flows.Peer // admitted peers by overlay address (guarded by mu)
+	rates       rates                     // per-peer byte rates (guarded by mu)
+	removals    map[string]bool           // operator removals already applied (guarded by mu)
+	mtu         autoMTU                   // mtu auto (mtu.go); touched only by the sync loop
+	wake        *time.Timer               // syncs when the next keepalive is due; touched only by the sync loop
 }
 
 // New builds the node: it loads the key, claims an address, creates the
@@ -126,6 +132,9 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 		return nil, err
 	}
 	n.adoptCertIdentity()
+	if err := n.loadQuarantine(); err != nil {
+		return nil, err
+	}
 	n.book = newAddrBook(cfg.AddressRetention)
 	if err := n.book.load(cfg.StateDir, cfg.Network); err != nil {
 		return nil, fmt.Errorf("state_dir: %w", err)
@@ -181,6 +190,11 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps, version string) (n *No
 	}
 	if err = n.fw.Apply(n.desired(nil)); err != nil {
 		return nil, fmt.Errorf("nftables: enforce persisted policy: %w", err)
+	}
+	// The quarantine holds from the first packet: the persisted entries,
+	// with the addresses the address book and the keys give.
+	if err = n.enforceQuarantine(nil); err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	if err = n.followCgroups(cfg.Workloads, cfg.File); err != nil {
 		return nil, err

@@ -101,10 +101,12 @@ type docHandler struct{ n *Node }
 
 // MergeDocument accepts a newer, valid policy from the mesh.
 func (h docHandler) MergeDocument(kind string, data []byte) bool {
-	if kind != docKindPolicy && kind != docKindRevocations && kind != docKindRemove && kind != docKindAddresses {
+	if kind != docKindPolicy && kind != docKindRevocations && kind != docKindRemove && kind != docKindAddresses && kind != docKindQuarantine {
 		return false
 	}
 	switch kind {
+	case docKindQuarantine:
+		return h.n.mergeQuarantine(data)
 	case docKindAddresses:
 		h.n.mergeAddressHints(data)
 		return false // hints go peer to peer in push/pull, never re-broadcast
@@ -167,6 +169,11 @@ func (h docHandler) Documents() map[string][]byte {
 	}
 	if b, err := h.n.book.encodeHints(); err == nil {
 		out[docKindAddresses] = b
+	}
+	if h.n.quar.Len() > 0 {
+		if b, err := h.n.quar.Encode(); err == nil {
+			out[docKindQuarantine] = b
+		}
 	}
 	if h.n.trust != nil && h.n.trust.revs.Version() > 0 {
 		if b, err := h.n.trust.revs.Encode(); err == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/segmesh/segmesh/api"
@@ -26,30 +27,9 @@ type removal struct {
 // pruned from the peer caches, instead of waiting for dead_peer_grace. A
 // live node is refused: stop it first (it would rejoin anyway).
 func (n *Node) RemoveNode(q, by string) (*api.RemoveResult, error) {
-	n.mu.Lock()
-	var found *peerView
-	for i := range n.view.peers {
-		p := &n.view.peers[i]
-		if p.name == q || p.rec.Name == q || p.rec.Address4.String() == q || p.rec.Address6.String() == q {
-			if found != nil && found.name != p.name {
-				n.mu.Unlock()
-				return nil, fmt.Errorf("%q matches several nodes: give the public key", q)
-			}
-			found = p
-		}
-	}
-	var name, key string
-	if found != nil {
-		name, key = found.rec.Name, found.name
-	} else if _, h, err := n.book.find(q); err == nil {
-		name, key = h.name, h.key.String() // gone from gossip, still remembered as an address holder
-	} else if !errors.Is(err, errNotRemembered) {
-		n.mu.Unlock()
+	name, key, found, err := n.resolveNode(q, false)
+	if err != nil {
 		return nil, err
-	}
-	n.mu.Unlock()
-	if key == "" {
-		return nil, fmt.Errorf("no node %q in the membership or the address memory", q)
 	}
 	if found != nil && (found.state == api.StateUp || found.state == api.StateSuspect) {
 		return nil, fmt.Errorf("%s (%s) is %s: stop it first; only dead or departed nodes can be removed", found.rec.Name, found.name, found.state)
@@ -77,6 +57,65 @@ func (n *Node) RemoveNode(q, by string) (*api.RemoveResult, error) {
 		n.mu.Unlock()
 	}
 	return res, nil
+}
+
+// resolveNode finds the node q names: a peer's public key, name or overlay
+// address, else an address holder this node remembers; with self, this
+// node and the quarantine list's nodes too. A name several nodes carry is
+// an error listing them. found is the peer's view when q is a peer.
+func (n *Node) resolveNode(q string, self bool) (name, key string, found *peerView, err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	type cand struct{ name, key, addr string }
+	var cands []cand
+	add := func(c cand, p *peerView) {
+		for _, x := range cands {
+			if x.key == c.key {
+				return
+			}
+		}
+		cands = append(cands, c)
+		if p != nil {
+			found = p
+		}
+	}
+	if self && (q == n.cfg.Name || q == n.pub.String() || q == n.claim.Address.String() || q == mesh.Address6(n.cfg.Network6, n.pub).String()) {
+		add(cand{n.cfg.Name, n.pub.String(), n.claim.Address.String()}, nil)
+	}
+	for i := range n.view.peers {
+		p := &n.view.peers[i]
+		if p.name == q || p.rec.Name == q || p.rec.Address4.String() == q || p.rec.Address6.String() == q {
+			add(cand{p.rec.Name, p.name, p.rec.Address4.String()}, p)
+		}
+	}
+	if self && n.quar != nil {
+		for _, e := range n.quar.Entries() {
+			if e.Name == q || e.Target == q {
+				add(cand{e.Name, e.Target, ""}, nil)
+			}
+		}
+	}
+	if len(cands) == 0 {
+		if _, h, err := n.book.find(q); err == nil {
+			add(cand{h.name, h.key.String(), ""}, nil) // gone from gossip, still remembered as an address holder
+		} else if !errors.Is(err, errNotRemembered) {
+			return "", "", nil, err
+		}
+	}
+	switch len(cands) {
+	case 0:
+		return "", "", nil, fmt.Errorf("no node %q in the membership or the address memory", q)
+	case 1:
+		if found != nil && found.name != cands[0].key {
+			found = nil
+		}
+		return cands[0].name, cands[0].key, found, nil
+	}
+	parts := make([]string, len(cands))
+	for i, c := range cands {
+		parts[i] = fmt.Sprintf("%s (%s %s)", c.name, c.key, c.addr)
+	}
+	return "", "", nil, fmt.Errorf("%q matches %d nodes: %s; give the public key or the address", q, len(cands), strings.Join(parts, ", "))
 }
 
 // applyRemoval forgets a dead or departed node (memberlist refuses to forget

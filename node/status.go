@@ -29,6 +29,7 @@ func (n *Node) Status() api.Status {
 	if n.trust != nil {
 		s.Self.CertNotAfter, s.Self.CertExpiresSoon = certExpiry(n.trust.cert, time.Now())
 	}
+	s.Quarantined = n.quarantinedViews()
 	if d := n.policy.doc; d != nil {
 		s.Policy = api.Policy{Version: d.Version, Hash: d.Hash, Mode: string(n.policy.pol.Mode)}
 	}
@@ -40,6 +41,9 @@ func (n *Node) Status() api.Status {
 		ap.Workloads = n.peerWorkloads(p.rec, p.cert, p.configured)
 		if p.configured {
 			ap.Segments = n.segmentsOf(p.rec.Tags)
+			if e, ok := n.quar.Lookup(p.name); ok && e.Quarantined() {
+				ap.State, ap.Reason = api.StateQuarantined, quarantineReason(e)
+			}
 		}
 		ap.CertNotAfter, ap.CertExpiresSoon = certExpiry(p.cert, time.Now())
 		if p.rejected == nil {

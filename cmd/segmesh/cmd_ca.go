@@ -11,7 +11,7 @@ import (
 
 func newCA() *cobra.Command {
 	cmd := &cobra.Command{Use: "ca", Short: "Mesh certificate authority (offline; keep its key off the fleet)"}
-	cmd.AddCommand(newCAInit())
+	cmd.AddCommand(newCAInit(), newCAOperatorKey())
 	return cmd
 }
 

@@ -32,7 +32,7 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVarP(&g.configFile, "config", "c", config.DefaultPath, "config file")
 	root.PersistentFlags().StringVar(&g.socket, "socket", "", "control socket (default: the config's control_socket)")
 	root.AddCommand(newInit(), newUp(g), newStatus(g), newFlows(g), newMap(g), newTop(g), newReload(g), newPolicy(g),
-		newNode(g), newCA(), newCert(g), newVersion(), newConfigCmd(g))
+		newNode(g), newQuarantine(g), newRelease(g), newCA(), newCert(g), newVersion(), newConfigCmd(g))
 	for _, extra := range buildCommands {
 		root.AddCommand(extra())
 	}
