@@ -41,7 +41,7 @@ func (n *Node) Status() api.Status {
 		ap.Workloads = n.peerWorkloads(p.rec, p.cert, p.configured)
 		if p.configured {
 			ap.Segments = n.segmentsOf(p.rec.Tags)
-			if e, ok := n.quar.Lookup(p.name); ok && e.Quarantined() {
+			if e, ok := n.quar.Lookup(p.name); ok && e.Quarantined() && (p.state == api.StateUp || p.state == api.StateSuspect) {
 				ap.State, ap.Reason = api.StateQuarantined, quarantineReason(e)
 			}
 		}

@@ -24,6 +24,7 @@ type caFixture struct {
 	web, app, db, liar *harness.Node
 	certs              map[*harness.Node]string
 	v1File             string // caPolicy signed for version 1
+	operator           string // an operator key (may sign quarantines only), in every node's trust.operator_keys_file
 }
 
 func (f *caFixture) nodes() []*harness.Node { return []*harness.Node{f.web, f.app, f.db, f.liar} }
@@ -51,6 +52,7 @@ func newCAFixture(t *testing.T) *caFixture {
 		f.certs[n] = ca.trust(t, n, attested[n])
 	}
 	f.certs[f.liar] = ca.trust(t, f.liar, attested[f.liar], "--name", "web2", "--public-key", tc.PublicKey(f.liar))
+	f.operator = newOperatorKey(t, f.nodes()...)
 
 	nodes := f.nodes()
 	f.acl = &aclFixture{tc: tc, nodes: nodes, byName: map[string]*harness.Node{},
@@ -98,6 +100,7 @@ func TestCATrust(t *testing.T) {
 	t.Run("no certificate, no peer", func(t *testing.T) { testCAUntrusted(t, f) })
 	t.Run("certificate tags win", func(t *testing.T) { testCATagsFromCert(t, f) })
 	t.Run("signed policies only", func(t *testing.T) { testCASignedPolicy(t, f) })
+	t.Run("quarantine signed by an operator key", func(t *testing.T) { testCAQuarantine(t, f) })
 	t.Run("certificate expiry", func(t *testing.T) { testCAExpiry(t, f) })
 	t.Run("revocation", func(t *testing.T) { testCARevocation(t, f) })
 }

@@ -17,6 +17,18 @@ type Status struct {
 	Peers  []StatusPeer `json:"peers"`
 	Policy StatusPolicy `json:"policy"`
 	Trust  string       `json:"trust"`
+	// Quarantined lists the nodes in quarantine.
+	Quarantined []StatusQuarantined `json:"quarantined"`
+}
+
+// StatusQuarantined is one node in quarantine.
+type StatusQuarantined struct {
+	Node      string   `json:"node"`
+	PublicKey string   `json:"public_key"`
+	Since     string   `json:"since"`
+	Reason    string   `json:"reason"`
+	AllowFrom []string `json:"allow_from"`
+	Self      bool     `json:"self"`
 }
 
 // StatusSelf describes the local node.
@@ -37,6 +49,8 @@ const (
 	StateDead      = "dead"
 	StateLeft      = "left"
 	StateUntrusted = "untrusted"
+	// StateQuarantined: a live peer in quarantine.
+	StateQuarantined = "quarantined"
 )
 
 // StatusPeer is one peer as the local node sees it.
