@@ -43,10 +43,10 @@ rules:
 `
 
 type quarantineMesh struct {
-	tc                    *harness.TestCluster
+	tc                     *harness.TestCluster
 	ops, web1, web2, x, db *harness.Node
-	nodes                 []*harness.Node
-	addr                  map[*harness.Node]netip.Addr
+	nodes                  []*harness.Node
+	addr                   map[*harness.Node]netip.Addr
 }
 
 func newQuarantineMesh(t *testing.T) *quarantineMesh {
