@@ -99,8 +99,12 @@ func (r *Revocation) validate() error {
 	return nil
 }
 
-func validReason(s string) bool {
-	if len(s) > MaxReasonLen || !utf8.ValidString(s) {
+func validReason(s string) bool { return ValidText(s, MaxReasonLen) }
+
+// ValidText reports whether s is at most max bytes of UTF-8 without
+// control characters (reasons, names in signed entries).
+func ValidText(s string, max int) bool {
+	if len(s) > max || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"regexp"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -93,17 +91,7 @@ func (e *Entry) Validate() error {
 	return nil
 }
 
-func printable(s string, max int) bool {
-	if len(s) > max || !utf8.ValidString(s) {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
-}
+func printable(s string, max int) bool { return ca.ValidText(s, max) }
 
 // signingInput is what the signature covers: the entry without its
 // signature, in its JSON encoding (fields in declaration order).
