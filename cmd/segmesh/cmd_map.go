@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/segmesh/segmesh/acl"
 	"github.com/segmesh/segmesh/api"
+	"github.com/segmesh/segmesh/ca"
 	"github.com/segmesh/segmesh/fleetmap"
 )
 
@@ -73,7 +72,7 @@ See docs/map.md.`,
 				_, err := cmd.OutOrStdout().Write(data)
 				return err
 			}
-			return writeFileAtomic(out, data, 0o644)
+			return ca.WriteFile(out, data, 0o644, true)
 		},
 	}
 	cmd.Flags().BoolVar(&fleet, "fleet", false, fleetHelp)
@@ -138,39 +137,3 @@ func renderMap(m fleetmap.Map, format string) ([]byte, error) {
 	return []byte(m.Mermaid()), nil
 }
 
-// writeFileAtomic writes data to a temporary file next to path and renames
-// it over path, so readers see the old file or the new one, never a part.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
