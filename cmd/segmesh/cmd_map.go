@@ -136,4 +136,3 @@ func renderMap(m fleetmap.Map, format string) ([]byte, error) {
 	}
 	return []byte(m.Mermaid()), nil
 }
-
