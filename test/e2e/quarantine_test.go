@@ -246,6 +246,15 @@ func TestQuarantine(t *testing.T) {
 	}
 	m.checkCut(t, "quarantined after restarting every node")
 
+	// A node joining now learns it before it reaches app1.
+	web3 := tc.AddNode(harness.NodeSpec{Name: "web3", Tags: role("web"), Join: []string{m.ops.GossipAddr()}})
+	tc.Start(web3)
+	tc.WaitMesh(meshTimeout, append(slices.Clone(m.nodes), web3)...)
+	if err := quarantinedOn(xKey, true)(web3); err != nil {
+		t.Errorf("web3, joined during the quarantine: %v", err)
+	}
+	expectProbe(t, web3, flow{"tcp", m.addr[m.x], 8080}, resTimeout)
+
 	// Partition: db1 cut off; released there; the others keep it until
 	// db1 is back, then the newer entry (the release) wins everywhere.
 	if err := m.db.LinkDown(); err != nil {
