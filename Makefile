@@ -44,9 +44,9 @@ demo-down:
 
 ## bench: the benchmark suite (data plane vs upstream wireguard-go and raw veth,
 ## crypto ceiling, mesh formation/propagation/revocation, gossip at scale,
-## control-plane cost, footprint, workloads, allowed-flow observation, Go
-## benchmarks) in network namespaces (as root): prints one table and writes
-## BENCHMARKS.md; `go run ./test/bench/cmd/bench -rows 11a,11b -out FILE`
+## control-plane cost, footprint, workloads, allowed-flow observation,
+## quarantine/release, Go benchmarks) in network namespaces (as root): prints
+## one table and writes BENCHMARKS.md; `go run ./test/bench/cmd/bench -rows 11a,12 -out FILE`
 ## runs only some rows (see -help). Under 15 minutes on a
 ## quiet 2-core machine. Not part of `make test`.
 bench:

@@ -2,7 +2,8 @@
 // upstream wireguard-go and raw veth, crypto ceiling, mesh formation and
 // propagation in network namespaces, gossip at scale in one process,
 // control-plane cost from the acl Go benchmarks, daemon footprint,
-// workloads (rows 10), allowed-flow observation (rows 11a-11d)), prints
+// workloads (rows 10), allowed-flow observation (rows 11a-11d), quarantine
+// and release on 10 nodes timed on the data plane (rows 12a, 12b)), prints
 // one table and writes BENCHMARKS.md. It needs root (network namespaces,
 // nftables). `make bench` runs the full suite, `make bench-quick` a reduced
 // one (-quick).
@@ -34,6 +35,7 @@ type Params struct {
 	MeshNodes     int // nodes of the propagation cluster
 	PropRounds    int // tag/policy changes measured
 	RevRounds     int // revocations measured (the last by public key)
+	QuarCycles    int // quarantine/release cycles (rows 12)
 
 	GossipNodes int // simulated in-process gossip nodes
 	GossipBatch int // simulated nodes started at once
@@ -60,8 +62,8 @@ type Params struct {
 }
 
 var (
-	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, RevRounds: 4, GossipNodes: 1000, GossipBatch: 50, GossipPaced: true, GossipWait: 6 * time.Minute, GossipSweep: 100000, GossipProbe: 5 * time.Second, GossipProbeTimeout: 3 * time.Second, GossipDrain: 300 * time.Second, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 4 * time.Minute, BenchTime: "5x", GoBenchTime: "1s"}
-	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, RevRounds: 2, GossipNodes: 50, GossipBatch: 50, GossipWait: 30 * time.Second, GossipSweep: 1000, GossipDrain: 30 * time.Second, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 30 * time.Second, BenchTime: "1x", GoBenchTime: "100ms"}
+	full  = Params{Mode: "full", Runs: 5, Secs: 5, LatRounds: 5, PingsPerRound: 200, RRPerRound: 2000, MeshNodes: 10, PropRounds: 3, RevRounds: 4, QuarCycles: 10, GossipNodes: 1000, GossipBatch: 50, GossipPaced: true, GossipWait: 6 * time.Minute, GossipSweep: 100000, GossipProbe: 5 * time.Second, GossipProbeTimeout: 3 * time.Second, GossipDrain: 300 * time.Second, GossipIdle: 20 * time.Second, CPUWindow: 30 * time.Second, JoinWait: 4 * time.Minute, BenchTime: "5x", GoBenchTime: "1s"}
+	quick = Params{Mode: "quick", Runs: 3, Secs: 1, LatRounds: 2, PingsPerRound: 100, RRPerRound: 500, MeshNodes: 10, PropRounds: 1, RevRounds: 2, QuarCycles: 3, GossipNodes: 50, GossipBatch: 50, GossipWait: 30 * time.Second, GossipSweep: 1000, GossipDrain: 30 * time.Second, GossipIdle: 5 * time.Second, CPUWindow: 10 * time.Second, JoinWait: 30 * time.Second, BenchTime: "1x", GoBenchTime: "100ms"}
 )
 
 func main() {
@@ -74,7 +76,7 @@ func main() {
 	}
 	quickFlag := flag.Bool("quick", false, "reduced suite (under 3 minutes)")
 	out := flag.String("out", "BENCHMARKS.md", "markdown report to write (\"\" = none)")
-	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,revocation,gossip,acl,footprint,workloads,observe,gobench; 10a, 10b or 10c select workloads; 11 or observe the rows 11a-11d, 11a, 11b, 11c, 11d each of them); empty = all")
+	only := flag.String("rows", "", "comma-separated row groups to run (dataplane,crypto,mesh,revocation,gossip,acl,footprint,workloads,observe,quarantine,gobench; 10a, 10b or 10c select workloads; 11 or observe the rows 11a-11d, 11a, 11b, 11c, 11d each of them; 12, 12a or 12b select quarantine); empty = all")
 	gossipNodes := flag.Int("gossip-nodes", 0, "simulated gossip nodes of row 6 (0: the mode's default)")
 	gossipProbe := flag.Duration("gossip-probe", -1, "row 6: probe interval of the simulated nodes (0: production 1s; default: the mode's)")
 	gossipProbeTimeout := flag.Duration("gossip-probe-timeout", -1, "row 6: probe timeout of the simulated nodes (0: production 500ms; default: the mode's)")
@@ -126,6 +128,8 @@ func main() {
 		case "11a", "11b", "11c", "11d":
 			want["observe"] = true
 			obsWant[g] = true
+		case "12", "12a", "12b": // one set of cycles serves both rows
+			want["quarantine"] = true
 		default:
 			want[g] = true
 		}
@@ -167,6 +171,7 @@ func main() {
 	timed("footprint", func() []Row { return benchFootprint(env, p) })
 	timed("workloads", func() []Row { return benchWorkloads(env, p) })
 	timed("observe", func() []Row { return benchObserve(env, p, obsWant) })
+	timed("quarantine", func() []Row { return benchQuarantine(env, p) })
 	var sections []string
 	if run("gobench") {
 		t0 := time.Now()

@@ -59,10 +59,19 @@ func methodText(p Params) string {
   11c: `+"`segmesh policy suggest --fleet`"+` timed on a 10-node mesh in audit mode after every node connected
   to every other on four ports (n/a while the binary has no --fleet); 11d: the Go heap of flows.Allowed filled
   to its 16,384 bound (runtime.ReadMemStats around the fill, GC before and after).
+- **Quarantine (rows 12).** %d real nodes in enforce mode (every node may reach every node on tcp/7000 and by ICMP),
+  n0 in segment ops, X = the last node; every node runs an echo server on tcp/7000 and a prober (a new TCP
+  connection every 20 ms, 40 ms timeout): the others dial X, X dials all of them. %d cycles of
+  `+"`segmesh quarantine X --allow-from ops`"+` through n0's socket, then, once every node is cut,
+  `+"`segmesh release X`"+`; per cycle and node the delay from starting the command until its probes flip (the final
+  flip: flaps before it do not count); 12a: X's probe to the node and the node's to X both refused (n0: X's
+  only, its own, the forensic path, must stay up), 12b: both answering again. A pair is cut by whichever end
+  enforces first and restored once both have lifted it, so each node's own enforcement is also read from its
+  log (the line after its nft batch), with when it learned the entry by gossip.
 
 Ratios: measured / reference for comparisons, measured / target for absolute targets.`,
 		WireGuardGoVersion, p.Runs, p.Secs, p.LatRounds, p.MeshNodes, p.MeshNodes, p.GossipNodes, p.GossipBatch, gossipPacing(p), gossipFD(p),
-		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, wlRuns(p), min(p.Secs, 2), wlRuns(p), min(p.Secs, 2))
+		float64(gossipMemLimit)/(1<<30), float64(gossipMaxRSS)/(1<<30), p.GoBenchTime, p.BenchTime, p.CPUWindow, wlRuns(p), min(p.Secs, 2), wlRuns(p), min(p.Secs, 2), p.MeshNodes, p.QuarCycles)
 }
 
 // gossipFD describes the simulated nodes' failure detector.

@@ -571,7 +571,7 @@ func measure11c(env *Env, prm Params) ([]Row, error) {
 		ID: "11c", What: what,
 		Measured: fmt.Sprintf("p50 %.3f, p95 %.3f, max %.3f (%d runs)", p50, p95, percentile(d, 100), len(d)),
 		Target:   "≤ 1 s", Ratio: fmt.Sprintf("%.2f of target", p95), Verdict: verdict(p95 <= 1),
-		Note: fmt.Sprintf("10 real daemons (4 web, 3 app, 3 db) in audit mode (web→app tcp/7000 and app→db tcp/7001 allowed, the rest audited); every node made about 3 connections to every other on each of tcp/7000-7003 (%d in all: allowed, and audited in and out), then `segmesh policy suggest --fleet --socket` of %s ran %d times, timed from start to exit (the CLI's process included). The first output began: %q.",
+		Note: fmt.Sprintf("10 real daemons (4 web, 3 app, 3 db) in audit mode (web→app tcp/7000 and app→db tcp/7001 allowed, the rest audited); every node made about 3 connections to every other on each of tcp/7000-7003 (%d in all: allowed, and audited in and out), then `segmesh policy suggest --fleet --socket` of %s ran %d times, timed from start to exit (the CLI's process included). The first output began: %q. Audit mode admits the peer-API requests (tcp/9477 over the mesh) the asked daemon makes to every peer; in enforce mode they need a rule such as {from: [ops], to: [\"*\"], ports: [tcp/9477]}.",
 			conns, nodes[0].Name, len(d), tailHead(first, 200)),
 	}}, nil
 }
