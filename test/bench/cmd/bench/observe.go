@@ -337,7 +337,7 @@ func idleCPU(pid int, d time.Duration) (float64, error) {
 }
 
 func row11b(env *Env, s *obsPair, prm Params) []Row {
-	const what = "daemon CPU while 2,000 new connections/s are admitted and observed"
+	const what = "daemon CPU while 2,000 new connections/s are admitted and observed: the observation's share (on − off; the embedded wireguard-go's per-packet work is the rest)"
 	const rate = 2000
 	d, rounds := 10*time.Second, 3
 	if prm.Mode == "quick" {
@@ -409,12 +409,16 @@ func row11b(env *Env, s *obsPair, prm Params) []Row {
 			prof = "profile failed: " + err.Error()
 		}
 	}
-	m := median(on)
+	// The daemon carries the data plane (wireguard-go): its CPU under this
+	// load is mostly decrypting and encrypting the connections' packets,
+	// the same with observation off. The row's figure is what observing
+	// adds to it.
+	m := max(median(on)-median(off), 0)
 	ok := m <= 0.10 && countedOn == madeOn
 	return []Row{{
 		ID: "11b", What: what,
-		Measured: fmt.Sprintf("%.1f%% of a core observed (observation off, the same load: %.1f%%; idle %.2f%%); %d of %d connections counted, %.0f/s",
-			100*m, 100*median(off), 100*idle, countedOn, madeOn, float64(madeOn)/secsOn),
+		Measured: fmt.Sprintf("+%.1f%% of a core for observing: the whole daemon %.1f%% observed, %.1f%% with observation off (the same load through its embedded wireguard-go; idle %.2f%%); %d of %d connections counted, %.0f/s",
+			100*m, 100*median(on), 100*median(off), 100*idle, countedOn, madeOn, float64(madeOn)/secsOn),
 		Target: "≤ 10% of a core", Ratio: fmt.Sprintf("%.2f of target", m/0.10), Verdict: verdict(ok),
 		Note: fmt.Sprintf("the pair of row 11a; this program's conn-rate helper in a's namespace opens %d TCP connections a second to b's tcp/%d (allowed; rr-server) for %s, a new socket each: connect, one byte written and echoed, close with SO_LINGER 0 (no TIME_WAIT), at most 512 open (%d failed, %d not started for want of a slot over all rounds). "+
 			"b's daemon CPU from utime+stime of /proc/PID/stat over each run, as %% of one core; median of %d runs with observation on (%s%%), alternated with %d with it off (%s%%: chain allow_in reduced to its accept as in 11a). "+
