@@ -10,22 +10,41 @@ import (
 	"unicode/utf8"
 )
 
-// FormatStatus writes the human form of `segmesh status`: a summary of this
-// node, a table of its workloads (if any), an aligned table of peers and
-// the peers' workloads (if any). The workload parts fit in 80 columns.
+// FormatStatus writes the human form of `segmesh status`: a first line
+// "THIS NODE IS QUARANTINED …" when this node is, a summary of this node,
+// the nodes in quarantine (if any), a table of its workloads (if any), an
+// aligned table of peers and the peers' workloads (if any). The quarantine
+// and workload parts fit in 80 columns.
 func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 	pv := "none (all inbound mesh traffic denied)"
 	if s.Policy.Version > 0 {
 		pv = fmt.Sprintf("v%d %s (%s)", s.Policy.Version, s.Policy.Hash, s.Policy.Mode)
+	}
+	cut := false
+	for _, q := range s.Quarantined {
+		if q.Self {
+			line := fmt.Sprintf("THIS NODE IS QUARANTINED since %s (allow-from %s)", q.Since, allowFromText(q.AllowFrom))
+			if q.Reason != "" {
+				line += ": " + q.Reason
+			}
+			if runes(line) > statusWidth {
+				line, cut = string([]rune(line)[:statusWidth-1])+"…", true
+			}
+			fmt.Fprintln(w, line)
+			break
+		}
 	}
 	fmt.Fprintf(w, "node      %s  %s\n", s.Self.Name, s.Self.PublicKey)
 	fmt.Fprintf(w, "address   %s  %s  endpoint %s\n", s.Self.Address, s.Self.Address6, s.Self.Endpoint)
 	fmt.Fprintf(w, "tags      %s   segments %s\n", FormatTags(s.Self.Tags), dash(strings.Join(s.Self.Segments, ",")))
 	fmt.Fprintf(w, "interface %s (%s)   mesh %d members   trust %s\n", s.Interface, s.Backend, s.Members, s.Trust)
 	fmt.Fprintf(w, "policy    %s\n\n", pv)
-	cut := false
+	if len(s.Quarantined) > 0 {
+		cut = writeQuarantined(w, s.Quarantined, statusWidth) || cut
+		fmt.Fprintln(w)
+	}
 	if len(s.Self.Workloads) > 0 {
-		cut = writeWorkloads(w, s.Self.Workloads, statusWidth)
+		cut = writeWorkloads(w, s.Self.Workloads, statusWidth) || cut
 		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -49,6 +68,96 @@ func FormatStatus(w io.Writer, s *Status, now time.Time) error {
 
 // statusWidth is the width the workload parts of `segmesh status` fit in.
 const statusWidth = 80
+
+// writeQuarantined writes the nodes in quarantine as a table of at most
+// width columns (this node's name marked "(this node)"), each entry's
+// reason wrapped on lines of their own below it. Values too wide are cut
+// with "…" (BY first, then NODE, then ALLOW-FROM); it reports whether any
+// was.
+func writeQuarantined(w io.Writer, qs []Quarantined, width int) (cut bool) {
+	fmt.Fprintln(w, "quarantined (mesh traffic only from ALLOW-FROM; lift: segmesh release NODE)")
+	titles := []string{"NODE", "SINCE", "BY", "ALLOW-FROM"}
+	rows := make([][]string, len(qs))
+	for i, q := range qs {
+		name := dash(q.Node)
+		if q.Self {
+			name += " (this node)"
+		}
+		rows[i] = []string{name, dash(q.Since), dash(q.By), allowFromText(q.AllowFrom)}
+	}
+	const indent = 2
+	widths := make([]int, len(titles))
+	for i, t := range titles {
+		widths[i] = runes(t)
+		for _, r := range rows {
+			widths[i] = max(widths[i], runes(r[i]))
+		}
+	}
+	over := indent + sum(widths) + 2*(len(widths)-1) - width
+	for _, c := range []struct{ col, min int }{{2, 12}, {0, 12}, {3, 10}} {
+		d := min(max(over, 0), max(widths[c.col]-c.min, 0))
+		widths[c.col] -= d
+		over -= d
+	}
+	line := func(cells []string) {
+		parts := make([]string, len(widths))
+		for i, wd := range widths {
+			c := cells[i]
+			if runes(c) > wd {
+				c, cut = string([]rune(c)[:wd-1])+"…", true
+			}
+			parts[i] = c + strings.Repeat(" ", wd-runes(c))
+		}
+		fmt.Fprintln(w, strings.TrimRight(strings.Repeat(" ", indent)+strings.Join(parts, "  "), " "))
+	}
+	line(titles)
+	pre := strings.Repeat(" ", indent+widths[0]+2)
+	for i, r := range rows {
+		line(r)
+		if qs[i].Reason != "" {
+			for _, l := range wrap(qs[i].Reason, width-runes(pre)) {
+				fmt.Fprintf(w, "%s%s\n", pre, l)
+			}
+		}
+	}
+	return cut
+}
+
+// allowFromText is an allow-from list as status shows it.
+func allowFromText(segs []string) string {
+	if len(segs) == 0 {
+		return "nobody"
+	}
+	return strings.Join(segs, ",")
+}
+
+// wrap breaks s into lines of at most width runes at spaces; a word longer
+// than width is broken inside.
+func wrap(s string, width int) []string {
+	width = max(width, 1)
+	var lines []string
+	cur := ""
+	for _, word := range strings.Fields(s) {
+		for runes(word) > width {
+			if cur != "" {
+				lines, cur = append(lines, cur), ""
+			}
+			lines, word = append(lines, string([]rune(word)[:width])), string([]rune(word)[width:])
+		}
+		switch {
+		case cur == "":
+			cur = word
+		case runes(cur)+1+runes(word) <= width:
+			cur += " " + word
+		default:
+			lines, cur = append(lines, cur), word
+		}
+	}
+	if cur != "" {
+		lines = append(lines, cur)
+	}
+	return lines
+}
 
 // writeWorkloads writes this node's workloads as a table of at most width
 // columns, a workload's reason (if any) on a line of its own below it.

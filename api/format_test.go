@@ -147,3 +147,79 @@ func TestWorkloadMarks(t *testing.T) {
 		t.Errorf("WorkloadMarks of one in 2 = %q", got)
 	}
 }
+
+func TestFormatStatusQuarantined(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := &api.Status{
+		Self: api.Self{Name: "web-3", PublicKey: "KEY3", Address: "100.80.1.12"},
+		Peers: []api.Peer{
+			{Name: "ops-1", State: api.StateUp, Address: "100.80.9.1"},
+			{Name: "web-4", State: api.StateQuarantined, Address: "100.80.1.13",
+				Reason: "quarantined since 2026-03-01T11:50:00Z by bob@ops-1: same campaign"},
+		},
+		Quarantined: []api.Quarantined{
+			{Node: "web-3", PublicKey: "KEY3", Since: "2026-03-01T11:58:00Z", By: "alice@ops-1", AllowFrom: []string{"ops"},
+				Reason: "INC-4711 beaconing to 203.0.113.9 every 30 s since the deploy of 11:40, see the ticket for the pcap", Self: true},
+			{Node: "web-4", PublicKey: "KEY4", Since: "2026-03-01T11:50:00Z",
+				By: "incident-responder-on-call@bastion-host-in-the-secure-zone.example", AllowFrom: []string{}, Reason: "same campaign"},
+		},
+		Policy: api.Policy{Version: 2, Hash: "sha256:ab", Mode: "enforce"}, Trust: "open", Members: 3,
+	}
+	var b bytes.Buffer
+	if err := api.FormatStatus(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	first := "THIS NODE IS QUARANTINED since 2026-03-01T11:58:00Z (allow-from ops): INC-4711 …\n"
+	if !strings.HasPrefix(out, first+"node      web-3  KEY3\n") {
+		t.Errorf("output does not start with the quarantine line; want\n%s\ngot\n%s", first, out)
+	}
+	section := `quarantined (mesh traffic only from ALLOW-FROM; lift: segmesh release NODE)
+  NODE               SINCE                 BY                         ALLOW-FROM
+  web-3 (this node)  2026-03-01T11:58:00Z  alice@ops-1                ops
+                     INC-4711 beaconing to 203.0.113.9 every 30 s since the
+                     deploy of 11:40, see the ticket for the pcap
+  web-4              2026-03-01T11:50:00Z  incident-responder-on-ca…  nobody
+                     same campaign
+`
+	if !strings.Contains(out, "\n\n"+section+"\nNAME") {
+		t.Errorf("no quarantined section between summary and peers; want\n%s\ngot\n%s", section, out)
+	}
+	if !strings.Contains(out, "web-4  quarantined") {
+		t.Errorf("peer web-4 not shown as quarantined:\n%s", out)
+	}
+	if !strings.HasSuffix(out, "(cut to fit 80 columns: segmesh status --json shows everything)\n") {
+		t.Errorf("no note that values were cut:\n%s", out)
+	}
+	for _, l := range strings.Split(first+section, "\n") {
+		if n := utf8.RuneCountInString(l); n > 80 {
+			t.Errorf("%d columns: %q", n, l)
+		}
+	}
+
+	// Another node's quarantine only: the section, no first line, nothing cut.
+	s.Quarantined = s.Quarantined[1:]
+	s.Quarantined[0].By = "bob@ops-1"
+	b.Reset()
+	if err := api.FormatStatus(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	out = b.String()
+	if strings.Contains(out, "THIS NODE") || !strings.HasPrefix(out, "node ") {
+		t.Errorf("quarantine line for another node's quarantine:\n%s", out)
+	}
+	if !strings.Contains(out, "  web-4  2026-03-01T11:50:00Z  bob@ops-1  nobody\n         same campaign\n") || strings.Contains(out, "cut to fit") {
+		t.Errorf("quarantined section:\n%s", out)
+	}
+}
+
+func TestFormatStatusNotQuarantined(t *testing.T) {
+	s := &api.Status{Self: api.Self{Name: "db-1"}, Quarantined: []api.Quarantined{}}
+	var b bytes.Buffer
+	if err := api.FormatStatus(&b, s, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); strings.Contains(strings.ToLower(out), "quarantined") {
+		t.Errorf("quarantine parts without quarantines:\n%s", out)
+	}
+}

@@ -52,6 +52,9 @@ func TestMakePackage(t *testing.T) {
 		"usr/share/man/man1/segmesh-up.1.gz",
 		"usr/share/man/man1/segmesh-config-check.1.gz",
 		"usr/share/man/man1/segmesh-policy-explain.1.gz",
+		"usr/share/man/man1/segmesh-quarantine.1.gz",
+		"usr/share/man/man1/segmesh-release.1.gz",
+		"usr/share/man/man1/segmesh-ca-operator-key.1.gz",
 	} {
 		if _, err := os.Stat(filepath.Join(fsroot, f)); err != nil {
 			t.Errorf("package lacks /%s: %v", f, err)

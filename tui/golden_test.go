@@ -168,3 +168,30 @@ func waitCond(t *testing.T, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestQuarantineGolden renders every view on a quarantined node (db-1)
+// that also sees web-2 quarantined: the banner above every view, the count
+// in the header, web-2's state in the peers view.
+func TestQuarantineGolden(t *testing.T) {
+	for _, sz := range [][2]int{{80, 24}, {120, 40}} {
+		for v := range numViews {
+			t.Run(fmt.Sprintf("%s_%dx%d", strings.ToLower(viewNames[v]), sz[0], sz[1]), func(t *testing.T) {
+				m := loadedQuarantined(sz[0], sz[1])
+				defer m.Close()
+				m.Update(press(fmt.Sprint(int(v) + 1)))
+				out := m.View()
+				lines := strings.Split(out, "\n")
+				if !strings.HasPrefix(lines[0], "QUARANTINED since 11:58Z (2m00s ago) — mesh traffic only from: ops,monitoring") {
+					t.Fatalf("no banner on top of %s:\n%s", viewNames[v], out)
+				}
+				if !strings.Contains(lines[1], "1 quarantined") {
+					t.Fatalf("no quarantined count in the header:\n%s", out)
+				}
+				if len(lines) != sz[1] {
+					t.Fatalf("%d lines, want %d", len(lines), sz[1])
+				}
+				teatest.RequireEqualOutput(t, []byte(out))
+			})
+		}
+	}
+}

@@ -2,6 +2,8 @@ package tui
 
 import (
 	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/segmesh/segmesh/api"
 )
 
 // loaded returns a model that has, without running any command, received
@@ -40,4 +42,31 @@ func press(s string) tea.KeyMsg {
 		return tea.KeyMsg{Type: tea.KeyRight}
 	}
 	return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune(s)}
+}
+
+// quarantine puts web-2 and this node (db-1) in quarantine in a fixture
+// status, as the daemon reports them.
+func quarantine(ev api.Event) api.Event {
+	s := *ev.Status
+	s.Peers = append([]api.Peer(nil), s.Peers...)
+	for i := range s.Peers {
+		if s.Peers[i].Name == "web-2" {
+			s.Peers[i].State = api.StateQuarantined
+			s.Peers[i].Reason = "quarantined since 2026-03-01T11:40:00Z by bob@ops-1: INC-4710"
+		}
+	}
+	s.Quarantined = []api.Quarantined{
+		{Node: "web-2", PublicKey: keyWeb2, Since: "2026-03-01T11:40:00Z", Reason: "INC-4710", AllowFrom: []string{}, By: "bob@ops-1"},
+		{Node: "db-1", PublicKey: keyDB1, Since: "2026-03-01T11:58:00Z", By: "alice@ops-1", Self: true,
+			Reason: "INC-4711 exfiltration to 203.0.113.9 over tcp/443", AllowFrom: []string{"ops", "monitoring"}},
+	}
+	ev.Status = &s
+	return ev
+}
+
+// loadedQuarantined is loaded, with this node and web-2 in quarantine.
+func loadedQuarantined(w, h int) *Model {
+	m := loaded(w, h)
+	m.Update(eventMsg{gen: 1, ev: quarantine(fixtureStatus(1))})
+	return m
 }

@@ -298,6 +298,9 @@ func (m *Model) View() string {
 	b := m.body(w)
 	avail := m.bodyRows()
 	lines := make([]string, 0, h)
+	if banner := m.renderBanner(w); banner != "" {
+		lines = append(lines, banner)
+	}
 	lines = append(lines, m.renderHeader(w), m.renderTabs(w), "", b.title)
 	rows := b.lines
 	if len(rows) == 0 {
@@ -330,10 +333,14 @@ func (m *Model) size() (int, int) {
 	return w, h
 }
 
-// bodyRows is how many table rows fit under header, tabs, blank line and
-// column titles, above the footer.
+// bodyRows is how many table rows fit under the quarantine banner (on a
+// quarantined node), header, tabs, blank line and column titles, above the
+// footer.
 func (m *Model) bodyRows() int {
 	_, h := m.size()
+	if _, ok := m.selfQuarantine(); ok {
+		h--
+	}
 	return max(0, h-5)
 }
 

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/lipgloss"
+	"github.com/muesli/termenv"
+
 	"github.com/segmesh/segmesh/api"
 )
 
@@ -327,5 +331,64 @@ func TestEgressFlows(t *testing.T) {
 			!strings.Contains(body.lines[0], "pg_dump")) {
 			t.Errorf("80 wide: %q", body.lines[0])
 		}
+	}
+}
+
+// TestQuarantineBanner: the banner fits every width, is styled (red,
+// reversed) when colours are on, and goes away when this node is released;
+// a quarantined peer's state is styled like a bad one.
+func TestQuarantineBanner(t *testing.T) {
+	for _, w := range []int{20, 40, 60, 80, 100, 120, 200} {
+		for _, h := range []int{3, 6, 12, 24, 40} {
+			m := loadedQuarantined(w, h)
+			for v := range numViews {
+				m.view = v
+				lines := strings.Split(m.View(), "\n")
+				if len(lines) != h {
+					t.Fatalf("%dx%d %s: %d lines", w, h, viewNames[v], len(lines))
+				}
+				if !strings.HasPrefix(lines[0], truncate("QUARANTINED", w)) {
+					t.Fatalf("%dx%d %s: first line %q", w, h, viewNames[v], lines[0])
+				}
+				for i, l := range lines {
+					if width(l) > w {
+						t.Fatalf("%dx%d %s: line %d is %d wide: %q", w, h, viewNames[v], i, width(l), l)
+					}
+				}
+			}
+		}
+	}
+	m := loadedQuarantined(200, 24)
+	m.view = viewPeers
+	if out := m.View(); !strings.Contains(out, "— INC-4711 exfiltration to 203.0.113.9 over tcp/443") ||
+		!strings.Contains(out, " quarantined ") {
+		t.Fatalf("reason or peer state missing at 200 columns:\n%s", out)
+	}
+	if m.bodyRows() != 24-6 {
+		t.Fatalf("body rows %d under the banner, want %d", m.bodyRows(), 24-6)
+	}
+	ev := quarantine(fixtureStatus(1))
+	ev.Status.Quarantined = ev.Status.Quarantined[:1] // db-1 released
+	m.Update(eventMsg{gen: 1, ev: ev})
+	if out := m.View(); strings.Contains(out, "QUARANTINED") || !strings.HasPrefix(out, "db-1 ") {
+		t.Fatalf("banner after release:\n%s", out)
+	}
+
+	r := lipgloss.NewRenderer(nil)
+	r.SetColorProfile(termenv.ANSI)
+	st := newStyles(r)
+	qs, ok := st.state(api.StateQuarantined)
+	if !ok || qs.Render("x") != st.bad.Render("x") {
+		t.Fatalf("quarantined state styled %q, want like a bad state %q", qs.Render("x"), st.bad.Render("x"))
+	}
+	opts := testOptions()
+	opts.Renderer = r
+	cm := New(newFake(), opts)
+	cm.io.close()
+	cm.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	cm.Update(connectedMsg{gen: 1})
+	cm.Update(eventMsg{gen: 1, ev: quarantine(fixtureStatus(1))})
+	if b := cm.renderBanner(80); !strings.Contains(b, "\x1b[") || width(b) != 80 {
+		t.Fatalf("banner not styled or not the full width: %q", b)
 	}
 }

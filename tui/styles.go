@@ -19,6 +19,7 @@ type styles struct {
 	bad       lipgloss.Style
 	filter    lipgloss.Style
 	self      lipgloss.Style
+	banner    lipgloss.Style
 }
 
 func newStyles(r *lipgloss.Renderer) styles {
@@ -33,6 +34,7 @@ func newStyles(r *lipgloss.Renderer) styles {
 		bad:       r.NewStyle().Foreground(lipgloss.Color("1")).Bold(true),
 		filter:    r.NewStyle().Foreground(lipgloss.Color("6")),
 		self:      r.NewStyle().Bold(true),
+		banner:    r.NewStyle().Foreground(lipgloss.Color("1")).Bold(true).Reverse(true),
 	}
 }
 
@@ -43,7 +45,7 @@ func (s styles) state(state string) (lipgloss.Style, bool) {
 		return s.live, true
 	case api.StateSuspect:
 		return s.warn, true
-	case api.StateDead, api.StateUntrusted:
+	case api.StateDead, api.StateUntrusted, api.StateQuarantined:
 		return s.bad, true
 	case api.StateLeft:
 		return s.dim, true

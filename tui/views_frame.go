@@ -1,12 +1,13 @@
 package tui
 
 import (
-	"github.com/segmesh/segmesh/api"
-
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/x/ansi"
+
+	"github.com/segmesh/segmesh/api"
 )
 
 // renderHeader is the top line: node, mesh size, policy, trust on the left,
@@ -33,6 +34,9 @@ func (m *Model) renderHeader(w int) string {
 			pol,
 			"trust " + dash(s.Trust),
 		}
+		if n := quarantinedPeers(s); n > 0 { // after the mesh size: an 80-column header keeps it
+			parts = append(parts[:2], append([]string{m.st.bad.Render(fmt.Sprintf("%d quarantined", n))}, parts[2:]...)...)
+		}
 		if n := expiringCerts(s); n > 0 {
 			parts = append(parts, m.st.warn.Render(plural(n, "cert")+" expiring <30d"))
 		}
@@ -41,6 +45,43 @@ func (m *Model) renderHeader(w int) string {
 	room := w - width(right) - 1
 	left = truncate(left, room)
 	return left + strings.Repeat(" ", max(1, w-width(left)-width(right))) + right
+}
+
+// selfQuarantine is this node's own quarantine entry, if it is in
+// quarantine.
+func (m *Model) selfQuarantine() (api.Quarantined, bool) {
+	if m.status == nil {
+		return api.Quarantined{}, false
+	}
+	for _, q := range m.status.Quarantined {
+		if q.Self {
+			return q, true
+		}
+	}
+	return api.Quarantined{}, false
+}
+
+// renderBanner is the line above the header on a quarantined node:
+// "QUARANTINED since 11:58Z (2m00s ago) — mesh traffic only from: ops —
+// reason", cut to w cells; "" when this node is not in quarantine.
+func (m *Model) renderBanner(w int) string {
+	q, ok := m.selfQuarantine()
+	if !ok {
+		return ""
+	}
+	since := q.Since
+	if t, err := time.Parse(time.RFC3339Nano, q.Since); err == nil {
+		since = fmt.Sprintf("%s (%s ago)", t.UTC().Format("15:04Z"), age(m.now().Sub(t)))
+	}
+	from := "nobody"
+	if len(q.AllowFrom) > 0 {
+		from = strings.Join(q.AllowFrom, ",")
+	}
+	text := "QUARANTINED since " + since + " — mesh traffic only from: " + from
+	if q.Reason != "" {
+		text += " — " + q.Reason
+	}
+	return m.st.banner.Render(pad(truncate(text, w), w, false))
 }
 
 // renderTabs is the view selector, with the active filter on the right.
@@ -120,6 +161,17 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// quarantinedPeers counts the other nodes in quarantine.
+func quarantinedPeers(s *api.Status) int {
+	n := 0
+	for _, q := range s.Quarantined {
+		if !q.Self {
+			n++
+		}
+	}
+	return n
 }
 
 // expiringCerts counts certificates (this node and peers) ending within 30

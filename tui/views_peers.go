@@ -55,7 +55,7 @@ func (m *Model) peersBody(w int) body {
 			plain(rx),
 			plain(tx),
 			styledCell(dash(p.State), st, ok),
-			plain(p.Reason),
+			plain(m.peerReason(p)),
 		}
 		sub := ""
 		if len(p.Workloads) > 0 {
@@ -64,7 +64,7 @@ func (m *Model) peersBody(w int) body {
 		if !matches(m.filters[viewPeers], rowText(r), workloadNames(p.Workloads)) {
 			continue
 		}
-		hasReason = hasReason || p.Reason != ""
+		hasReason = hasReason || r[len(r)-1].text != ""
 		rows = append(rows, r)
 		subs = append(subs, sub)
 	}
@@ -80,6 +80,28 @@ func (m *Model) peersBody(w int) body {
 		}
 	}
 	return body{title: title, lines: lines, empty: "no peers"}
+}
+
+// peerReason is a peer's reason; for a quarantined one the short form
+// "REASON (by WHO)" from status.quarantined (the state column says
+// quarantined; the banner and segmesh status give the time).
+func (m *Model) peerReason(p api.Peer) string {
+	if p.State != api.StateQuarantined {
+		return p.Reason
+	}
+	for _, q := range m.status.Quarantined {
+		if q.PublicKey != p.PublicKey {
+			continue
+		}
+		switch {
+		case q.By == "":
+			return q.Reason
+		case q.Reason == "":
+			return "by " + q.By
+		}
+		return q.Reason + " (by " + q.By + ")"
+	}
+	return p.Reason
 }
 
 // workloadNames is the text a filter matches a peer's workloads against.

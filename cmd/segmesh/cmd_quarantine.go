@@ -17,20 +17,28 @@ import (
 const quarantineLong = `Cut a node off the mesh in seconds, on every node: all mesh traffic from
 and to it is dropped — established flows too — except connections from the
 --allow-from segments (a forensic path, still subject to the policy) and
-their replies. It stays a WireGuard peer; the receivers enforce, so a
-compromised node cannot lift its own quarantine. The entry is versioned,
-spread through gossip, persisted and learned by nodes that join later;
-a newer release or quarantine of the same node supersedes it.
+their replies. It stays a WireGuard peer; the receivers enforce, so
+flushing its own nftables table gains a compromised node nothing. The entry
+is versioned, spread through gossip, persisted and learned by nodes that
+join later; a newer release or quarantine of the same node supersedes it.
 
 NODE is a name, a public key or an overlay address; a name several nodes
 carry is an error listing them.
 
-Open mode: any node's control socket (root). CA mode: sign the entry with
+Open mode: any node's control socket (root) — the quarantined node's own
+included, so against root on it use CA mode. CA mode: sign the entry with
 --sign-key, the CA key or an operator key listed in trust.operator_keys_file
-on every node (segmesh ca operator-key makes one).
+on every node (segmesh ca operator-key makes one); then nothing on the fleet
+can lift it.
 
 Returns once this node enforces it; exit 1 on an error (e.g. no such node,
-a newer entry exists, an unsigned entry in CA mode).`
+a newer entry exists, an unsigned entry in CA mode).
+
+Inspect: segmesh status (the "quarantined" list; on the node itself a first
+line THIS NODE IS QUARANTINED), segmesh top (peer state "quarantined"), the
+metrics segmesh_quarantined_nodes and segmesh_packets_quarantined_total.
+Lift: segmesh release NODE; for good (CA mode): segmesh cert revoke. The
+runbook: docs/fleet.md, "Incident response".`
 
 func newQuarantine(g *globals) *cobra.Command {
 	var allowFrom []string
@@ -59,7 +67,12 @@ func newRelease(g *globals) *cobra.Command {
 		Short: "Lift a node's quarantine everywhere: the policy's access again",
 		Long: `Lift a node's quarantine on every node (a versioned release entry that
 supersedes the quarantine, spread like it). NODE as for quarantine; CA mode:
---sign-key as for quarantine.`,
+--sign-key as for quarantine. Returns once this node lets the node in again.
+
+A node that is not coming back is better revoked (CA mode, permanent):
+segmesh cert revoke --public-key KEY.`,
+		Example: `  segmesh release web-3 --reason "INC-4711 closed: rebuilt"
+  segmesh release web-3 --sign-key /secure/operator.key   # CA mode`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return sendQuarantine(cmd, g, args[0], quarantine.ActionRelease, nil, reason, signKey)
@@ -130,7 +143,20 @@ func newCAOperatorKey() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "operator-key --dir DIR",
 		Short: "Create an operator key pair that may sign quarantines and releases only: DIR/operator.key (0600), DIR/operator.pub",
-		Args:  cobra.NoArgs,
+		Long: `Create an operator key pair: DIR/operator.key (0600) and DIR/operator.pub.
+An operator key may sign quarantines and releases (segmesh quarantine,
+segmesh release --sign-key) and nothing else: not policies, revocations or
+certificates, which need the CA key. So the incident responders on call can
+cut a node off in CA mode without the offline CA key.
+
+Append operator.pub's line to the file trust.operator_keys_file names on
+every node (one key per line; one per responder or team) and restart the
+nodes. Keep operator.key with the responders, off the fleet. If it leaks,
+remove its line everywhere and restart: the entries it signed are dropped
+then, so re-issue the quarantines still needed with another key first.`,
+		Example: `  segmesh ca operator-key --dir /secure/ops
+  segmesh quarantine web-3 --allow-from ops --sign-key /secure/ops/operator.key`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := ca.InitKeyPair(dir, ca.OperatorKeyFile, ca.OperatorPubKeyFile, time.Now())
 			if err != nil {
