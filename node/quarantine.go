@@ -60,6 +60,9 @@ func (n *Node) Quarantine(e api.QuarantineEntry, who string) (*api.QuarantineRes
 	n.mu.Lock()
 	open := n.trust == nil
 	n.mu.Unlock()
+	if open && entry.Action == quarantine.ActionRelease && entry.Target == n.pub.String() && n.isQuarantined(entry.Target) {
+		return nil, fmt.Errorf("release %s: this node is the one quarantined: release it from another node (trust: open; in CA mode a signed release may come from anywhere)", entry.Name)
+	}
 	if open {
 		if entry.Time == 0 {
 			entry.Time = n.deps.Now().UnixNano()
@@ -295,4 +298,13 @@ func quarantineReason(e quarantine.Entry) string {
 		r += ": " + e.Reason
 	}
 	return r
+}
+
+// peerState is a peer's state as status and segments show it: quarantined
+// for a live (up or suspect) peer in quarantine. Callers hold mu.
+func (n *Node) peerState(p *peerView) string {
+	if (p.state == api.StateUp || p.state == api.StateSuspect) && n.isQuarantined(p.name) {
+		return api.StateQuarantined
+	}
+	return p.state
 }

@@ -21,6 +21,9 @@ func (n *Node) Segments() []api.SegmentView {
 		sv := api.SegmentView{Name: seg.Name, Selector: seg.SelectorMap(), Members: []api.SegmentMember{}}
 		self := api.SegmentMember{Name: n.cfg.Name, PublicKey: n.pub.String(),
 			Address: n.claim.Address.String(), State: api.StateUp, Self: true}
+		if n.isQuarantined(self.PublicKey) {
+			self.State = api.StateQuarantined
+		}
 		ws, _ := n.localWorkloads()
 		sv.Members = n.appendMembers(sv.Members, seg.Name, self, n.cfg.Tags, ws)
 		for _, p := range n.view.peers {
@@ -28,7 +31,7 @@ func (n *Node) Segments() []api.SegmentView {
 				continue
 			}
 			ws, _ := checkWorkloads(p.rec, p.cert)
-			m := api.SegmentMember{Name: p.rec.Name, PublicKey: p.name, Address: p.rec.Address4.String(), State: p.state}
+			m := api.SegmentMember{Name: p.rec.Name, PublicKey: p.name, Address: p.rec.Address4.String(), State: n.peerState(&p)}
 			sv.Members = n.appendMembers(sv.Members, seg.Name, m, p.rec.Tags, ws)
 		}
 		out = append(out, sv)

@@ -41,8 +41,9 @@ func (n *Node) Status() api.Status {
 		ap.Workloads = n.peerWorkloads(p.rec, p.cert, p.configured)
 		if p.configured {
 			ap.Segments = n.segmentsOf(p.rec.Tags)
-			if e, ok := n.quar.Lookup(p.name); ok && e.Quarantined() && (p.state == api.StateUp || p.state == api.StateSuspect) {
-				ap.State, ap.Reason = api.StateQuarantined, quarantineReason(e)
+			if st := n.peerState(&p); st == api.StateQuarantined {
+				e, _ := n.quar.Lookup(p.name)
+				ap.State, ap.Reason = st, quarantineReason(e)
 			}
 		}
 		ap.CertNotAfter, ap.CertExpiresSoon = certExpiry(p.cert, time.Now())

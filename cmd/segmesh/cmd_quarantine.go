@@ -25,8 +25,9 @@ join later; a newer release or quarantine of the same node supersedes it.
 NODE is a name, a public key or an overlay address; a name several nodes
 carry is an error listing them.
 
-Open mode: any node's control socket (root) — the quarantined node's own
-included, so against root on it use CA mode. CA mode: sign the entry with
+Open mode: any node's control socket (root); the quarantined node's own
+daemon refuses to release itself, but root there holds the cluster key, so
+against root on it use CA mode. CA mode: sign the entry with
 --sign-key, the CA key or an operator key listed in trust.operator_keys_file
 on every node (segmesh ca operator-key makes one); then nothing on the fleet
 can lift it.

@@ -201,6 +201,9 @@ func TestQuarantine(t *testing.T) {
 	t.Logf("quarantine given on web2: listed on every node within %v (%s); streams' last echoes %v and %v after the command",
 		slices.Max(mapValues(at)).Round(time.Millisecond), nodeTimes(at), cutIn.Sub(q).Round(time.Millisecond), cutOut.Sub(q).Round(time.Millisecond))
 	m.checkCut(t, "quarantined")
+	if r := m.cli(t, m.x, "release", "app1"); r.code == 0 || !strings.Contains(r.stderr, "this node is the one quarantined") {
+		t.Errorf("app1 releasing itself: want refused: %v", r)
+	}
 
 	st := tc.Status(m.x)
 	if len(st.Quarantined) != 1 || !st.Quarantined[0].Self || st.Quarantined[0].Reason != "INC-1 beaconing" || !slices.Equal(st.Quarantined[0].AllowFrom, []string{"ops"}) {
