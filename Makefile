@@ -9,7 +9,7 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 ROOT    := $(if $(filter 0,$(shell id -u)),,sudo -E env "PATH=$(PATH)")
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v /test/e2e)
 
-.PHONY: all build test unit e2e soak demo demo-down bench bench-deps bench-quick lint clean fuzz fuzz-short package
+.PHONY: all build test unit e2e soak demo demo-down demo-shell bench bench-deps bench-quick lint clean fuzz fuzz-short package
 
 all: build
 
@@ -35,12 +35,18 @@ soak:
 	$(ROOT) env SEGMESH_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestRelSoak' ./test/e2e/
 
 ## demo: four nodes (web-1, web-2, app-1, db-1) in namespaces; app-1 runs
-## workloads api and cron in cgroups (make demo-down removes them)
+## workloads api and cron in cgroups (make demo-down removes them). It ends
+## in `segmesh top` when stdin and stdout are terminals.
+## demo-shell: a shell where segmesh is the demo's binary and talks to web-1
+## (SEGMESH_CONFIG); commands piped in run without a prompt.
 demo:
 	$(ROOT) $(GO) run -ldflags "$(LDFLAGS)" ./test/cmd/demo up
 
 demo-down:
 	$(ROOT) $(GO) run ./test/cmd/demo down
+
+demo-shell:
+	@$(ROOT) $(GO) run ./test/cmd/demo shell
 
 ## bench: the benchmark suite (data plane vs upstream wireguard-go and raw veth,
 ## crypto ceiling, mesh formation/propagation/revocation, gossip at scale,

@@ -37,13 +37,23 @@ func ModuleRoot() (string, error) {
 // executable, no libc mapped into the daemon. pkg is a path relative to the
 // module root, e.g. "cmd/segmesh".
 func BuildPackage(pkg, out string) error {
+	return BuildPackageLDFlags(pkg, out, "")
+}
+
+// BuildPackageLDFlags is BuildPackage with -ldflags ldflags (when not
+// empty), e.g. "-X main.version=v1.2.0 -X main.commit=abc1234".
+func BuildPackageLDFlags(pkg, out, ldflags string) error {
 	root, err := ModuleRoot()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./"+filepath.ToSlash(pkg))
+	args := []string{"build", "-trimpath"}
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "-o", out, "./"+filepath.ToSlash(pkg))...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var buf bytes.Buffer

@@ -3,10 +3,17 @@
 //
 //	go run ./test/cmd/demo up [-bin PATH]   # (make demo) clears an old demo, starts web-1, web-2, app-1, db-1
 //	go run ./test/cmd/demo down             # (make demo-down) idempotent teardown
+//	go run ./test/cmd/demo shell            # (make demo-shell) a shell where segmesh talks to web-1
 //
 // Namespaces are smdemo-<node> plus the underlay smdemo-ul; node directories
 // (config, keys, state, control socket, log, pid file) are under
-// /tmp/segmesh-demo/<node>; the binary is built to /tmp/segmesh-demo/bin.
+// /tmp/segmesh-demo/<node>; the binary is built to /tmp/segmesh-demo/bin
+// with the version and commit make demo links this program with (-X
+// main.version and main.commit, as for every build), else git's. The demo shell
+// has that directory first in PATH and SEGMESH_CONFIG naming web-1's config
+// (whose control_socket is web-1's), so bare `segmesh status` works in it;
+// /tmp/segmesh-demo/shellrc is its rc file. The live view (segmesh top on
+// app-1) starts only when stdin and stdout are both terminals.
 // app-1 declares two workloads, api and cron, by cgroups below the cgroup2
 // mount (segmesh-demo-<random>/api and /cron), each running one process
 // of the traffic generator that connects to db-1 tcp/5432: the policy lets
@@ -37,6 +44,13 @@ const (
 	baseDir = "/tmp/segmesh-demo"
 )
 
+// Set by the linker: make demo passes the -X main.version and main.commit
+// it builds segmesh with.
+var (
+	version string
+	commit  string
+)
+
 // demoNodes are the demo's nodes in start order; the first is everyone's
 // seed.
 var demoNodes = []struct{ name, role string }{
@@ -52,7 +66,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: demo up [-bin PATH] [-grace D] | demo down")
+		return errors.New("usage: demo up [-bin PATH] [-grace D] | demo down | demo shell")
 	}
 	switch args[0] {
 	case "traffic":
@@ -76,8 +90,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintln(stdout, "segmesh demo removed")
 		return nil
+	case "shell":
+		return shell(stdout)
 	default:
-		return fmt.Errorf("unknown command %q (want up or down)", args[0])
+		return fmt.Errorf("unknown command %q (want up, down or shell)", args[0])
 	}
 }
 
@@ -118,8 +134,22 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 	case bin == "":
 		bin = demoBin
 		fmt.Fprintf(stdout, "building %s ...\n", bin)
-		if err := harness.BuildPackage("cmd/segmesh", bin); err != nil {
+		if err := harness.BuildPackageLDFlags("cmd/segmesh", bin, ldflags()); err != nil {
 			return err
+		}
+	default: // the demo shell's PATH has the binary as segmesh
+		if err := os.MkdirAll(filepath.Dir(demoBin), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(bin, demoBin); err != nil {
+			return err
+		}
+	}
+	if out, err := exec.Command(bin, "version").Output(); err == nil {
+		// "segmesh v1.2.0 (commit abc1234)"
+		l := strings.SplitN(strings.TrimSpace(string(out)), "\n", 3)
+		if len(l) >= 2 {
+			fmt.Fprintf(stdout, "%s (%s)\n", l[0], l[1])
 		}
 	}
 	cgBase, err := createCgroups()
@@ -195,25 +225,39 @@ func up(bin string, grace time.Duration, stdout, stderr io.Writer) error {
 	if err := startTraffic(stdout); err != nil {
 		return fail(err)
 	}
-	if err := describe(stdout, bin, nodes); err != nil {
+	if err := writeShellRC(); err != nil {
+		return fail(err)
+	}
+	if err := describe(stdout, nodes); err != nil {
 		return err
+	}
+	if !liveView(os.Stdin, os.Stdout) {
+		fmt.Fprintf(stdout, "\n%s\n", nextSteps)
+		return nil
 	}
 	return runTop(stdout, bin, byName[appNode])
 }
 
+// nextSteps ends the demo's output.
+const nextSteps = "Next: make demo-shell   (tear down: make demo-down, or: go run ./test/cmd/demo down)"
+
+// liveView reports whether the demo ends in the live view: only when it
+// reads keys from a terminal and draws on one. Piped to tee or a file, the
+// UI would write its escape codes there at a guessed 80x24, not knowing
+// the size of the terminal the pipe ends in.
+func liveView(stdin, stdout *os.File) bool {
+	return isTerminal(stdin) && isTerminal(stdout)
+}
+
 // runTop ends an interactive demo in the live view of app-1 (its
-// workloads, and the denials of cron and of the node at its egress);
-// without a terminal (CI, scripts) it only says how to open it.
+// workloads, and the denials of cron and of the node at its egress). The
+// UI draws on stdout, a terminal, and takes its size from it.
 func runTop(stdout io.Writer, bin string, app1 *harness.Node) error {
-	if !isTerminal(os.Stdin) {
-		fmt.Fprintf(stdout, "\nLive view: %s top --socket %s\n", bin, app1.Socket)
-		return nil
-	}
 	fmt.Fprintf(stdout, "\nStarting the live view of %s (1-5 views, Tab, / filter, q quits) ...\n", app1.Name)
 	top := exec.Command(bin, "top", "--socket", app1.Socket)
 	top.Stdin, top.Stdout, top.Stderr = os.Stdin, os.Stdout, os.Stderr
 	err := top.Run()
-	fmt.Fprintln(stdout, "The demo is still running. Look around with the commands above; tear it down with: make demo-down")
+	fmt.Fprintf(stdout, "The demo is still running: look around with the commands above.\n%s\n", nextSteps)
 	return err
 }
 
@@ -224,8 +268,40 @@ func isTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// describe prints the nodes and how to look around.
-func describe(w io.Writer, bin string, nodes []*harness.Node) error {
+// ldflags are the -X flags of the segmesh build: this program's version
+// and commit, else what the Makefile would compute (git describe), else
+// none (segmesh dev, commit unknown).
+func ldflags() string {
+	v, c := version, commit
+	root, _ := harness.ModuleRoot()
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if v == "" {
+		v = git("describe", "--tags", "--always", "--dirty")
+	}
+	if c == "" {
+		c = git("rev-parse", "--short", "HEAD")
+	}
+	var f []string
+	if v != "" {
+		f = append(f, "-X main.version="+v)
+	}
+	if c != "" {
+		f = append(f, "-X main.commit="+c)
+	}
+	return strings.Join(f, " ")
+}
+
+// describe prints the nodes and how to look around: the commands as typed
+// in the demo shell.
+func describe(w io.Writer, nodes []*harness.Node) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tNAMESPACE\tUNDERLAY\tOVERLAY IPv4\tOVERLAY IPv6\tINTERFACE")
 	addr := map[string]string{}
@@ -247,24 +323,26 @@ func describe(w io.Writer, bin string, nodes []*harness.Node) error {
 			app1 = n
 		}
 	}
+	bin := filepath.Join(baseDir, "bin", "segmesh")
 	lines := []string{
 		"",
-		"Look around:",
-		fmt.Sprintf("  %s status --socket %s", bin, web1.Socket),
-		fmt.Sprintf("  %s status --json --socket %s", bin, db1.Socket),
-		fmt.Sprintf("  %s status --socket %s   # app-1's workloads", bin, app1.Socket),
+		"Look around in the demo shell, make demo-shell (or: bash --rcfile " + shellRC + "):",
+		fmt.Sprintf("segmesh is %s there, and SEGMESH_CONFIG=%s points it at %s.", bin, web1.ConfigPath, web1.Name),
+		"  segmesh status",
+		fmt.Sprintf("  segmesh status --json --socket %s", db1.Socket),
+		fmt.Sprintf("  segmesh status --socket %s   # app-1's workloads", app1.Socket),
 	}
 	// Commands of features this build may not have yet are shown only when
 	// they work.
 	if exec.Command(bin, "top", "--help").Run() == nil {
 		lines = append(lines,
-			fmt.Sprintf("  %s top --socket %s   # Flows (4): cron's refused connects, direction out", bin, app1.Socket),
-			fmt.Sprintf("  %s top --socket %s", bin, web1.Socket))
+			fmt.Sprintf("  segmesh top --socket %s   # Flows (4): cron's refused connects, direction out", app1.Socket),
+			"  segmesh top")
 	}
 	lines = append(lines,
-		fmt.Sprintf("  %s flows --fleet --socket %s   # every node's flows, allowed ones too", bin, web1.Socket),
-		fmt.Sprintf("  %s map --fleet --format svg --out map.svg --socket %s   # the dependency map", bin, web1.Socket),
-		fmt.Sprintf("  %s policy suggest --fleet --socket %s", bin, web1.Socket))
+		"  segmesh flows --fleet   # every node's flows, allowed ones too",
+		"  segmesh map --fleet --format svg --out map.svg   # the dependency map",
+		"  segmesh policy suggest --fleet")
 	lines = append(lines, fmt.Sprintf("  cat %s/*/cgroup.procs   # the workloads' processes", cgroupTree()))
 	lines = append(lines,
 		fmt.Sprintf("  ip netns exec %s ping -c3 %s        # web-1 -> db-1 over the mesh", web1.Namespace, addr[db1.Name]),
@@ -276,8 +354,6 @@ func describe(w io.Writer, bin string, nodes []*harness.Node) error {
 	lines = append(lines,
 		fmt.Sprintf("  logs: %s/<node>/log, configs: %s/<node>/segmesh.yaml", baseDir, baseDir),
 		fmt.Sprintf("  kill a node: kill $(cat %s)", filepath.Join(baseDir, "app-1", "segmesh.pid")),
-		"",
-		"Tear down: make demo-down   (or: go run ./test/cmd/demo down)",
 	)
 	_, err := fmt.Fprintln(w, strings.Join(lines, "\n"))
 	return err
