@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -46,6 +49,9 @@ func newInit() *cobra.Command {
 			if err := config.ValidateWorkloads(o.Tags, o.Workloads); err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--workload (workloads[i] is the i-th flag, from 0): %w", err)}
 			}
+			if err := checkJoinClusterKey(o); err != nil {
+				return err
+			}
 			r, err := config.InitDir(o)
 			if err != nil {
 				return err
@@ -74,6 +80,31 @@ func newInit() *cobra.Command {
 	f.BoolVar(&o.Force, "force", false, "overwrite an existing config and private key")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
+}
+
+// checkJoinClusterKey refuses `init --join` on a node that has no cluster
+// key yet: init would write a new key, and a node with its own key can never
+// join the mesh it names. The key must be copied from the mesh first.
+func checkJoinClusterKey(o config.InitOptions) error {
+	if len(o.Join) == 0 {
+		return nil
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("--dir: %w", err)}
+	}
+	path := filepath.Join(dir, "cluster.key")
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return nil // present (or unreadable: InitDir reports that)
+	}
+	seed, _, _ := net.SplitHostPort(o.Join[0])
+	if seed == "" {
+		seed = "SEED"
+	}
+	return &exitError{code: 2, err: fmt.Errorf(`--join: no cluster key at %[1]s, so init would write a NEW key that can never join the mesh; nothing written.
+copy the mesh's cluster key to this node FIRST, then run init again:
+  install -d -m 0755 %[2]s
+  scp -p root@%[3]s:%[1]s %[1]s    # the cluster.key of any node of the mesh, mode 0600`, path, dir, seed)}
 }
 
 // printAddNode prints the exact commands that add another node to this

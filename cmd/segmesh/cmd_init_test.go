@@ -108,3 +108,52 @@ func TestConfigExampleListsWorkloads(t *testing.T) {
 		t.Fatalf("config example lacks workloads: %v\n%s", err, out)
 	}
 }
+
+// TestInitJoinNeedsClusterKey: `init --join` without a cluster key writes
+// nothing and says to copy the mesh's key first (exit 2); with the key
+// copied it keeps that key.
+func TestInitJoinNeedsClusterKey(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "cluster.key")
+	_, err := runInit(t, "init", "--dir", dir, "--name", "db-1", "--advertise", "192.0.2.11", "--join", "192.0.2.10:7946")
+	wantExit(t, err, 2)
+	for _, want := range []string{"no cluster key at " + key, "copy the mesh's cluster key to this node FIRST",
+		"scp -p root@192.0.2.10:" + key + " " + key, "nothing written"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	for _, f := range []string{"segmesh.yaml", "private.key", "cluster.key"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("a refused init --join wrote %s", f)
+		}
+	}
+
+	// The first node's key, copied as the message says: init keeps it.
+	first := t.TempDir()
+	if _, err := runInit(t, "init", "--dir", first, "--name", "web-1", "--advertise", "192.0.2.10"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(first, "cluster.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runInit(t, "init", "--dir", dir, "--name", "db-1", "--advertise", "192.0.2.11", "--join", "192.0.2.10:7946")
+	if err != nil {
+		t.Fatalf("init --join with the cluster key: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "kept "+key) {
+		t.Errorf("init did not keep the copied key:\n%s", out)
+	}
+	if got, _ := os.ReadFile(key); !bytes.Equal(got, b) {
+		t.Error("the copied cluster key was changed")
+	}
+
+	// Without --join (a first node) init still writes a new key.
+	if _, err := runInit(t, "init", "--dir", t.TempDir()); err != nil {
+		t.Fatalf("init without --join: %v", err)
+	}
+}

@@ -47,7 +47,8 @@ for i in A B; do
   ns=$([ $i = A ] && echo $A || echo $B); ip=$([ $i = A ] && echo 192.0.2.1 || echo 192.0.2.2)
   [ $i = B ] && cp "$W/A/cluster.key" "$W/B.cluster" 2>/dev/null || true
   mkdir -p "$W/$i"; [ $i = B ] && cp "$W/A/cluster.key" "$W/B/cluster.key"
-  "$W/segmesh" init --dir "$W/$i" --name $i --advertise $ip --join 192.0.2.1:7946 --interface smb$i$ID >/dev/null
+  join=""; [ $i = B ] && join="--join 192.0.2.1:7946"   # A is the first node: init --join needs a copied cluster key
+  "$W/segmesh" init --dir "$W/$i" --name $i --advertise $ip $join --interface smb$i$ID >/dev/null
   sed -i "s#state_dir: .*#state_dir: $W/$i/state#; s#control_socket: .*#control_socket: $W/$i/s.sock#; s#metrics_listen: .*#metrics_listen: \"\"#; s#^tags: .*#tags: {role: bench}#; s#^policy_file: .*#policy_file: $W/policy.yaml#" "$W/$i/segmesh.yaml"
   ip netns exec $ns env ${SEGMESH_ENV:-} "$W/segmesh" up -c "$W/$i/segmesh.yaml" >"$W/$i.log" 2>&1 &
 done
