@@ -123,7 +123,7 @@ package:
 	$(STAGE)/segmesh-host completion bash > $(STAGE)/completions/segmesh.bash
 	$(STAGE)/segmesh-host completion zsh > $(STAGE)/completions/_segmesh
 	$(STAGE)/segmesh-host completion fish > $(STAGE)/completions/segmesh.fish
-	cp packaging/nfpm.yaml packaging/segmesh.service packaging/policy.example.yaml packaging/alerts.yaml LICENSE $(STAGE)/
+	cp packaging/nfpm.yaml packaging/segmesh.service packaging/segmesh.sysusers packaging/policy.example.yaml packaging/alerts.yaml LICENSE $(STAGE)/
 	cp packaging/scripts/*.sh $(STAGE)/scripts/
 	cd $(STAGE) && for p in deb rpm; do \
 	  ARCH=$(ARCH) PKG_VERSION=$(PKG_VERSION) $(NFPM) package -f nfpm.yaml -p $$p -t $(abspath $(DIST))/ || exit 1; \

@@ -360,8 +360,6 @@ func (u *fakeUser) Close() error {
 // fakeSystem wires fakes into a system and records what Open did.
 type fakeSystem struct {
 	net       *fakeNet
-	sysctls   map[string]string
-	sysctlErr error
 	client    WGClient            // what newClient returns
 	fakeWG    *meshtest.WireGuard // the fake behind client
 	clientErr error
@@ -375,13 +373,6 @@ type fakeSystem struct {
 func (s *fakeSystem) system() system {
 	return system{
 		nl: s.net,
-		sysctl: func(path, value string) error {
-			if s.sysctlErr != nil {
-				return s.sysctlErr
-			}
-			s.sysctls[path] = value
-			return nil
-		},
 		newClient: func() (WGClient, error) {
 			if s.clientErr != nil {
 				return nil, s.clientErr

@@ -32,19 +32,21 @@ func isLinkNotFound(err error) bool {
 	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV)
 }
 
-// acceptRAPath is the sysctl that makes the kernel ignore router
-// advertisements on name.
-func acceptRAPath(name string) string { return "/proc/sys/net/ipv6/conf/" + name + "/accept_ra" }
-
-// disableIPv6Autoconf turns off link-local address generation and router
-// advertisements on link. It must run while the link is still down.
-func disableIPv6Autoconf(h netOps, sysctl func(path, value string) error, link netlink.Link) error {
-	name := link.Attrs().Name
+// disableIPv6Autoconf turns off IPv6 address autoconfiguration on link
+// through netlink (IFLA_INET6_ADDR_GEN_MODE = none): the kernel generates no
+// link-local address, and nothing is written under /proc/sys, so the daemon
+// runs with a read-only /proc/sys (the unit's ProtectKernelTunables=yes).
+// It must run while the link is still down.
+//
+// accept_ra is deliberately left alone (it has no netlink setter): a router
+// advertisement must come from a link-local source address, and the only
+// packets that reach the mesh interface are the ones WireGuard decrypted
+// from a peer whose allowed IPs (its overlay /32 and /128) contain their
+// source; no peer is ever given a link-local address, so no router
+// advertisement can arrive on the interface.
+func disableIPv6Autoconf(h netOps, link netlink.Link) error {
 	if err := h.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil {
-		return fmt.Errorf("set addr_gen_mode none on %s: %w", name, err)
-	}
-	if err := sysctl(acceptRAPath(name), "0"); err != nil {
-		return fmt.Errorf("disable accept_ra on %s: %w", name, err)
+		return fmt.Errorf("set addr_gen_mode none on %s: %w", link.Attrs().Name, err)
 	}
 	return nil
 }

@@ -13,7 +13,7 @@ import (
 // device through netlink when the kernel supports it, else embedded
 // wireguard-go on a TUN (GSO/GRO kept) with its UAPI socket in
 // /var/run/wireguard, so `wg show <if>` works. It disables IPv6
-// autoconfiguration on it (addr_gen_mode none, accept_ra 0) while the link
+// autoconfiguration on it (addr_gen_mode none, by netlink) while the link
 // is down, sets the MTU, the private key and listen port, and the overlay
 // addresses cfg.Address4 and cfg.Address6 with their prefix lengths. The
 // link stays DOWN: the caller installs the firewall and then calls Up
@@ -67,7 +67,7 @@ func open(cfg Config, log *slog.Logger, sys system) (_ *Mesh, err error) {
 	if m.link, err = sys.nl.LinkByName(name); err != nil {
 		return nil, fmt.Errorf("look up %s after creating it: %w", name, err)
 	}
-	if err := disableIPv6Autoconf(sys.nl, sys.sysctl, m.link); err != nil {
+	if err := disableIPv6Autoconf(sys.nl, m.link); err != nil {
 		return nil, err
 	}
 	if err := sys.nl.LinkSetMTU(m.link, cfg.MTU); err != nil {

@@ -28,7 +28,7 @@ func testConfig(t *testing.T) Config {
 func newFakeSystem(kernelWG bool) *fakeSystem {
 	wg := meshtest.NewWireGuard()
 	wg.AddDevice(testDev, Key{}, 0)
-	return &fakeSystem{net: newFakeNet(kernelWG), sysctls: map[string]string{}, client: wg, fakeWG: wg}
+	return &fakeSystem{net: newFakeNet(kernelWG), client: wg, fakeWG: wg}
 }
 
 func (s *fakeSystem) wg() *meshtest.WireGuard { return s.fakeWG }
@@ -74,9 +74,6 @@ func TestOpenKernel(t *testing.T) {
 	if l.mtu != 1420 || l.genMode != nl.IN6_ADDR_GEN_MODE_NONE {
 		t.Fatalf("mtu %d addr_gen_mode %d", l.mtu, l.genMode)
 	}
-	if v := s.sysctls["/proc/sys/net/ipv6/conf/smt0/accept_ra"]; v != "0" {
-		t.Fatalf("accept_ra = %q", v)
-	}
 	if got := addrStrings(l); !slices.Equal(got, []string{"100.80.3.7/16", "fd5e:6d00::7/48"}) {
 		t.Fatalf("addresses %v", got)
 	}
@@ -90,7 +87,7 @@ func TestOpenKernel(t *testing.T) {
 		calls[0].Config.ReplacePeers || len(calls[0].Config.Peers) != 0 {
 		t.Fatalf("wgctrl calls %+v", calls)
 	}
-	// addr_gen_mode and accept_ra come before any address.
+	// addr_gen_mode comes before any address.
 	log := s.net.callLog()
 	gen := slices.IndexFunc(log, func(c string) bool { return strings.HasPrefix(c, "LinkSetIP6AddrGenMode") })
 	addr := slices.IndexFunc(log, func(c string) bool { return strings.HasPrefix(c, "AddrReplace") })
@@ -218,7 +215,7 @@ func TestOpenCleansUpOnFailure(t *testing.T) {
 		{"kernel link add", true, func(s *fakeSystem) { s.net.fail["LinkAdd"] = unix.EPERM }},
 		{"userspace start", false, func(s *fakeSystem) { s.userErr = boom }},
 		{"addr_gen_mode", true, func(s *fakeSystem) { s.net.fail["LinkSetIP6AddrGenMode"] = boom }},
-		{"accept_ra", false, func(s *fakeSystem) { s.sysctlErr = boom }},
+		{"addr_gen_mode userspace", false, func(s *fakeSystem) { s.net.fail["LinkSetIP6AddrGenMode"] = boom }},
 		{"mtu", true, func(s *fakeSystem) { s.net.fail["LinkSetMTU"] = boom }},
 		{"wgctrl client", true, func(s *fakeSystem) { s.clientErr = boom }},
 		{"configure key", false, func(s *fakeSystem) { s.wg().FailConfigure(boom) }},

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -42,7 +41,6 @@ type userspaceDevice interface {
 // system bundles every OS edge Open touches, so Open can be unit tested.
 type system struct {
 	nl        netOps
-	sysctl    func(path, value string) error
 	newClient func() (WGClient, error)
 	userspace func(name string, mtu int, log *slog.Logger) (userspaceDevice, error)
 	uapiInUse func(name string) bool
@@ -51,7 +49,6 @@ type system struct {
 func realSystem() system {
 	return system{
 		nl:        &netlink.Handle{},
-		sysctl:    writeSysctl,
 		newClient: newWgctrl,
 		userspace: func(name string, mtu int, log *slog.Logger) (userspaceDevice, error) {
 			return startUserspace(name, mtu, log)
@@ -66,13 +63,6 @@ func newWgctrl() (WGClient, error) {
 		return nil, fmt.Errorf("open wgctrl client: %w", err)
 	}
 	return c, nil
-}
-
-func writeSysctl(path, value string) error {
-	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }
 
 // uapiSocketDir is where userspace WireGuard implementations put their

@@ -50,7 +50,9 @@ func (ap accessPolicy) socketMode(path string) error {
 		return os.Chmod(path, 0o600)
 	}
 	if err := os.Chown(path, -1, ap.group); err != nil {
-		return fmt.Errorf("control_socket: chown to control_group: %w", err)
+		// Without CAP_CHOWN (the packaged unit grants none) a file can be
+		// given only to a group the daemon's user is a member of.
+		return fmt.Errorf("control_socket: chown to control_group (the daemon's user must be a member of it: SupplementaryGroups= in the unit): %w", err)
 	}
 	return os.Chmod(path, 0o660)
 }

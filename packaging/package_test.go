@@ -41,6 +41,7 @@ func TestMakePackage(t *testing.T) {
 	for _, f := range []string{
 		"usr/bin/segmesh",
 		"usr/lib/systemd/system/segmesh.service",
+		"usr/lib/sysusers.d/segmesh.conf",
 		"etc/segmesh/segmesh.yaml",
 		"usr/share/bash-completion/completions/segmesh",
 		"usr/share/zsh/vendor-completions/_segmesh",
@@ -83,8 +84,10 @@ func TestMakePackage(t *testing.T) {
 		t.Errorf("conffiles = %q, want only /etc/segmesh/segmesh.yaml", got)
 	}
 	postinst, _ := os.ReadFile(filepath.Join(ctrl, "postinst"))
-	if !strings.Contains(string(postinst), "install -d -m 0700 -o root -g root /var/lib/segmesh") {
-		t.Errorf("postinst does not create /var/lib/segmesh 0700:\n%s", postinst)
+	for _, want := range []string{"systemd-sysusers segmesh.conf", "install -d -m 0700 -o segmesh -g segmesh /var/lib/segmesh"} {
+		if !strings.Contains(string(postinst), want) {
+			t.Errorf("postinst lacks %q (user segmesh, /var/lib/segmesh 0700 owned by it):\n%s", want, postinst)
+		}
 	}
 	for _, line := range strings.Split(string(postinst), "\n") {
 		code, _, _ := strings.Cut(line, "#")

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -65,6 +66,9 @@ func newInit() *cobra.Command {
 			}
 			fmt.Fprintf(out, "\nnext: review %s, then run:\n  segmesh config check -c %s\n  segmesh up -c %s\n",
 				r.ConfigFile, r.ConfigFile, r.ConfigFile)
+			if err := chownToDaemonUser(out, r.ConfigFile, r.KeyFile, r.ClusterKeyFile); err != nil {
+				return err
+			}
 			printAddNode(out, filepath.Dir(r.ConfigFile), r.ClusterKeyFile, o.Advertise)
 			return nil
 		},
@@ -128,4 +132,34 @@ to add another node (NODE2 below), copy the cluster key FIRST, then init it with
   ssh root@NODE2 %[4]s
 open between the nodes: %[5]d/tcp and %[5]d/udp (gossip), %[6]d/udp (WireGuard)
 `, dir, clusterKey, seed, start, config.DefaultGossipPort, config.DefaultListenPort)
+}
+
+// daemonUser is the user the packaged unit runs the daemon as (User=segmesh,
+// created by the package's sysusers.d/segmesh.conf).
+const daemonUser = "segmesh"
+
+// chownToDaemonUser gives files to the daemon's user when init runs as root
+// and that user exists (the package is installed), so the daemon, which does
+// not run as root, can read its config and its 0600 keys. Otherwise it does
+// nothing: the files stay the caller's.
+func chownToDaemonUser(out io.Writer, files ...string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(daemonUser)
+	if err != nil {
+		return nil
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("user %s: uid %q gid %q", daemonUser, u.Uid, u.Gid)
+	}
+	for _, f := range files {
+		if err := os.Chown(f, uid, gid); err != nil {
+			return fmt.Errorf("give %s to the daemon's user %s: %w", f, daemonUser, err)
+		}
+	}
+	fmt.Fprintf(out, "gave %s to user %s (the packaged unit's User=)\n", strings.Join(files, ", "), daemonUser)
+	return nil
 }
