@@ -54,6 +54,10 @@ type Rule struct {
 	Ports    []Port      // every port the rule allows, services expanded, in file order
 	Entries  []PortEntry // the ports list as written when it names a service (else nil: Ports is all there is)
 	Pos      Pos
+	// Comment, when set, is a one-line note RenderRules and WithRules write
+	// as a YAML comment above the rule (Suggest's label for rules from
+	// denied flows). Parse leaves it empty: comments are not read back.
+	Comment string
 }
 
 // PortEntry is one entry of a rule's ports list as written: a port (Service

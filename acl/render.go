@@ -171,12 +171,22 @@ func renderRuleNode(r *Rule) *yaml.Node {
 			ports[i] = e.String()
 		}
 	}
-	return &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+	return &yaml.Node{Kind: yaml.MappingNode, HeadComment: renderComment(r.Comment), Content: []*yaml.Node{
 		renderStr("name"), renderStr(r.Name),
 		renderStr("from"), renderFlowList(r.From),
 		renderStr("to"), renderFlowList(r.To),
 		renderStr("ports"), renderFlowList(ports),
 	}}
+}
+
+// renderComment is a rule's comment as one YAML comment line ("" for none):
+// line breaks become spaces, so it cannot end the comment.
+func renderComment(c string) string {
+	c = strings.Join(strings.Fields(strings.ToValidUTF8(c, "\uFFFD")), " ")
+	if c == "" {
+		return ""
+	}
+	return "# " + c
 }
 
 func portStrings(ports []Port) []string {

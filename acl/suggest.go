@@ -2,6 +2,7 @@ package acl
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,13 @@ type Unplaceable struct {
 // suggestion); they come sorted by their from and then to segments, in p's
 // file order. Positions are zero.
 //
+// A flow not marked Audited was denied (enforce mode: dropped), so a rule
+// for it would let through traffic nobody has seen work: such a rule gets
+// the Comment DeniedComment ("from denied flows (enforce mode): check they
+// are wanted"), or, when only some of its ports come from denied flows,
+// those ports in front ("tcp/22 from denied flows ..."). Rules only from
+// audited flows have no comment.
+//
 // A flow is unplaceable, and returned with the reason in input order, when
 // its source or its destination is in no segment of p (a rule would need
 // "*", which is never suggested: give the node tags or define a segment
@@ -58,16 +66,12 @@ func Suggest(p *Policy, flows []Observed) (rules []Rule, unplaceable []Unplaceab
 		key := strings.Join(src, "\x00") + "\x01" + strings.Join(dst, "\x00")
 		g := groups[key]
 		if g == nil {
-			g = &suggestGroup{from: src, to: dst, tcp: map[uint16]bool{}, udp: map[uint16]bool{}}
+			g = &suggestGroup{from: src, to: dst, all: newPortSet(), denied: newPortSet()}
 			groups[key] = g
 		}
-		switch proto {
-		case protoNameTCP:
-			g.tcp[f.Port] = true
-		case protoNameUDP:
-			g.udp[f.Port] = true
-		case protoNameICMP:
-			g.icmp = true
+		g.all.add(proto, f.Port)
+		if !f.Audited {
+			g.denied.add(proto, f.Port)
 		}
 	}
 	if len(groups) == 0 {
@@ -109,23 +113,61 @@ func Suggest(p *Policy, flows []Observed) (rules []Rule, unplaceable []Unplaceab
 			name = base + "-" + strconv.Itoa(n)
 		}
 		taken[name] = true
-		rules = append(rules, Rule{Name: name, From: g.from, To: g.to, Ports: g.ports()})
+		rules = append(rules, Rule{Name: name, From: g.from, To: g.to, Ports: g.all.ports(), Comment: g.comment()})
 	}
 	return rules, unplaceable
 }
 
-// suggestGroup gathers the denied flows between one pair of segment sets.
+// DeniedComment is the comment of a suggested rule from denied flows only.
+const DeniedComment = "from denied flows (enforce mode): check they are wanted"
+
+// suggestGroup gathers the flows no rule allows between one pair of
+// segment sets: all their ports, and those of the denied (not audited) ones.
 type suggestGroup struct {
-	from, to []string
+	from, to    []string
+	all, denied portSet
+}
+
+// comment labels the group's rule when denied flows are in it.
+func (g *suggestGroup) comment() string {
+	denied := g.denied.ports()
+	switch {
+	case len(denied) == 0:
+		return ""
+	case g.denied.equal(g.all):
+		return DeniedComment
+	}
+	return strings.Join(portStrings(denied), ", ") + " " + DeniedComment
+}
+
+// portSet is a set of observed tcp and udp ports and icmp.
+type portSet struct {
 	tcp, udp map[uint16]bool
 	icmp     bool
 }
 
-// ports lists the group's observed ports: tcp, udp, icmp.
-func (g *suggestGroup) ports() []Port {
-	out := observedRanges(protoNameTCP, g.tcp)
-	out = append(out, observedRanges(protoNameUDP, g.udp)...)
-	if g.icmp {
+func newPortSet() portSet { return portSet{tcp: map[uint16]bool{}, udp: map[uint16]bool{}} }
+
+func (s *portSet) add(proto string, port uint16) {
+	switch proto {
+	case protoNameTCP:
+		s.tcp[port] = true
+	case protoNameUDP:
+		s.udp[port] = true
+	case protoNameICMP:
+		s.icmp = true
+	}
+}
+
+func (s *portSet) equal(o portSet) bool {
+	return s.icmp == o.icmp && maps.Equal(s.tcp, o.tcp) && maps.Equal(s.udp, o.udp)
+}
+
+// ports lists the set's ports: tcp, udp, icmp.
+func (s *portSet) ports() []Port {
+	out := observedRanges(protoNameTCP, s.tcp)
+	out = append(out, observedRanges(protoNameUDP, s.udp)...)
+	if s.icmp {
 		out = append(out, Port{Proto: protoNameICMP})
 	}
 	return out

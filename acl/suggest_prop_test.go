@@ -180,6 +180,13 @@ func TestSuggestAllowsObservedFlows(t *testing.T) {
 		stripPositions(p2)
 		want := *p
 		want.Rules = append(slices.Clip(p.Rules), rules...)
+		for i := len(p.Rules); i < len(want.Rules); i++ {
+			r := &want.Rules[i]
+			if r.Comment != "" && !strings.Contains(string(content), "  # "+r.Comment+"\n  - name: "+r.Name+"\n") {
+				fail("WithRules content lacks the comment of %s:\n%s", r.Name, content)
+			}
+			r.Comment = "" // comments are not read back
+		}
 		want.Tests = nil
 		for _, tc := range p.Tests {
 			tc.Pos = Pos{}

@@ -60,12 +60,20 @@ func TestSuggest(t *testing.T) {
 		suggestObs(web, "web-1", db, "db-1", "tcp", 22),
 		{SrcTags: map[string]string{"role": "none"}, SrcSegments: web, SrcName: "tagged-1", DstSegments: db, Proto: "tcp", Port: 1},
 	}
+	// Audited (audit mode) are web -> db tcp/5433, tcp/5432 from web-1 and
+	// icmp, and app -> web; the rest was denied (enforce mode): a rule with
+	// denied flows says so, naming their ports when not all are.
+	for _, i := range []int{0, 2, 5, 8, 9, 10} {
+		flows[i].Audited = true
+	}
 	rules, unplaced := Suggest(p, flows)
 
 	wantRules := []Rule{
 		{Name: "suggested-web-to-db", From: web, To: db, Ports: []Port{
-			{Proto: "tcp", Lo: 5432, Hi: 5433}, {Proto: "tcp", Lo: 5435, Hi: 5435}, {Proto: "udp", Lo: 53, Hi: 53}, {Proto: "icmp"}}},
-		{Name: "suggested-web+app-to-db", From: []string{"web", "app"}, To: db, Ports: []Port{{Proto: "tcp", Lo: 1, Hi: 1}}},
+			{Proto: "tcp", Lo: 5432, Hi: 5433}, {Proto: "tcp", Lo: 5435, Hi: 5435}, {Proto: "udp", Lo: 53, Hi: 53}, {Proto: "icmp"}},
+			Comment: "tcp/5432, tcp/5435, udp/53 from denied flows (enforce mode): check they are wanted"},
+		{Name: "suggested-web+app-to-db", From: []string{"web", "app"}, To: db, Ports: []Port{{Proto: "tcp", Lo: 1, Hi: 1}},
+			Comment: DeniedComment},
 		{Name: "suggested-app-to-web-2", From: app, To: web, Ports: []Port{
 			{Proto: "tcp", Lo: 443, Hi: 443}, {Proto: "udp", Lo: 65534, Hi: 65535}}},
 	}
@@ -110,6 +118,15 @@ func TestSuggest(t *testing.T) {
 		t.Fatalf("WithRules: %v", err)
 	}
 	p2 := polMustParse(t, string(content))
+	for _, w := range []string{
+		"\n  # tcp/5432, tcp/5435, udp/53 from denied flows (enforce mode): check they are wanted\n  - name: suggested-web-to-db\n",
+		"\n  # from denied flows (enforce mode): check they are wanted\n  - name: suggested-web+app-to-db\n",
+		"\n    ports: [tcp/1]\n  - name: suggested-app-to-web-2\n",
+	} {
+		if !strings.Contains(string(content), w) {
+			t.Errorf("WithRules lacks %q:\n%s", w, content)
+		}
+	}
 	if fails := p2.RunTests(); len(fails) != 0 {
 		t.Errorf("tests fail with the suggestions: %v", fails)
 	}
@@ -178,7 +195,9 @@ func TestRenderRules(t *testing.T) {
 		{Name: "suggested-web-to-db", From: []string{"web"}, To: []string{"db", "*"}, Ports: []Port{{Proto: "tcp", Lo: 5432, Hi: 5433}, {Proto: "icmp"}}},
 		{Name: "yes", From: []string{"on"}, To: []string{"1"}, Ports: []Port{{Proto: "any"}}},
 	}
+	rules[0].Comment = "from denied flows\n(enforce mode)"
 	want := strings.Join([]string{
+		"  # from denied flows (enforce mode)",
 		"  - name: suggested-web-to-db",
 		"    from: [web]",
 		"    to: [db, '*']",
@@ -193,10 +212,12 @@ func TestRenderRules(t *testing.T) {
 	if got != want {
 		t.Fatalf("RenderRules =\n%s\nwant\n%s", got, want)
 	}
-	// It parses back under a rules key, awkward names included.
+	// It parses back under a rules key, awkward names included (the
+	// comment is not read back).
 	src := "segments: {web: {role: web}, db: {role: db}, 'on': {x: y}, '1': {x: z}}\nrules:\n" + got
 	p := polMustParse(t, src)
 	stripPositions(p)
+	rules[0].Comment = ""
 	if !reflect.DeepEqual(p.Rules, rules) {
 		t.Errorf("parsed back:\n%+v\nwant\n%+v", p.Rules, rules)
 	}

@@ -200,14 +200,21 @@ func (s *EventStream) Close() error {
 	return s.body.Close()
 }
 
-// Suggest asks for rules that would allow the observed denied flows.
-// With fleet, from every node's observations (Missing names who did not
-// answer).
-func (c *Client) Suggest(ctx context.Context, fleet bool) (*Suggestion, error) {
+// Suggest asks for rules that would allow the observed denied and audited
+// flows. With fleet, from every node's observations (Missing names who did
+// not answer); with auditOnly, from the audited ones only.
+func (c *Client) Suggest(ctx context.Context, fleet, auditOnly bool) (*Suggestion, error) {
 	var s Suggestion
-	path := "/v1/policy/suggest"
+	q := url.Values{}
 	if fleet {
-		path += "?fleet=true"
+		q.Set("fleet", "true")
+	}
+	if auditOnly {
+		q.Set("audit_only", "true")
+	}
+	path := "/v1/policy/suggest"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	if err := c.do(ctx, http.MethodGet, path, nil, &s); err != nil {
 		return nil, err

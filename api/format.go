@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -10,64 +11,169 @@ import (
 	"unicode/utf8"
 )
 
-// FormatStatus writes the human form of `segmesh status`: a first line
-// "THIS NODE IS QUARANTINED …" when this node is, a summary of this node,
-// the nodes in quarantine (if any), a table of its workloads (if any), an
-// aligned table of peers and the peers' workloads (if any). The quarantine
-// and workload parts fit in 80 columns.
+// FormatStatus writes the human form of `segmesh status` within 80
+// columns: a first line "THIS NODE IS QUARANTINED …" when this node is, a
+// summary of this node, the nodes in quarantine (if any), a table of its
+// workloads (if any), a table of peers (NAME, STATE, ADDRESS, ENDPOINT,
+// SEGMENTS, HANDSHAKE; a peer's reason on a line of its own below it) and
+// the peers' workloads (if any). Values too wide are cut with "…" and a
+// last line says so; FormatStatusWide shows everything.
 func FormatStatus(w io.Writer, s *Status, now time.Time) error {
+	return formatStatus(w, s, now, statusWidth)
+}
+
+// FormatStatusWide is FormatStatus without the 80-column limit (`segmesh
+// status -o wide`): nothing is cut, and the peer table has every column,
+// ADDRESS6, TAGS, RX, TX, RX/s, TX/s and REASON too.
+func FormatStatusWide(w io.Writer, s *Status, now time.Time) error {
+	return formatStatus(w, s, now, 0)
+}
+
+// formatStatus is FormatStatus within width columns, or with width 0
+// FormatStatusWide.
+func formatStatus(w io.Writer, s *Status, now time.Time, width int) error {
+	wide := width == 0
+	if wide {
+		width = math.MaxInt32
+	}
 	pv := "none (all inbound mesh traffic denied)"
 	if s.Policy.Version > 0 {
 		pv = fmt.Sprintf("v%d %s (%s)", s.Policy.Version, s.Policy.Hash, s.Policy.Mode)
 	}
 	cut := false
+	line := func(format string, args ...any) {
+		l := fmt.Sprintf(format, args...)
+		if runes(l) > width {
+			l, cut = string([]rune(l)[:width-1])+"…", true
+		}
+		fmt.Fprintln(w, l)
+	}
 	for _, q := range s.Quarantined {
 		if q.Self {
-			line := fmt.Sprintf("THIS NODE IS QUARANTINED since %s (allow-from %s)", q.Since, allowFromText(q.AllowFrom))
+			l := fmt.Sprintf("THIS NODE IS QUARANTINED since %s (allow-from %s)", q.Since, allowFromText(q.AllowFrom))
 			if q.Reason != "" {
-				line += ": " + q.Reason
+				l += ": " + q.Reason
 			}
-			if runes(line) > statusWidth {
-				line, cut = string([]rune(line)[:statusWidth-1])+"…", true
-			}
-			fmt.Fprintln(w, line)
+			line("%s", l)
 			break
 		}
 	}
-	fmt.Fprintf(w, "node      %s  %s\n", s.Self.Name, s.Self.PublicKey)
-	fmt.Fprintf(w, "address   %s  %s  endpoint %s\n", s.Self.Address, s.Self.Address6, s.Self.Endpoint)
-	fmt.Fprintf(w, "tags      %s   segments %s\n", FormatTags(s.Self.Tags), dash(strings.Join(s.Self.Segments, ",")))
-	fmt.Fprintf(w, "interface %s (%s)   mesh %d members   trust %s\n", s.Interface, s.Backend, s.Members, s.Trust)
-	fmt.Fprintf(w, "policy    %s\n\n", pv)
+	line("node      %s  %s", s.Self.Name, s.Self.PublicKey)
+	// Two parts on one line, or on two (b as bAlone) when that is too wide.
+	pair := func(a, sep, b, bAlone string) {
+		if runes(a+sep+b) <= width {
+			line("%s", a+sep+b)
+			return
+		}
+		line("%s", a)
+		line("%s", bAlone)
+	}
+	segs := dash(strings.Join(s.Self.Segments, ","))
+	pair(fmt.Sprintf("address   %s  %s", s.Self.Address, s.Self.Address6), "  ", "endpoint "+s.Self.Endpoint, "endpoint  "+s.Self.Endpoint)
+	pair("tags      "+FormatTags(s.Self.Tags), "   ", "segments "+segs, "segments  "+segs)
+	line("interface %s (%s)   mesh %d members   trust %s", s.Interface, s.Backend, s.Members, s.Trust)
+	line("policy    %s", pv)
+	fmt.Fprintln(w)
 	if len(s.Quarantined) > 0 {
-		cut = writeQuarantined(w, s.Quarantined, statusWidth) || cut
+		cut = writeQuarantined(w, s.Quarantined, width) || cut
 		fmt.Fprintln(w)
 	}
 	if len(s.Self.Workloads) > 0 {
-		cut = writeWorkloads(w, s.Self.Workloads, statusWidth) || cut
+		cut = writeWorkloads(w, s.Self.Workloads, width) || cut
 		fmt.Fprintln(w)
 	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tSEGMENTS\tTAGS\tHANDSHAKE\tRX\tTX\tRX/s\tTX/s\tREASON")
-	for _, p := range s.Peers {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
-			dash(p.Endpoint), dash(strings.Join(p.Segments, ",")), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now),
-			byteSize(p.RxBytes), byteSize(p.TxBytes), byteSize(int64(p.RxRate)), byteSize(int64(p.TxRate)), dash(p.Reason))
+	if wide {
+		if err := writePeersWide(w, s.Peers, now); err != nil {
+			return err
+		}
+	} else {
+		cut = writePeers(w, s.Peers, now, width) || cut
 	}
-	if len(s.Peers) == 0 {
-		fmt.Fprintln(tw, "(no peers)")
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if writePeerWorkloads(w, s.Peers, statusWidth) || cut {
-		fmt.Fprintln(w, "(cut to fit 80 columns: segmesh status --json shows everything)")
+	if writePeerWorkloads(w, s.Peers, width) || cut {
+		fmt.Fprintf(w, "(cut to fit %d columns: segmesh status -o wide shows everything)\n", width)
 	}
 	return nil
 }
 
-// statusWidth is the width the workload parts of `segmesh status` fit in.
+// statusWidth is the width `segmesh status` fits in unless -o wide.
 const statusWidth = 80
+
+// writePeers writes the peers as a table of at most width columns: NAME,
+// STATE, ADDRESS, ENDPOINT, SEGMENTS, HANDSHAKE, and a peer's reason (if
+// any) on a line of its own below it. Values too wide are cut with "…"
+// (NAME, ENDPOINT and SEGMENTS shrink); it reports whether any was.
+func writePeers(w io.Writer, peers []Peer, now time.Time, width int) (cut bool) {
+	if len(peers) == 0 {
+		fmt.Fprintln(w, "NAME  STATE  ADDRESS  ENDPOINT  SEGMENTS  HANDSHAKE\n(no peers)")
+		return false
+	}
+	titles := []string{"NAME", "STATE", "ADDRESS", "ENDPOINT", "SEGMENTS", "HANDSHAKE"}
+	rows := make([][]string, len(peers))
+	for i, p := range peers {
+		rows[i] = []string{p.Name, p.State, dash(p.Address), dash(p.Endpoint), dash(strings.Join(p.Segments, ",")), handshakeAge(p.LastHandshake, now)}
+	}
+	widths := make([]int, len(titles))
+	for i, t := range titles {
+		widths[i] = runes(t)
+		for _, r := range rows {
+			widths[i] = max(widths[i], runes(r[i]))
+		}
+	}
+	// Shrink the column furthest above its minimum, one at a time: NAME to
+	// 12, ENDPOINT to 21 (an IPv4 address with a port), SEGMENTS to 8.
+	minimum := []int{12, 0, 0, 21, 8, 0}
+	for over := sum(widths) + 2*(len(widths)-1) - width; over > 0; over-- {
+		best := -1
+		for i, m := range minimum {
+			if m > 0 && widths[i] > m && (best < 0 || widths[i]-m > widths[best]-minimum[best]) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		widths[best]--
+	}
+	fit := func(s string, wd int) string {
+		if runes(s) <= wd {
+			return s
+		}
+		cut = true
+		return string([]rune(s)[:max(wd-1, 0)]) + "…"
+	}
+	line := func(cells []string) {
+		parts := make([]string, len(widths))
+		for i, wd := range widths {
+			c := fit(cells[i], wd)
+			parts[i] = c + strings.Repeat(" ", max(wd-runes(c), 0))
+		}
+		fmt.Fprintln(w, strings.TrimRight(strings.Join(parts, "  "), " "))
+	}
+	line(titles)
+	const indent = 2
+	for i, r := range rows {
+		line(r)
+		if peers[i].Reason != "" {
+			fmt.Fprintf(w, "%s%s\n", strings.Repeat(" ", indent), fit(peers[i].Reason, width-indent))
+		}
+	}
+	return cut
+}
+
+// writePeersWide writes the peers as an aligned table of every column.
+func writePeersWide(w io.Writer, peers []Peer, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tADDRESS\tADDRESS6\tENDPOINT\tSEGMENTS\tTAGS\tHANDSHAKE\tRX\tTX\tRX/s\tTX/s\tREASON")
+	for _, p := range peers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.State, dash(p.Address), dash(p.Address6),
+			dash(p.Endpoint), dash(strings.Join(p.Segments, ",")), FormatTags(p.Tags), handshakeAge(p.LastHandshake, now),
+			byteSize(p.RxBytes), byteSize(p.TxBytes), byteSize(int64(p.RxRate)), byteSize(int64(p.TxRate)), dash(p.Reason))
+	}
+	if len(peers) == 0 {
+		fmt.Fprintln(tw, "(no peers)")
+	}
+	return tw.Flush()
+}
 
 // writeQuarantined writes the nodes in quarantine as a table of at most
 // width columns (this node's name marked "(this node)"), each entry's

@@ -107,7 +107,7 @@ batch     rejected  app       …/user@1000.service/app.slice/batch-runner.servi
 	peers := `peer workloads (✓ active, ? missing, ✗ rejected)
   app-2                     api✓ cron?
   worker-host-with-a-long…  worker-00✓ worker-01✓ worker-02✓ worker-03✗ +8 more
-(cut to fit 80 columns: segmesh status --json shows everything)
+(cut to fit 80 columns: segmesh status -o wide shows everything)
 `
 	if !strings.Contains(out, "\n\n"+self+"\nNAME") {
 		t.Errorf("no self workload table between summary and peers; want\n%s\ngot\n%s", self, out)
@@ -188,7 +188,7 @@ func TestFormatStatusQuarantined(t *testing.T) {
 	if !strings.Contains(out, "web-4  quarantined") {
 		t.Errorf("peer web-4 not shown as quarantined:\n%s", out)
 	}
-	if !strings.HasSuffix(out, "(cut to fit 80 columns: segmesh status --json shows everything)\n") {
+	if !strings.HasSuffix(out, "(cut to fit 80 columns: segmesh status -o wide shows everything)\n") {
 		t.Errorf("no note that values were cut:\n%s", out)
 	}
 	for _, l := range strings.Split(first+section, "\n") {
@@ -221,5 +221,82 @@ func TestFormatStatusNotQuarantined(t *testing.T) {
 	}
 	if out := b.String(); strings.Contains(strings.ToLower(out), "quarantined") {
 		t.Errorf("quarantine parts without quarantines:\n%s", out)
+	}
+}
+
+// TestFormatStatusWidth: by default every line of status fits 80 columns
+// (the peer table has fewer columns, a peer's reason on a line below it,
+// values cut with "…" and a note); FormatStatusWide shows every column and
+// value in full.
+func TestFormatStatusWidth(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	hs := now.Add(-95 * time.Second).Format(time.RFC3339)
+	s := &api.Status{
+		Self: api.Self{Name: "app-1", PublicKey: "wJ3bqhMxX3i+M1Ms9ZtOkxKqh3yqPSPcBRzLkIRiJ3I=", Address: "100.80.2.5",
+			Address6: "fd7a:115c:a1e0:ab12:4843:cd96:6258:b240", Endpoint: "[2001:db8:1234:5678::25]:51820",
+			Tags: map[string]string{"role": "app", "env": "prod", "zone": "eu-central-1a", "team": "payments"}, Segments: []string{"app", "prod"}},
+		Peers: []api.Peer{
+			{Name: "db-1", State: api.StateUp, Address: "100.80.3.7", Address6: "fd7a:115c:a1e0:ab12:4843:cd96:6258:b241",
+				Endpoint: "203.0.113.17:51820", Segments: []string{"db", "prod"}, Tags: map[string]string{"role": "db", "env": "prod"},
+				LastHandshake: &hs, RxBytes: 123456789, TxBytes: 98765432, RxRate: 2048, TxRate: 1024},
+			{Name: "payments-worker-eu-central-1a-07", State: api.StateUntrusted, Address: "100.80.2.77",
+				Endpoint: "[2001:db8:1234:5678::77]:51820", Segments: []string{"app", "payments", "prod", "workers"},
+				Reason: "certificate expired at 2026-02-28T00:00:00Z (issued by the fleet CA, serial 4711): renew it with segmesh cert issue"},
+		},
+		Policy: api.Policy{Version: 12, Hash: "sha256:9f86d081884c7d65", Mode: "enforce"}, Trust: "ca", Interface: "segmesh0", Backend: "kernel", Members: 3,
+	}
+	var b bytes.Buffer
+	if err := api.FormatStatus(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, l := range strings.Split(out, "\n") {
+		if n := utf8.RuneCountInString(l); n > 80 {
+			t.Errorf("%d columns: %q", n, l)
+		}
+	}
+	for _, w := range []string{
+		"\naddress   100.80.2.5  fd7a:115c:a1e0:ab12:4843:cd96:6258:b240\nendpoint  [2001:db8:1234:5678::25]:51820\n",
+		"\nNAME          STATE      ADDRESS      ENDPOINT               SEGMENTS  HANDSHAKE\n",
+		"\ndb-1          up         100.80.3.7   203.0.113.17:51820     db,prod   1m35s ago\n",
+		"\npayments-wo…  untrusted  100.80.2.77  [2001:db8:1234:5678:…  app,pay…  never\n",
+		"\n  certificate expired at 2026-02-28T00:00:00Z (issued by the fleet CA, serial 4…\n",
+		"\n(cut to fit 80 columns: segmesh status -o wide shows everything)\n",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("80 columns: no %q in\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "ADDRESS6") || strings.Contains(out, "RX/s") {
+		t.Errorf("80 columns with the wide columns:\n%s", out)
+	}
+
+	b.Reset()
+	if err := api.FormatStatusWide(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	wide := b.String()
+	for _, w := range []string{
+		"ADDRESS6", "TAGS", "RX/s", "fd7a:115c:a1e0:ab12:4843:cd96:6258:b241", "env=prod,role=app,team=payments,zone=eu-central-1a",
+		"payments-worker-eu-central-1a-07", "[2001:db8:1234:5678::77]:51820", "app,payments,prod,workers", "117.7MiB", "2.0KiB",
+		s.Peers[1].Reason,
+	} {
+		if !strings.Contains(wide, w) {
+			t.Errorf("wide: no %q in\n%s", w, wide)
+		}
+	}
+	if strings.Contains(wide, "…") || strings.Contains(wide, "cut to fit") {
+		t.Errorf("wide output cut:\n%s", wide)
+	}
+
+	// Nothing too wide: no note.
+	s.Self = api.Self{Name: "db-1", PublicKey: "KEY", Address: "100.80.3.7"}
+	s.Peers = s.Peers[:1]
+	b.Reset()
+	if err := api.FormatStatus(&b, s, now); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); strings.Contains(out, "cut to fit") || strings.Contains(out, "…") {
+		t.Errorf("cut although it fits:\n%s", out)
 	}
 }

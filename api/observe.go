@@ -118,10 +118,16 @@ type Event struct {
 // denied/audited flows, ready to paste under `rules:`, and the whole policy
 // with them appended.
 type Suggestion struct {
-	Version     uint64   `json:"policy_version"`
-	Rules       string   `json:"rules"`  // YAML list items
-	Policy      string   `json:"policy"` // the active policy with the rules appended ("" when none)
-	Flows       int      `json:"flows"`  // observed flows considered
+	Version uint64 `json:"policy_version"`
+	Rules   string `json:"rules"`  // YAML list items
+	Policy  string `json:"policy"` // the active policy with the rules appended ("" when none)
+	Flows   int    `json:"flows"`  // observed flows considered
+	// Denied is how many of them were denied (enforce mode, not audited):
+	// the rules for those carry a comment "... from denied flows (enforce
+	// mode): check they are wanted". LeftOut is how many denied flows were
+	// not considered (audit_only).
+	Denied      int      `json:"denied"`
+	LeftOut     int      `json:"left_out"`
 	Unplaceable []string `json:"unplaceable"`
 	// Fleet mode: the nodes whose observations are in, and those that did
 	// not answer (never nil).

@@ -70,7 +70,8 @@ func (n *Node) routesPolicy(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, res)
 	})
 	mux.HandleFunc("GET /v1/policy/suggest", func(w http.ResponseWriter, r *http.Request) {
-		s, err := n.Suggest(r.Context(), r.URL.Query().Get("fleet") == "true")
+		q := r.URL.Query()
+		s, err := n.Suggest(r.Context(), q.Get("fleet") == "true", q.Get("audit_only") == "true")
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, api.Error{Error: err.Error()})
 			return

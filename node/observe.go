@@ -11,10 +11,13 @@ import (
 // Suggest proposes rules that would allow the observed denied and audited
 // flows (visibility → enforcement): this node's, or with fleet every
 // node's (Missing names the nodes that did not answer). Rules are
-// segment-level: one per pair of the segments both ends are in.
-func (n *Node) Suggest(ctx context.Context, fleet bool) (*api.Suggestion, error) {
+// segment-level: one per pair of the segments both ends are in. A rule
+// from denied flows (enforce mode) carries a comment saying so; with
+// auditOnly denied flows are left out (counted in LeftOut), so only what
+// passed in audit mode is proposed.
+func (n *Node) Suggest(ctx context.Context, fleet, auditOnly bool) (*api.Suggestion, error) {
 	n.mu.Lock()
-	pol, doc := n.policy.pol, n.policy.doc
+	pol, doc, peerAPIPort := n.policy.pol, n.policy.doc, n.cfg.PeerAPIPort
 	n.mu.Unlock()
 	if pol == nil {
 		return nil, fmt.Errorf("no active policy: apply one (e.g. in audit mode) first, so flows have segments")
@@ -23,23 +26,44 @@ func (n *Node) Suggest(ctx context.Context, fleet bool) (*api.Suggestion, error)
 	if err != nil {
 		return nil, err
 	}
+	out, err := suggest(pol, doc.Version, all, auditOnly, peerAPIPort)
+	if err != nil {
+		return nil, err
+	}
+	out.Missing = missing
+	if fleet {
+		out.Nodes = nodes
+	}
+	return out, nil
+}
+
+// suggest is Suggest's answer for the observations all under pol (version
+// v): the denied and audited ones (with auditOnly only the audited ones),
+// less the peer API's (peerAPIPort, 0 for none), which are named in
+// Unplaceable instead.
+func suggest(pol *acl.Policy, v uint64, all []api.Observation, auditOnly bool, peerAPIPort int) (*api.Suggestion, error) {
 	var obs []api.Observation
-	peerAPI := 0
+	peerAPI, denied, leftOut := 0, 0, 0
 	for _, o := range all {
 		if o.Verdict != api.VerdictDenied && o.Verdict != api.VerdictAudited {
 			continue
 		}
-		if n.isPeerAPI(o) {
+		if peerAPIPort != 0 && o.Proto == "tcp" && int(o.Port) == peerAPIPort {
 			peerAPI++
 			continue
+		}
+		if o.Verdict == api.VerdictDenied {
+			if auditOnly {
+				leftOut++
+				continue
+			}
+			denied++
 		}
 		obs = append(obs, o)
 	}
 	rules, unplaceable := acl.Suggest(pol, toACL(obs))
-	out := &api.Suggestion{Version: doc.Version, Rules: acl.RenderRules(rules), Flows: len(obs), Unplaceable: []string{}, Missing: missing}
-	if fleet {
-		out.Nodes = nodes
-	}
+	out := &api.Suggestion{Version: v, Rules: acl.RenderRules(rules), Flows: len(obs), Denied: denied, LeftOut: leftOut,
+		Unplaceable: []string{}, Missing: []api.Missing{}}
 	if len(rules) > 0 {
 		b, err := pol.WithRules(rules)
 		if err != nil {
@@ -53,7 +77,7 @@ func (n *Node) Suggest(ctx context.Context, fleet bool) (*api.Suggestion, error)
 	if peerAPI > 0 {
 		out.Unplaceable = append(out.Unplaceable, fmt.Sprintf(
 			"%d flow(s) to the peer API (tcp/%d) left out: --fleet's own requests; to keep --fleet working in enforce mode add a rule from your operators' segment, e.g. {from: [ops], to: [\"*\"], ports: [tcp/%d]}",
-			peerAPI, n.cfg.PeerAPIPort, n.cfg.PeerAPIPort))
+			peerAPI, peerAPIPort, peerAPIPort))
 	}
 	return out, nil
 }
@@ -103,13 +127,6 @@ func (n *Node) observations(ctx context.Context, fleet bool) ([]api.Observation,
 	}
 	own := n.Observed()
 	return own.Observations, []string{own.Node}, []api.Missing{}, nil
-}
-
-// isPeerAPI reports whether o is a connection to the peer API's port.
-func (n *Node) isPeerAPI(o api.Observation) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.cfg.PeerAPIPort != 0 && o.Proto == "tcp" && int(o.Port) == n.cfg.PeerAPIPort
 }
 
 // tagsByKey maps admitted peers' keys to their tags. Callers hold mu.

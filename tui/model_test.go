@@ -238,11 +238,20 @@ func TestPeerWorkloads(t *testing.T) {
 	m := loaded(80, 24)
 	m.view = viewPeers
 	body := m.body(80)
-	if len(body.lines) != 6 || body.lines[1] != "  └ workloads api✓ cron✗" || !strings.HasPrefix(body.lines[2], "app-2") {
+	if len(body.lines) != 7 || body.lines[1] != "  └ workloads api✓ cron✗" || !strings.HasPrefix(body.lines[2], "app-2") {
 		t.Fatalf("peers:\n%s", strings.Join(body.lines, "\n"))
 	}
+	// At 80 columns ADDRESS6 and REASON are left out, and the last line says
+	// so; wide enough, every column is there and no hint.
+	if got := body.lines[6]; got != "(+2 columns: widen the terminal)" || strings.Contains(body.title, "ADDRESS6") {
+		t.Errorf("80 wide: hint %q, title %q", got, body.title)
+	}
+	if wide := m.body(250); !strings.Contains(wide.title, "ADDRESS6") || !strings.Contains(wide.title, "REASON") ||
+		strings.Contains(strings.Join(wide.lines, "\n"), "widen the terminal") {
+		t.Errorf("250 wide:\n%s\n%s", wide.title, strings.Join(wide.lines, "\n"))
+	}
 	m.filters[viewPeers] = "cron"
-	if body := m.body(80); len(body.lines) != 2 || !strings.HasPrefix(body.lines[0], "app-1") {
+	if body := m.body(80); len(body.lines) != 3 || !strings.HasPrefix(body.lines[0], "app-1") {
 		t.Errorf("filter cron:\n%s", strings.Join(body.lines, "\n"))
 	}
 

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -10,7 +11,9 @@ import (
 // peersBody lists the other nodes with their addresses, segments, endpoint,
 // handshake age, receive/transmit rates and state, sorted by name; a peer
 // with workloads has a line below it naming them with their states
-// ("└ workloads api✓ cron? old✗", api.WorkloadMarks).
+// ("└ workloads api✓ cron? old✗", api.WorkloadMarks). Columns the width
+// leaves out (ADDRESS6, then REASON) are counted on a last line, "(+2
+// columns: widen the terminal)".
 func (m *Model) peersBody(w int) body {
 	cols := []column{
 		{title: "NAME", min: 6, max: 24},
@@ -71,13 +74,16 @@ func (m *Model) peersBody(w int) body {
 	if !hasReason {
 		cols = cols[:len(cols)-1]
 	}
-	title, table := renderTable(m.st, cols, rows, w)
-	lines := make([]string, 0, len(table))
+	title, table, hidden := renderTableW(m.st, cols, rows, w)
+	lines := make([]string, 0, len(table)+1)
 	for i, l := range table {
 		lines = append(lines, l)
 		if subs[i] != "" {
 			lines = append(lines, subs[i])
 		}
+	}
+	if hidden > 0 && len(lines) > 0 {
+		lines = append(lines, m.st.dim.Render(truncate(hiddenColumnsHint(hidden), w)))
 	}
 	return body{title: title, lines: lines, empty: "no peers"}
 }
@@ -111,4 +117,12 @@ func workloadNames(ws []api.Workload) string {
 		names[i] = wl.Name
 	}
 	return strings.Join(names, " ")
+}
+
+// hiddenColumnsHint says how many columns a too narrow terminal hides.
+func hiddenColumnsHint(n int) string {
+	if n == 1 {
+		return "(+1 column: widen the terminal)"
+	}
+	return fmt.Sprintf("(+%d columns: widen the terminal)", n)
 }

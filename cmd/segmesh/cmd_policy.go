@@ -178,8 +178,19 @@ func newPolicyExplain(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "explain FROM TO PROTO/PORT|SERVICE",
 		Short: "Verdict for FROM → TO (names, keys or overlay IPs, each optionally NODE/WORKLOAD), " +
-			"with both sides' segments and how every rule fared",
-		Args: cobra.ExactArgs(3),
+			"with both sides' segments and how every rule fared (exit 0 allow, 3 deny)",
+		Long: `Give the verdict of the active policy for a connection from FROM to TO
+(node names, public keys or overlay IPs, each optionally NODE/WORKLOAD for a
+workload's identity) on PROTO/PORT or a service of one port: both sides'
+segments and how every rule fared.
+
+Exit status: 0 when the policy allows the connection, 3 when it denies it
+(also in audit mode, where such a connection is let through and logged as
+audited), 1 on an error (e.g. an unknown node or no daemon), 2 on a usage
+error (wrong arguments or flags). So a script can ask:
+
+  if segmesh policy explain web-1 db-1 tcp/5432 >/dev/null; then ...`,
+		Args: usageArgs(cobra.ExactArgs(3)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			e, err := api.NewClient(g.socketPath()).Explain(cmd.Context(), args[0], args[1], args[2])
 			if err != nil {
@@ -187,12 +198,38 @@ func newPolicyExplain(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return json.NewEncoder(out).Encode(e)
+				if err := json.NewEncoder(out).Encode(e); err != nil {
+					return err
+				}
+			} else {
+				api.FormatExplanation(out, e)
 			}
-			api.FormatExplanation(out, e)
-			return nil
+			return explainExit(e)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
 	return cmd
+}
+
+// usageArgs makes the errors of an argument check usage errors (exit 2).
+func usageArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		return nil
+	}
+}
+
+// exitDenied is policy explain's exit status for a deny.
+const exitDenied = 3
+
+// explainExit is nil for an allow and a silent exit 3 for anything else (a
+// deny), so a script can test the verdict.
+func explainExit(e *api.Explanation) error {
+	if e.Verdict == "allow" {
+		return nil
+	}
+	return &exitError{code: exitDenied}
 }

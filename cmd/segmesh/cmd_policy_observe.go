@@ -10,7 +10,7 @@ import (
 )
 
 func newPolicySuggest(g *globals) *cobra.Command {
-	var full, fleet bool
+	var full, fleet, auditOnly bool
 	cmd := &cobra.Command{
 		Use:   "suggest",
 		Short: "Rules that would allow the observed denied/audited flows (YAML for rules:)",
@@ -20,10 +20,19 @@ both ends are in (segment-level, not one per node pair), with the ports
 seen. Flows that cannot be placed (an end in no segment) are named on
 stderr ("not placed: ...").
 
+Denied flows are the ones enforce mode dropped: traffic nobody has seen
+work, e.g. a deliberately denied probe. A rule from them has a comment
+above it, "# from denied flows (enforce mode): check they are wanted" (with
+the ports in front when only some of its ports are from denied flows), and
+the header says how many flows were denied. --from-audit-only leaves denied
+flows out (audited flows, which passed in audit mode, only) and says on
+stderr how many it left out. The output stays valid YAML: paste it under
+rules:, or use --policy.
+
 ` + fleetExit,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := api.NewClient(g.socketPath()).Suggest(cmd.Context(), fleet)
+			s, err := api.NewClient(g.socketPath()).Suggest(cmd.Context(), fleet, auditOnly)
 			if err != nil {
 				return err
 			}
@@ -32,24 +41,36 @@ stderr ("not placed: ...").
 			if fleet {
 				from = fmt.Sprintf("observed on %d node(s)", len(s.Nodes))
 			}
+			kinds := "denied/audited"
+			if auditOnly {
+				kinds = "audited"
+			}
 			// e.g. "the 82 denied/audited flow(s) observed on 5 node(s)"
 			switch {
 			case full && s.Policy != "":
 				fmt.Fprint(out, s.Policy)
 			case s.Rules == "":
-				fmt.Fprintf(out, "# nothing to suggest: the %d denied/audited flow(s) %s are allowed by policy v%d or cannot be placed\n", s.Flows, from, s.Version)
+				fmt.Fprintf(out, "# nothing to suggest: the %d %s flow(s) %s are allowed by policy v%d or cannot be placed\n", s.Flows, kinds, from, s.Version)
 			default:
-				fmt.Fprintf(out, "# rules allowing the %d denied/audited flow(s) %s under policy v%d; paste under rules:\n%s", s.Flows, from, s.Version, withNewline(s.Rules))
+				fmt.Fprintf(out, "# rules allowing the %d %s flow(s) %s under policy v%d; paste under rules:\n", s.Flows, kinds, from, s.Version)
+				if s.Denied > 0 {
+					fmt.Fprintf(out, "# %d of them denied (enforce mode): rules marked so let in what is dropped today; --from-audit-only leaves them out\n", s.Denied)
+				}
+				fmt.Fprint(out, withNewline(s.Rules))
 			}
 			warnMissing(cmd.ErrOrStderr(), s.Missing)
 			for _, u := range s.Unplaceable {
 				fmt.Fprintf(cmd.ErrOrStderr(), "not placed: %s\n", u)
+			}
+			if s.LeftOut > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "left out: %d denied flow(s) (enforce mode; --from-audit-only)\n", s.LeftOut)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&full, "policy", false, "print the whole active policy with the suggested rules appended")
 	cmd.Flags().BoolVar(&fleet, "fleet", false, fleetHelp)
+	cmd.Flags().BoolVar(&auditOnly, "from-audit-only", false, "only from audited flows: leave out those enforce mode denied")
 	return cmd
 }
 

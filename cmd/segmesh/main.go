@@ -16,13 +16,20 @@ var (
 	commit  = "unknown"
 )
 
-// exitError carries a specific exit code.
+// exitError carries a specific exit code. With a nil err the command has
+// said all it has to say on stdout and main prints nothing (e.g. policy
+// explain's deny, exit 3).
 type exitError struct {
 	code int
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
@@ -30,7 +37,9 @@ func main() {
 	if err == nil {
 		return
 	}
-	fmt.Fprintln(os.Stderr, "segmesh:", err)
+	if ee := (*exitError)(nil); !errors.As(err, &ee) || ee.err != nil {
+		fmt.Fprintln(os.Stderr, "segmesh:", err)
+	}
 	os.Exit(exitCode(err))
 }
 

@@ -116,16 +116,20 @@ type explanation struct {
 	Version      int64    `json:"policy_version"`
 }
 
-// explain runs `policy explain FROM TO PORT --json` on n.
+// explain runs `policy explain FROM TO PORT --json` on n (exit 0 on an
+// allow, 3 on a deny).
 func explain(t *testing.T, n *harness.Node, from, to, port string) explanation {
 	t.Helper()
 	r := segmeshCLI(t, "policy", "explain", from, to, port, "--json", "--socket", n.Socket)
-	if r.code != 0 {
+	if r.code != 0 && r.code != 3 {
 		t.Fatalf("%v", r)
 	}
 	var e explanation
 	if err := json.Unmarshal([]byte(r.stdout), &e); err != nil {
 		t.Fatalf("policy explain --json: %v: %s", err, r.stdout)
+	}
+	if want := map[string]int{"allow": 0, "deny": 3}[e.Verdict]; r.code != want {
+		t.Errorf("policy explain %s %s %s: verdict %s, exit %d, want %d", from, to, port, e.Verdict, r.code, want)
 	}
 	return e
 }

@@ -171,7 +171,7 @@ func TestACLLanguage(t *testing.T) {
 		}
 
 		r = segmeshCLI(t, "policy", "explain", "lb", "web2", "tcp/8080", "--socket", lb.Socket)
-		if r.code != 0 {
+		if r.code != 3 { // a deny
 			t.Fatalf("%v", r)
 		}
 		for _, w := range []string{

@@ -200,6 +200,9 @@ func showConnection(w io.Writer, bin string, from, to *harness.Node, port int, w
 	}
 	fmt.Fprintf(w, "%s -> %s tcp/%d: %s\n", src, to.Name, port, result)
 	out, err := cli(bin, "policy", "explain", src, to.Name, fmt.Sprintf("tcp/%d", port), "--socket", from.Socket)
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
+		err = nil // explain's exit status for a deny
+	}
 	fmt.Fprintf(w, "$ segmesh policy explain %s %s tcp/%d\n%s\n", src, to.Name, port, out)
 	return err
 }
