@@ -35,6 +35,24 @@ func (g *Gossip) Publish(kind string, data []byte) error {
 	return nil
 }
 
+// PublishUrgent is Publish for documents that must reach every member at
+// once (a quarantine): it is gossiped as Publish does and, whatever its
+// size, also sent over TCP to every alive member, so a lost gossip packet
+// does not leave a member waiting for push/pull.
+func (g *Gossip) PublishUrgent(kind string, data []byte) error {
+	if err := g.Publish(kind, data); err != nil {
+		return err
+	}
+	msg := encodeDocument(kind, data)
+	if len(msg) > maxBroadcastSize {
+		return nil // Publish sent it to everybody already
+	}
+	if !g.enqueueSend(sendJob{all: true, msg: msg, what: "document " + kind}) {
+		return fmt.Errorf("publish %s: send queue full", kind)
+	}
+	return nil
+}
+
 // acceptDocument offers a received document to the handler. A new small
 // document is re-broadcast; a new large one learned through push/pull is
 // forwarded to every member (one sent directly by its publisher already went

@@ -44,6 +44,8 @@ type Gossip interface {
 	SetKeys([][]byte) error
 	NumMembers() int
 	Publish(kind string, data []byte) error
+	// PublishUrgent also sends the document to every member directly.
+	PublishUrgent(kind string, data []byte) error
 	Leave(time.Duration) error
 	Shutdown() error
 }

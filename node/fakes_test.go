@@ -113,6 +113,8 @@ func (g *fakeGossip) Publish(kind string, data []byte) error {
 	return nil
 }
 
+func (g *fakeGossip) PublishUrgent(kind string, data []byte) error { return g.Publish(kind, data) }
+
 type fakeFirewall struct {
 	ev         *events
 	mu         sync.Mutex

@@ -125,7 +125,7 @@ func (n *Node) quarantineChanged(source string) {
 		return
 	}
 	if b, err := n.quar.Encode(); err == nil {
-		if err := n.gossip.Publish(docKindQuarantine, b); err != nil {
+		if err := n.gossip.PublishUrgent(docKindQuarantine, b); err != nil {
 			n.log.Warn("quarantine publish failed; push/pull will spread it", "err", err)
 		}
 	}
