@@ -3,13 +3,18 @@
 SHELL   := /bin/bash
 GO      ?= go
 export PATH := $(PATH):/usr/local/go/bin
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release this tree leads to; the version when git has no tag to describe.
+BASE_VERSION := 0.2.0
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+# vX.Y.Z on a tagged commit, vX.Y.Z-N-gSHA after it (-dirty with local changes).
+VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo v$(BASE_VERSION)-dev+g$(COMMIT))
+# Stripped (-s -w) with a GNU build ID made from the Go build ID (-B gobuildid),
+# so debuggers and crash tools can still match the binary to its build.
+LDFLAGS := -s -w -B gobuildid -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 ROOT    := $(if $(filter 0,$(shell id -u)),,sudo -E env "PATH=$(PATH)")
 UNIT    := $(shell $(GO) list ./... 2>/dev/null | grep -v /test/e2e)
 
-.PHONY: all build test unit e2e soak demo demo-down demo-shell bench bench-deps bench-quick lint clean fuzz fuzz-short package
+.PHONY: all build install uninstall print-version test unit e2e soak demo demo-down demo-shell bench bench-deps bench-quick lint clean fuzz fuzz-short package
 
 all: build
 
@@ -102,32 +107,42 @@ fuzz:
 fuzz-short:
 	$(MAKE) fuzz FUZZTIME=5s FUZZMINTIME=5s
 
+## install: the binary, systemd unit, sysusers.d entry, man pages, completions
+## and examples under $(DESTDIR)$(PREFIX) (packaging/install.sh says where
+## each goes); /etc/segmesh/segmesh.yaml only when there is none. Without
+## DESTDIR it also creates the segmesh user and /var/lib/segmesh (as root), and
+## enables nothing. uninstall removes the same files, keeping config and state.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL_AS = $(if $(DESTDIR),,$(ROOT))
+install:
+	@stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && \
+	GO="$(GO)" LDFLAGS="$(LDFLAGS)" packaging/stage.sh "$$stage" && \
+	$(INSTALL_AS) env PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" packaging/install.sh install "$$stage"
+
+uninstall:
+	@$(INSTALL_AS) env PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" packaging/install.sh uninstall
+
 ## package: .deb and .rpm into $(DIST) with nfpm (a pinned Go tool, run through the
-## module proxy; v2.46+ needs modules the proxy does not serve here). PKG_VERSION is
-## the git tag without its "v" (commits after it: +N.gSHA), else 0.0.0+gitSHA.
+## module proxy; v2.46+ needs modules the proxy does not serve here), staged in a
+## temporary directory that is removed afterwards. PKG_VERSION is VERSION without
+## its "v", in a form both formats order right: 0.2.0, 0.2.0+3.gSHA after the tag,
+## +dirty/.dirty with local changes, 0.2.0~dev+gSHA without tags.
 NFPM_VERSION ?= v2.45.0
 NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 DIST        ?= dist
-STAGE       ?= $(DIST)/.stage
 ARCH        ?= $(shell $(GO) env GOARCH)
-PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && \
-                 echo "$${v\#v}" | sed -E 's/-([0-9]+)-g([0-9a-f]+)(-dirty)?$$/+\1.g\2/' || \
-                 echo "0.0.0+git$(COMMIT)")
+PKG_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; s/-([0-9]+)-g([0-9a-f]+)/+\1.g\2/; s/-dev\+/~dev+/; s/-dirty$$/.dirty/; s/^([^+]*)\.dirty$$/\1+dirty/')
 package:
-	rm -rf $(STAGE) && mkdir -p $(STAGE)/completions $(STAGE)/man $(STAGE)/scripts $(DIST)
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(STAGE)/segmesh ./cmd/segmesh
-	$(GO) build -tags mangen -ldflags "$(LDFLAGS)" -o $(STAGE)/segmesh-host ./cmd/segmesh
-	$(STAGE)/segmesh-host config example > $(STAGE)/segmesh.yaml
-	$(STAGE)/segmesh-host man --dir $(STAGE)/man
-	gzip -n -9 $(STAGE)/man/*.1
-	$(STAGE)/segmesh-host completion bash > $(STAGE)/completions/segmesh.bash
-	$(STAGE)/segmesh-host completion zsh > $(STAGE)/completions/_segmesh
-	$(STAGE)/segmesh-host completion fish > $(STAGE)/completions/segmesh.fish
-	cp packaging/nfpm.yaml packaging/segmesh.service packaging/segmesh.sysusers packaging/policy.example.yaml packaging/alerts.yaml LICENSE $(STAGE)/
-	cp packaging/scripts/*.sh $(STAGE)/scripts/
-	cd $(STAGE) && for p in deb rpm; do \
-	  ARCH=$(ARCH) PKG_VERSION=$(PKG_VERSION) $(NFPM) package -f nfpm.yaml -p $$p -t $(abspath $(DIST))/ || exit 1; \
+	@mkdir -p $(DIST) && stage=$$(mktemp -d) && trap 'rm -rf "$$stage"' EXIT && \
+	GO="$(GO)" LDFLAGS="$(LDFLAGS)" ARCH="$(ARCH)" packaging/stage.sh "$$stage" && \
+	dist=$$(cd $(DIST) && pwd) && cd "$$stage" && for p in deb rpm; do \
+	  ARCH=$(ARCH) PKG_VERSION=$(PKG_VERSION) $(NFPM) package -f nfpm.yaml -p $$p -t "$$dist/" || exit 1; \
 	done
+
+## print-version: the VERSION and PKG_VERSION this tree builds
+print-version:
+	@echo "VERSION=$(VERSION)"; echo "PKG_VERSION=$(PKG_VERSION)"
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -14,7 +14,8 @@ import (
 // .deb with dpkg-deb and checks its files, conffiles and maintainer scripts,
 // then runs the packaged binary: `version` shows the stamped version and
 // commit, and `config check` accepts the shipped example config once its key
-// files exist.
+// files exist. The binary is stripped with a build ID, the man pages are
+// complete, and nothing but the two packages is left in DIST.
 func TestMakePackage(t *testing.T) {
 	needTool(t, "make")
 	dpkgDeb := needTool(t, "dpkg-deb")
@@ -23,14 +24,19 @@ func TestMakePackage(t *testing.T) {
 	dist := filepath.Join(tmp, "dist")
 	// The outer make (make test) must not leak its flags or variables into this one.
 	run(t, root, []string{"MAKEFLAGS=", "MFLAGS=", "MAKELEVEL="}, "make", "--no-print-directory", "package",
-		"DIST="+dist, "STAGE="+filepath.Join(tmp, "stage"),
-		"VERSION=9.8.7-test", "COMMIT=abc1234", "PKG_VERSION=9.8.7")
+		"DIST="+dist, "VERSION=9.8.7-test", "COMMIT=abc1234", "PKG_VERSION=9.8.7")
 
 	debs, _ := filepath.Glob(filepath.Join(dist, "segmesh_9.8.7-1_*.deb"))
 	rpms, _ := filepath.Glob(filepath.Join(dist, "segmesh-9.8.7-1.*.rpm"))
 	if len(debs) != 1 || len(rpms) != 1 {
 		entries, _ := os.ReadDir(dist)
 		t.Fatalf("want one .deb and one .rpm in dist, got debs=%v rpms=%v (dist: %v)", debs, rpms, entries)
+	}
+	if entries, _ := os.ReadDir(dist); len(entries) != 2 {
+		t.Errorf("dist holds %v, want only the .deb and the .rpm (no staging left behind)", entries)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "dist", ".stage*")); len(left) > 0 {
+		t.Errorf("staging left in the tree: %v", left)
 	}
 	if fi, err := os.Stat(rpms[0]); err != nil || fi.Size() < 1<<20 {
 		t.Fatalf("rpm %s looks empty: %v", rpms[0], err)
@@ -96,7 +102,8 @@ func TestMakePackage(t *testing.T) {
 		}
 	}
 	control, _ := os.ReadFile(filepath.Join(ctrl, "control"))
-	for _, want := range []string{"Version: 9.8.7-1", "License: Apache-2.0", "Depends: iproute2"} {
+	for _, want := range []string{"Version: 9.8.7-1", "License: Apache-2.0", "Depends: iproute2",
+		"Maintainer: segmesh maintainers <maintainers@segmesh.dev>"} {
 		if !strings.Contains(string(control), want) {
 			t.Errorf("control lacks %q:\n%s", want, control)
 		}
@@ -133,6 +140,8 @@ func TestMakePackage(t *testing.T) {
 		}
 	}
 	checkCLI(t, bin)
+	checkStripped(t, bin)
+	checkManPages(t, filepath.Join(fsroot, "usr/share/man/man1"))
 }
 
 // checkCLI runs the packaged binary: `config check` on a bad file gives the

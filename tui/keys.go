@@ -120,3 +120,19 @@ func (m *Model) scrollBy(n int) {
 	m.scroll[m.view] += n
 	m.clampScroll()
 }
+
+// KeyHelp documents every binding above, for `segmesh top --help` and its
+// man page (TestKeyHelpComplete keeps the two in step).
+const KeyHelp = `Keys:
+  1 2 3 4 5                  switch to that view
+  tab, shift+tab             next, previous view
+  up/k, down/j               scroll one row
+  pgup/ctrl+b, pgdown/ctrl+f/space
+                             scroll one page
+  home/g, end/G              first, last row
+  left/h, right/l            Policy view: scroll the matrix's columns
+  /                          filter the view's rows: typing applies at once,
+                             enter keeps the filter, esc clears it,
+                             backspace and ctrl+u edit it
+  esc                        clear the view's filter
+  q, ctrl+c                  quit`

@@ -1,9 +1,12 @@
 package tui
 
 import (
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 )
 
@@ -159,5 +162,26 @@ func TestKeyBurstsApplyOneByOne(t *testing.T) {
 	m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("14")})
 	if m.view != 3 {
 		t.Fatalf("\"14\" must end on view 4, got %d", m.view+1)
+	}
+}
+
+// TestKeyHelpComplete fails when a key is bound but not in KeyHelp (the
+// help and man page of `segmesh top` would hide it).
+func TestKeyHelpComplete(t *testing.T) {
+	all := []key.Binding{keys.quit, keys.next, keys.prev, keys.filter, keys.clear, keys.up, keys.down,
+		keys.pgUp, keys.pgDown, keys.home, keys.end, keys.left, keys.right}
+	all = append(all, keys.views[:]...)
+	if len(all) != reflect.TypeOf(keys).NumField()-1+int(numViews) {
+		t.Fatalf("keys has bindings this test does not list")
+	}
+	for _, b := range all {
+		for _, k := range b.Keys() {
+			if k == " " {
+				k = "space"
+			}
+			if !regexp.MustCompile(`(^|[\s,/])` + regexp.QuoteMeta(k) + `($|[\s,/])`).MatchString(KeyHelp) {
+				t.Errorf("key %q is bound but not in KeyHelp", k)
+			}
+		}
 	}
 }

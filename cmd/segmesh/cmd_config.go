@@ -15,7 +15,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		Short: "Validate a config file or print the commented default one",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(&cobra.Command{
+	cmd.AddCommand(withExitStatus(&cobra.Command{
 		Use:   "check",
 		Short: "Validate the config file (-c) without starting: same checks and errors as `up`, exit 2 on error",
 		Args:  cobra.NoArgs,
@@ -26,7 +26,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "ok")
 			return nil
 		},
-	}, &cobra.Command{
+	}, "0\tthe config is valid (prints ok)", "2\tit is not, or cannot be read: FILE: KEY: reason"), &cobra.Command{
 		Use:   "example",
 		Short: "Print a commented config file listing every key at its default",
 		Args:  cobra.NoArgs,

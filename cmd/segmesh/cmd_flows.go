@@ -70,7 +70,7 @@ With --fleet, every node's flows (column NODE: the observing node).
 	cmd.Flags().BoolVar(&fleet, "fleet", false, fleetHelp)
 	cmd.Flags().StringVar(&verdict, "verdict", "", "only allow, deny or audit")
 	cmd.Flags().StringVar(&direction, "direction", "", "only in (into this node) or out (its processes' egress denials)")
-	return cmd
+	return withExitStatus(cmd, exitFleetOK, exitFailed, exitUsage)
 }
 
 // fetchFlows is this node's flows (each with Node set), or with fleet

@@ -79,7 +79,7 @@ See docs/map.md.`,
 	cmd.Flags().StringVar(&format, "format", "mermaid", "output format: "+strings.Join(mapFormats, ", "))
 	cmd.Flags().StringVar(&out, "out", "", "write to FILE (atomically, mode 0644) instead of stdout")
 	cmd.Flags().DurationVar(&since, "since", 0, "only flows last seen within this window, e.g. 15m (0: all kept flows)")
-	return cmd
+	return withExitStatus(cmd, exitFleetOK, exitFailed, exitUsage)
 }
 
 // fetchMapInput asks the daemon for the segments, the active policy, its

@@ -42,7 +42,7 @@ func checkFile(path string) ([]byte, *acl.Policy, error) {
 }
 
 func newPolicyCheck() *cobra.Command {
-	return &cobra.Command{
+	return withExitStatus(&cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a policy and run its tests offline (exit 1 with file:line:col on error)",
 		Args:  cobra.ExactArgs(1),
@@ -55,7 +55,8 @@ func newPolicyCheck() *cobra.Command {
 				args[0], p.Mode, len(p.Segments), len(p.Rules), len(p.Tests))
 			return nil
 		},
-	}
+	}, "0\tthe policy is valid and all its tests pass",
+		"1\tit is not, or a test fails, or it cannot be read: FILE:LINE:COL: reason", exitUsage)
 }
 
 func newPolicyApply(g *globals) *cobra.Command {
@@ -209,7 +210,9 @@ error (wrong arguments or flags). So a script can ask:
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: 2, err: err} })
-	return cmd
+	return withExitStatus(cmd, "0\tthe policy allows the connection",
+		"3\tthe policy denies it (also in audit mode, where it is let through and logged as audited)",
+		"1\tan error: an unknown node, no daemon, ...", exitUsage)
 }
 
 // usageArgs makes the errors of an argument check usage errors (exit 2).

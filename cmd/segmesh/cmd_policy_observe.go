@@ -71,7 +71,7 @@ rules:, or use --policy.
 	cmd.Flags().BoolVar(&full, "policy", false, "print the whole active policy with the suggested rules appended")
 	cmd.Flags().BoolVar(&fleet, "fleet", false, fleetHelp)
 	cmd.Flags().BoolVar(&auditOnly, "from-audit-only", false, "only from audited flows: leave out those enforce mode denied")
-	return cmd
+	return withExitStatus(cmd, exitFleetOK, exitFailed, exitUsage)
 }
 
 func newPolicyDiff(g *globals) *cobra.Command {
@@ -104,7 +104,7 @@ this node's, or with --fleet every node's.
 		},
 	}
 	cmd.Flags().BoolVar(&fleet, "fleet", false, fleetHelp)
-	return cmd
+	return withExitStatus(cmd, exitFleetOK, exitFailed, exitUsage)
 }
 
 // withNewline ends s with a newline (what follows on stderr starts a line).

@@ -20,7 +20,7 @@ func newTop(g *globals) *cobra.Command {
   5 Map       the segment × segment matrix of observed flows (connections,
               coloured by the worst verdict: denied, audited, allowed)
 
-/ filters the rows of the view, the arrow keys scroll, q quits.`,
+` + tui.KeyHelp,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			src := tui.ClientSource(api.NewClient(g.socketPath()))

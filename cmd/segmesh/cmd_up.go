@@ -15,7 +15,7 @@ import (
 )
 
 func newUp(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return withExitStatus(&cobra.Command{
 		Use:   "up",
 		Short: "Run the daemon in the foreground (SIGTERM leaves the mesh, SIGHUP reloads)",
 		Args:  cobra.NoArgs,
@@ -61,7 +61,9 @@ func newUp(g *globals) *cobra.Command {
 			}()
 			return n.Run(ctx)
 		},
-	}
+	}, "0\tstopped by SIGTERM or SIGINT after leaving the mesh",
+		"1\ta runtime failure (the packaged unit restarts the daemon)",
+		"2\tan invalid configuration, the same as `segmesh config check` reports (the packaged unit does not restart it: RestartPreventExitStatus=2)")
 }
 
 // serviceManager tells systemd (Type=notify) when the daemon enforces,

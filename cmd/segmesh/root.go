@@ -32,6 +32,7 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "segmesh",
 		Short:         "Micro-segmentation over an encrypted WireGuard mesh formed by gossip",
+		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// $SEGMESH_CONFIG stands for a --config not given (the help keeps
