@@ -36,7 +36,7 @@ func (g *Gossip) Publish(kind string, data []byte) error {
 }
 
 // PublishUrgent is Publish for documents that must reach every member at
-// once (a quarantine): it is gossiped as Publish does and, whatever its
+// once (an operator's quarantine, policy, revocation or node removal): it is gossiped as Publish does and, whatever its
 // size, also sent over TCP to every alive member, so a lost gossip packet
 // does not leave a member waiting for push/pull.
 func (g *Gossip) PublishUrgent(kind string, data []byte) error {

@@ -223,7 +223,7 @@ func (n *Node) ApplyPolicy(content []byte, o ApplyOptions) (*acl.Document, error
 		return nil, err
 	}
 	if b, err := doc.Encode(); err == nil {
-		if err := n.gossip.Publish(docKindPolicy, b); err != nil {
+		if err := n.gossip.PublishUrgent(docKindPolicy, b); err != nil {
 			n.log.Warn("policy publish failed; push/pull will spread it", "err", err)
 		}
 	}

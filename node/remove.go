@@ -45,7 +45,7 @@ func (n *Node) RemoveNode(q, by string) (*api.RemoveResult, error) {
 	n.mu.Unlock()
 	n.applyRemoval(r)
 	if b, err := json.Marshal(r); err == nil {
-		if err := n.gossip.Publish(docKindRemove, b); err != nil {
+		if err := n.gossip.PublishUrgent(docKindRemove, b); err != nil {
 			n.log.Warn("removal publish failed", "err", err)
 		}
 	}

@@ -38,7 +38,7 @@ func (n *Node) Revoke(entry []byte) (*api.RevocationResult, error) {
 		return nil, err
 	}
 	if b, err := t.revs.Encode(); err == nil {
-		if err := n.gossip.Publish(docKindRevocations, b); err != nil {
+		if err := n.gossip.PublishUrgent(docKindRevocations, b); err != nil {
 			n.log.Warn("revocations publish failed; push/pull will spread them", "err", err)
 		}
 	}
