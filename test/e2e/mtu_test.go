@@ -189,6 +189,7 @@ func logHas(t *testing.T, n *harness.Node, parts ...string) bool {
 // A<->B still works. Removing the route brings A back to 1420, but not
 // before the raise hold. wireguard-go follows the link MTU by itself.
 func TestMTUAuto(t *testing.T) {
+	requireTool(t, "iperf3")
 	tc := harness.NewTestCluster(t, harness.Config{Binary: bins.Segmesh, DeadPeerGrace: grace, Policy: mtuPolicy})
 	a := tc.AddNode(harness.NodeSpec{Name: "a", Tags: role("web")})
 	b := tc.AddNode(harness.NodeSpec{Name: "b", Tags: role("app"), Join: []string{a.GossipAddr()}})
