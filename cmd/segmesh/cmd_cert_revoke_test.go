@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,16 +27,7 @@ type fakeRevocationDaemon struct {
 
 func startFakeRevocationDaemon(t *testing.T, cas []ed25519.PublicKey) *fakeRevocationDaemon {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "smca") // short: unix socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &fakeRevocationDaemon{socket: filepath.Join(dir, "s.sock"), list: ca.NewRevocationList(cas)}
-	ln, err := net.Listen("unix", d.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := &fakeRevocationDaemon{list: ca.NewRevocationList(cas)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/revocations", func(w http.ResponseWriter, r *http.Request) {
 		var req api.RevokeRequest
@@ -61,10 +51,7 @@ func startFakeRevocationDaemon(t *testing.T, cas []ed25519.PublicKey) *fakeRevoc
 		}
 		_ = json.NewEncoder(w).Encode(api.RevocationResult{Added: added, Target: e.Target(), Version: d.list.Version()})
 	})
-	srv := &http.Server{Handler: mux}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Close(); <-done })
+	d.socket = serveFake(t, mux)
 	return d
 }
 

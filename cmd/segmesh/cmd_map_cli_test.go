@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,11 +19,6 @@ import (
 // records the paths asked.
 func fakeMapDaemon(t *testing.T) (socket string, paths func() []string) {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mu sync.Mutex
 	var seen []string
 	now := time.Now()
@@ -42,7 +36,7 @@ func fakeMapDaemon(t *testing.T) (socket string, paths func() []string) {
 			Missing: []api.Missing{{Node: "web-2", Reason: "timeout after 2s"}},
 		},
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sock := serveFake(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen = append(seen, r.URL.Path)
 		mu.Unlock()
@@ -52,9 +46,7 @@ func fakeMapDaemon(t *testing.T) (socket string, paths func() []string) {
 			return
 		}
 		_ = json.NewEncoder(w).Encode(a)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	}))
 	return sock, func() []string { mu.Lock(); defer mu.Unlock(); return append([]string(nil), seen...) }
 }
 

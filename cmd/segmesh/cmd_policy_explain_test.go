@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,12 +15,7 @@ import (
 // tcp/5432, deny for any other port, and 404 (an error) for node "nobody".
 func fakeExplainDaemon(t *testing.T) string {
 	t.Helper()
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sock := serveFake(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if r.URL.Path != "/v1/policy/explain" || q.Get("from") == "nobody" {
 			http.Error(w, `{"error":"unknown node nobody"}`, http.StatusNotFound)
@@ -34,9 +27,7 @@ func fakeExplainDaemon(t *testing.T) string {
 			e.Verdict, e.Rules = "allow", []string{"web-to-db"}
 		}
 		_ = json.NewEncoder(w).Encode(e)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	}))
 	return sock
 }
 

@@ -2,9 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -15,21 +13,14 @@ import (
 // audited flows only and names what it left out on stderr; without it the
 // header counts the denied flows.
 func TestPolicySuggestAuditOnly(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sock := serveFake(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s := api.Suggestion{Version: 2, Flows: 3, Denied: 1, Unplaceable: []string{}, Missing: []api.Missing{},
 			Rules: "  # from denied flows (enforce mode): check they are wanted\n  - name: suggested-web-to-db\n    from: [web]\n    to: [db]\n    ports: [tcp/22]\n"}
 		if r.URL.Query().Get("audit_only") == "true" {
 			s = api.Suggestion{Version: 2, Flows: 2, LeftOut: 1, Unplaceable: []string{}, Missing: []api.Missing{}}
 		}
 		_ = json.NewEncoder(w).Encode(s)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	}))
 
 	stdout, stderr, err := runCmd("policy", "suggest", "--socket", sock)
 	if err != nil || stderr != "" ||

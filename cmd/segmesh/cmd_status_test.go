@@ -2,9 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -15,11 +13,6 @@ import (
 // TestStatusOutput: status fits 80 columns by default, -o wide / --output
 // wide shows every column, -o json is --json, another -o a usage error.
 func TestStatusOutput(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "s.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := api.Status{
 		Self: api.Self{Name: "app-1", PublicKey: "wJ3bqhMxX3i+M1Ms9ZtOkxKqh3yqPSPcBRzLkIRiJ3I=", Address: "100.80.2.5",
 			Address6: "fd7a:115c:a1e0:ab12:4843:cd96:6258:b240", Endpoint: "198.51.100.20:51820"},
@@ -27,9 +20,7 @@ func TestStatusOutput(t *testing.T) {
 			Endpoint: "203.0.113.17:51820", Segments: []string{"db", "prod"}, Tags: map[string]string{"role": "db", "env": "prod", "zone": "eu-central-1a"},
 			RxRate: 2048}},
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _ = json.NewEncoder(w).Encode(st) })}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
+	sock := serveFake(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _ = json.NewEncoder(w).Encode(st) }))
 
 	out, _, err := runCmd("status", "--socket", sock)
 	if err != nil {
